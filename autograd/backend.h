@@ -1,0 +1,153 @@
+// The seam between ops and devices. An op checks its arguments, allocates its outputs and calls
+// the kernel of the tensor's device through this interface; the CPU implementation lives in
+// autograd/cpu/, the CUDA one in cuda/ (registered at start-up when the backend is built).
+// Kernels receive outputs already allocated (contiguous) and inputs already checked, so they do
+// no validation of their own beyond what the hardware needs.
+//
+// Index-op, softmax and reduction kernels see tensors as [A, X, B] (outer, the axis, inner) so
+// one kernel serves every dim.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "autograd/elementwise_math.h"
+#include "autograd/ops.h"
+#include "autograd/tensor.h"
+
+namespace vq {
+
+enum class ReduceOp : uint8_t { Sum, Max, Min };
+
+struct ConvShape {
+  int64_t N, C, H, W;  // input
+  int64_t O, kH, kW;   // weight [O, C, kH, kW]
+  int64_t OH, OW;      // output
+  Conv2dOptions options;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // Devices of this type that can be used; when 0, why_unavailable() says what was found.
+  virtual int device_count() = 0;
+  virtual std::string why_unavailable() = 0;
+
+  // ---- memory ----
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  // dst = src elementwise; same shape (src may carry 0-strides from expand), any dtypes.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  // Raw bytes between a contiguous tensor of this device and host memory.
+  virtual void copy_from_host(const void* host, const Tensor& dst) = 0;
+  virtual void copy_to_host(const Tensor& src, void* host) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;
+  virtual void arange(const Tensor& dst, int64_t start) = 0;
+
+  // ---- random (Philox; see philox.h) ----
+  virtual void uniform(const Tensor& dst, double lo, double hi, uint64_t seed, uint64_t offset) = 0;
+  virtual void normal(const Tensor& dst, double mean, double std, uint64_t seed,
+                      uint64_t offset) = 0;
+
+  // ---- elementwise: inputs are views expanded to out's shape (strides may be 0) ----
+  virtual void unary(UnaryOp op, UnaryParams p, const Tensor& x, const Tensor& out) = 0;
+  // dx = dout * d(op)/dx; `saved` is the op's output when unary_grad_uses_output(op), else its
+  // input.
+  virtual void unary_backward(UnaryOp op, UnaryParams p, const Tensor& dout, const Tensor& saved,
+                              const Tensor& dx) = 0;
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void compare(CompareOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // ---- reductions over X of a contiguous [A, X, B] tensor -> out [A, B] ----
+  virtual void reduce(ReduceOp op, const Tensor& x, int64_t A, int64_t X, int64_t B,
+                      const Tensor& out) = 0;
+  // Values and int64 indices of the max (or min) along X -> [A, B]; ties pick the first index.
+  virtual void arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, int64_t B,
+                          const Tensor& values, const Tensor& indices) = 0;
+
+  // ---- GEMM: C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, strided batches ----
+  struct GemmArgs {
+    bool trans_a = false, trans_b = false;
+    int64_t M = 0, N = 0, K = 0;
+    int64_t lda = 0, ldb = 0, ldc = 0;
+    int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;  // in elements
+    double alpha = 1.0, beta = 0.0;
+  };
+  virtual void gemm(const GemmArgs& g, const Tensor& A, const Tensor& B, const Tensor& C) = 0;
+
+  // ---- convolution (all tensors contiguous NCHW / OIHW) ----
+  virtual void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
+                              const Tensor& bias, const Tensor& y) = 0;
+  virtual void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
+                                    const Tensor& dx) = 0;
+  // dw (and dbias when defined) are overwritten, not accumulated.
+  virtual void conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
+                                      const Tensor& dw, const Tensor& dbias) = 0;
+
+  // ---- resampling (NCHW contiguous) ----
+  virtual void upsample_nearest2d(const Tensor& x, int64_t scale, const Tensor& y) = 0;
+  virtual void upsample_nearest2d_backward(const Tensor& dy, int64_t scale, const Tensor& dx) = 0;
+  virtual void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+                          const Tensor& y) = 0;
+  virtual void avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
+                                   const Tensor& dx) = 0;
+  // indices: int64 [N, C, OH, OW], flat positions within each H*W plane.
+  virtual void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
+                          const Tensor& indices) = 0;
+  virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) = 0;
+
+  // ---- normalisation (contiguous) ----
+  // x [N, C, S] (S = H*W); mean/rstd [N, G]; weight/bias [C] or undefined.
+  virtual void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G,
+                          double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                   const Tensor& mean, const Tensor& rstd, int64_t G,
+                                   const Tensor& dx, const Tensor& dweight,
+                                   const Tensor& dbias) = 0;
+  // Per-channel mean and biased variance of x [N, C, S].
+  virtual void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) = 0;
+  // y = (x - mean) * invstd * weight + bias, per channel (weight/bias may be undefined).
+  virtual void batch_norm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                                const Tensor& weight, const Tensor& bias, const Tensor& y) = 0;
+  // training: the gradient flows through the batch statistics; else mean/invstd are constants.
+  virtual void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& mean,
+                                   const Tensor& invstd, const Tensor& weight, bool training,
+                                   const Tensor& dx, const Tensor& dweight,
+                                   const Tensor& dbias) = 0;
+  // Softmax over X of [A, X, B]; log selects log_softmax.
+  virtual void softmax(const Tensor& x, int64_t A, int64_t X, int64_t B, bool log,
+                       const Tensor& y) = 0;
+  virtual void softmax_backward(const Tensor& dy, const Tensor& y, int64_t A, int64_t X, int64_t B,
+                                bool log, const Tensor& dx) = 0;
+
+  // ---- indexing ([A, X, B] views; index int64, checked in range by the op) ----
+  // out [A, I, B] = x [A, X, B] at index [I] along X.
+  virtual void index_select(const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                            const Tensor& out) = 0;
+  // out [A, X, B] += src [A, I, B] at index [I].
+  virtual void index_add(const Tensor& out, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                         const Tensor& src) = 0;
+  // out [A, I, B] = x [A, X, B] at index [A, I, B].
+  virtual void gather(const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                      const Tensor& out) = 0;
+  // out [A, X, B] += src [A, I, B] at index [A, I, B].
+  virtual void scatter_add(const Tensor& out, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                           const Tensor& src) = 0;
+  virtual void bincount(const Tensor& indices, const Tensor& counts) = 0;
+
+  // ---- optimizer ----
+  virtual void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                         const Tensor& exp_avg_sq, const AdamStep& hp) = 0;
+};
+
+// The backend of a device; throws a clear error when the device's backend is not built in or no
+// such device exists.
+Backend& backend_for(Device device);
+inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
+// Called once by the CUDA library at start-up.
+void register_backend(DeviceType type, Backend* backend);
+bool backend_registered(DeviceType type);
+
+}  // namespace vq

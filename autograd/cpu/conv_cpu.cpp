@@ -1,0 +1,355 @@
+// conv2d on the CPU. float32 runs on oneDNN (the library PyTorch itself uses for CPU
+// convolutions): each direction (forward, backward-data, backward-weights) gets a primitive
+// planned once per shape and thread count and cached. oneDNN picks its own (blocked) memory
+// layouts; our NCHW/OIHW tensors are reordered into them and back around each call.
+// float64 (gradchecks) and shapes oneDNN cannot take (negative right padding) use im2col + GEMM,
+// which is also the reference the oneDNN path is tested against.
+// Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "autograd/cpu/cpu_backend.h"
+#include "autograd/cpu/loops.h"
+
+namespace vq::cpu {
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// ---- oneDNN plans ----
+
+enum class Direction { Forward, BackwardData, BackwardWeights };
+
+struct PlanKey {
+  Direction dir;
+  std::array<int64_t, 13> dims;  // N C H W O kH kW sH sW pH pW dH dW
+  bool bias;
+  int threads;
+  bool operator==(const PlanKey&) const = default;
+};
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    size_t h = static_cast<size_t>(k.dir) * 31 + k.bias * 7 + k.threads;
+    for (int64_t d : k.dims) h = h * 1000003u ^ static_cast<size_t>(d);
+    return h;
+  }
+};
+
+// One argument of a primitive: the layout we hold (plain NCHW/OIHW/x) and the one the primitive
+// wants; reorders between them when they differ.
+struct PlanArg {
+  int id;
+  memory::desc plain, want;
+  bool output;
+  dnnl::reorder convert;  // plain -> want (inputs) or want -> plain (outputs)
+};
+
+struct Plan {
+  dnnl::primitive primitive;
+  std::vector<PlanArg> args;
+};
+
+PlanArg make_arg(int id, const memory::desc& plain, const memory::desc& want, bool output) {
+  PlanArg arg{id, plain, want, output, {}};
+  if (plain != want) {
+    arg.convert =
+        output ? dnnl::reorder(dnnl::reorder::primitive_desc(engine(), want, engine(), plain))
+               : dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plain, engine(), want));
+  }
+  return arg;
+}
+
+struct Descs {
+  memory::desc src, weights, bias, dst;
+  memory::dims strides, dilates, pad_l, pad_r;
+};
+
+Descs descs_for(const ConvShape& s) {
+  const auto& o = s.options;
+  const auto f32 = memory::data_type::f32;
+  Descs d;
+  d.src = memory::desc({s.N, s.C, s.H, s.W}, f32, Tag::nchw);
+  d.weights = memory::desc({s.O, s.C, s.kH, s.kW}, f32, Tag::oihw);
+  d.bias = memory::desc({s.O}, f32, Tag::x);
+  d.dst = memory::desc({s.N, s.O, s.OH, s.OW}, f32, Tag::nchw);
+  d.strides = {o.stride[0], o.stride[1]};
+  d.dilates = {o.dilation[0] - 1, o.dilation[1] - 1};  // oneDNN counts dilation from 0
+  d.pad_l = {o.padding[0], o.padding[1]};
+  d.pad_r = {(s.OH - 1) * o.stride[0] + (s.kH - 1) * o.dilation[0] + 1 - s.H - o.padding[0],
+             (s.OW - 1) * o.stride[1] + (s.kW - 1) * o.dilation[1] + 1 - s.W - o.padding[1]};
+  return d;
+}
+
+memory::desc any_like(const memory::desc& md) {
+  return memory::desc(md.dims(), memory::data_type::f32, Tag::any);
+}
+
+dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias) {
+  const auto alg = dnnl::algorithm::convolution_direct;
+  auto desc =
+      bias ? dnnl::convolution_forward::desc(
+                 dnnl::prop_kind::forward_training, alg, any_like(d.src), any_like(d.weights),
+                 d.bias, any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r)
+           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
+                                             any_like(d.src), any_like(d.weights), any_like(d.dst),
+                                             d.strides, d.dilates, d.pad_l, d.pad_r);
+  return dnnl::convolution_forward::primitive_desc(desc, engine());
+}
+
+Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
+  const Descs d = descs_for(s);
+  const auto alg = dnnl::algorithm::convolution_direct;
+  const auto fwd = forward_pd(d, bias);
+  Plan plan;
+  switch (dir) {
+    case Direction::Forward:
+      plan.primitive = dnnl::convolution_forward(fwd);
+      plan.args = {make_arg(DNNL_ARG_SRC, d.src, fwd.src_desc(), false),
+                   make_arg(DNNL_ARG_WEIGHTS, d.weights, fwd.weights_desc(), false),
+                   make_arg(DNNL_ARG_DST, d.dst, fwd.dst_desc(), true)};
+      if (bias) plan.args.push_back(make_arg(DNNL_ARG_BIAS, d.bias, d.bias, false));
+      break;
+    case Direction::BackwardData: {
+      dnnl::convolution_backward_data::desc desc(alg, any_like(d.src), any_like(d.weights),
+                                                 any_like(d.dst), d.strides, d.dilates, d.pad_l,
+                                                 d.pad_r);
+      dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), fwd);
+      plan.primitive = dnnl::convolution_backward_data(pd);
+      plan.args = {make_arg(DNNL_ARG_DIFF_DST, d.dst, pd.diff_dst_desc(), false),
+                   make_arg(DNNL_ARG_WEIGHTS, d.weights, pd.weights_desc(), false),
+                   make_arg(DNNL_ARG_DIFF_SRC, d.src, pd.diff_src_desc(), true)};
+      break;
+    }
+    case Direction::BackwardWeights: {
+      auto desc = bias ? dnnl::convolution_backward_weights::desc(
+                             alg, any_like(d.src), any_like(d.weights), d.bias, any_like(d.dst),
+                             d.strides, d.dilates, d.pad_l, d.pad_r)
+                       : dnnl::convolution_backward_weights::desc(
+                             alg, any_like(d.src), any_like(d.weights), any_like(d.dst), d.strides,
+                             d.dilates, d.pad_l, d.pad_r);
+      dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), fwd);
+      plan.primitive = dnnl::convolution_backward_weights(pd);
+      plan.args = {make_arg(DNNL_ARG_SRC, d.src, pd.src_desc(), false),
+                   make_arg(DNNL_ARG_DIFF_DST, d.dst, pd.diff_dst_desc(), false),
+                   make_arg(DNNL_ARG_DIFF_WEIGHTS, d.weights, pd.diff_weights_desc(), true)};
+      if (bias) plan.args.push_back(make_arg(DNNL_ARG_DIFF_BIAS, d.bias, d.bias, true));
+      break;
+    }
+  }
+  return plan;
+}
+
+const Plan& plan_for(const ConvShape& s, Direction dir, bool bias) {
+  static std::mutex mutex;
+  static std::unordered_map<PlanKey, Plan, PlanKeyHash> cache;
+  const auto& o = s.options;
+  const PlanKey key{dir,
+                    {s.N, s.C, s.H, s.W, s.O, s.kH, s.kW, o.stride[0], o.stride[1], o.padding[0],
+                     o.padding[1], o.dilation[0], o.dilation[1]},
+                    bias,
+                    omp_get_max_threads()};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    try {
+      it = cache.emplace(key, make_plan(s, dir, bias)).first;
+    } catch (const dnnl::error& e) {
+      throw Error(fmt::format(
+          "conv2d: oneDNN could not plan input [{}, {}, {}, {}] weight [{}, {}, {}, {}]: {}", s.N,
+          s.C, s.H, s.W, s.O, s.C, s.kH, s.kW, e.what()));
+    }
+  }
+  return it->second;
+}
+
+// Runs a plan on our plain buffers: inputs reordered into the primitive's layouts, outputs
+// reordered back.
+void execute(const Plan& plan, const std::unordered_map<int, void*>& buffers) {
+  dnnl::stream stream(engine());
+  std::unordered_map<int, memory> exec_args;
+  std::vector<std::pair<const PlanArg*, std::pair<memory, memory>>> outputs;
+  std::vector<Tensor> scratch;  // keeps reorder targets alive (from our cached allocator)
+  for (const PlanArg& arg : plan.args) {
+    memory plain(arg.plain, engine(), buffers.at(arg.id));
+    if (arg.plain == arg.want) {
+      exec_args.emplace(arg.id, plain);
+      continue;
+    }
+    scratch.push_back(Tensor::empty({static_cast<int64_t>(arg.want.get_size())}, DType::UInt8));
+    memory staged(arg.want, engine(), scratch.back().raw_data());
+    if (arg.output) {
+      outputs.push_back({&arg, {staged, plain}});
+    } else {
+      arg.convert.execute(stream, plain, staged);
+    }
+    exec_args.emplace(arg.id, staged);
+  }
+  plan.primitive.execute(stream, exec_args);
+  for (auto& [arg, mems] : outputs) arg->convert.execute(stream, mems.first, mems.second);
+  stream.wait();
+}
+
+bool onednn_can_run(const ConvShape& s) {
+  const Descs d = descs_for(s);
+  return d.pad_r[0] >= 0 && d.pad_r[1] >= 0;
+}
+
+// ---- im2col reference ----
+
+// col [C*kH*kW, OH*OW] from one image x [C, H, W]; zero outside the padded input.
+template <class T>
+void im2col(const ConvShape& s, const T* x, T* col) {
+  const auto& o = s.options;
+  parallel_for(s.C * s.kH * s.kW, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t c = r / (s.kH * s.kW), i = (r / s.kW) % s.kH, j = r % s.kW;
+      T* out = col + r * s.OH * s.OW;
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        const int64_t h = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const int64_t w = ow * o.stride[1] - o.padding[1] + j * o.dilation[1];
+          const bool inside = h >= 0 && h < s.H && w >= 0 && w < s.W;
+          out[oh * s.OW + ow] = inside ? x[(c * s.H + h) * s.W + w] : T(0);
+        }
+      }
+    }
+  });
+}
+
+// dx [C, H, W] += col2im(col); serial over rows of one channel so writes never race.
+template <class T>
+void col2im(const ConvShape& s, const T* col, T* dx) {
+  const auto& o = s.options;
+  parallel_for(s.C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t i = 0; i < s.kH; ++i) {
+        for (int64_t j = 0; j < s.kW; ++j) {
+          const T* in = col + ((c * s.kH + i) * s.kW + j) * s.OH * s.OW;
+          for (int64_t oh = 0; oh < s.OH; ++oh) {
+            const int64_t h = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t ow = 0; ow < s.OW; ++ow) {
+              const int64_t w = ow * o.stride[1] - o.padding[1] + j * o.dilation[1];
+              if (w >= 0 && w < s.W) dx[(c * s.H + h) * s.W + w] += in[oh * s.OW + ow];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+Backend::GemmArgs gemm_args(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double beta) {
+  Backend::GemmArgs g;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.lda = ta ? M : K;
+  g.ldb = tb ? K : N;
+  g.ldc = N;
+  g.beta = beta;
+  return g;
+}
+
+}  // namespace
+
+void CpuBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
+                                const Tensor& bias, const Tensor& y) {
+  if (x.dtype() == DType::Float32 && onednn_can_run(s)) {
+    std::unordered_map<int, void*> buffers{{DNNL_ARG_SRC, x.raw_data()},
+                                           {DNNL_ARG_WEIGHTS, w.raw_data()},
+                                           {DNNL_ARG_DST, y.raw_data()}};
+    if (bias.defined()) buffers[DNNL_ARG_BIAS] = bias.raw_data();
+    execute(plan_for(s, Direction::Forward, bias.defined()), buffers);
+    return;
+  }
+  dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t P = s.OH * s.OW, CK = s.C * s.kH * s.kW;
+    Tensor col = Tensor::empty({CK, P}, x.dtype());
+    for (int64_t n = 0; n < s.N; ++n) {
+      im2col(s, x.data<T>() + n * s.C * s.H * s.W, col.data<T>());
+      T* yn = y.data<T>() + n * s.O * P;
+      // y[n] = W [O, CK] @ col [CK, P] (+ bias per output channel)
+      gemm(gemm_args<T>(false, false, s.O, P, CK, 0.0), w, col,
+           make_view(y, {s.O, P}, {P, 1}, y.offset() + n * s.O * P));
+      if (bias.defined()) {
+        const T* b = bias.data<T>();
+        for (int64_t oc = 0; oc < s.O; ++oc) {
+          for (int64_t p = 0; p < P; ++p) yn[oc * P + p] += b[oc];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
+                                      const Tensor& dx) {
+  if (dy.dtype() == DType::Float32 && onednn_can_run(s)) {
+    execute(plan_for(s, Direction::BackwardData, false), {{DNNL_ARG_DIFF_DST, dy.raw_data()},
+                                                          {DNNL_ARG_WEIGHTS, w.raw_data()},
+                                                          {DNNL_ARG_DIFF_SRC, dx.raw_data()}});
+    return;
+  }
+  dispatch_floating(dy.dtype(), "conv2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t P = s.OH * s.OW, CK = s.C * s.kH * s.kW;
+    Tensor col = Tensor::empty({CK, P}, dy.dtype());
+    fill(dx, 0.0);
+    for (int64_t n = 0; n < s.N; ++n) {
+      // col = W^T [CK, O] @ dy[n] [O, P], then scattered back onto the image
+      gemm(gemm_args<T>(true, false, CK, P, s.O, 0.0), w,
+           make_view(dy, {s.O, P}, {P, 1}, dy.offset() + n * s.O * P), col);
+      col2im(s, col.data<T>(), dx.data<T>() + n * s.C * s.H * s.W);
+    }
+  });
+}
+
+void CpuBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
+                                        const Tensor& dw, const Tensor& dbias) {
+  if (dy.dtype() == DType::Float32 && onednn_can_run(s)) {
+    std::unordered_map<int, void*> buffers{{DNNL_ARG_SRC, x.raw_data()},
+                                           {DNNL_ARG_DIFF_DST, dy.raw_data()},
+                                           {DNNL_ARG_DIFF_WEIGHTS, dw.raw_data()}};
+    if (dbias.defined()) buffers[DNNL_ARG_DIFF_BIAS] = dbias.raw_data();
+    execute(plan_for(s, Direction::BackwardWeights, dbias.defined()), buffers);
+    return;
+  }
+  dispatch_floating(dy.dtype(), "conv2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t P = s.OH * s.OW, CK = s.C * s.kH * s.kW;
+    Tensor col = Tensor::empty({CK, P}, dy.dtype());
+    for (int64_t n = 0; n < s.N; ++n) {
+      im2col(s, x.data<T>() + n * s.C * s.H * s.W, col.data<T>());
+      // dW [O, CK] (+)= dy[n] [O, P] @ col^T [P, CK]
+      gemm(gemm_args<T>(false, true, s.O, CK, P, n == 0 ? 0.0 : 1.0),
+           make_view(dy, {s.O, P}, {P, 1}, dy.offset() + n * s.O * P), col, dw);
+    }
+    if (dbias.defined()) {
+      T* db = dbias.data<T>();
+      const T* g = dy.data<T>();
+      for (int64_t oc = 0; oc < s.O; ++oc) {
+        double acc = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          for (int64_t p = 0; p < P; ++p) acc += g[(n * s.O + oc) * P + p];
+        }
+        db[oc] = static_cast<T>(acc);
+      }
+    }
+  });
+}
+
+}  // namespace vq::cpu

@@ -1,0 +1,88 @@
+// The CPU backend: the reference implementation of every kernel (internal to autograd/).
+// Kernels are split by family: memory_cpu.cpp, elementwise_cpu.cpp, reduce_cpu.cpp,
+// gemm_cpu.cpp, conv_cpu.cpp (oneDNN), resample_cpu.cpp, norm_cpu.cpp, index_cpu.cpp,
+// optim_cpu.cpp.
+#pragma once
+
+#include "autograd/backend.h"
+
+namespace vq::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  int device_count() override { return 1; }
+  std::string why_unavailable() override { return {}; }
+
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr, size_t nbytes) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void copy_from_host(const void* host, const Tensor& dst) override;
+  void copy_to_host(const Tensor& src, void* host) override;
+  void fill(const Tensor& dst, double value) override;
+  void arange(const Tensor& dst, int64_t start) override;
+  void uniform(const Tensor& dst, double lo, double hi, uint64_t seed, uint64_t offset) override;
+  void normal(const Tensor& dst, double mean, double std, uint64_t seed, uint64_t offset) override;
+
+  void unary(UnaryOp op, UnaryParams p, const Tensor& x, const Tensor& out) override;
+  void unary_backward(UnaryOp op, UnaryParams p, const Tensor& dout, const Tensor& saved,
+                      const Tensor& dx) override;
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void compare(CompareOp op, const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) override;
+
+  void reduce(ReduceOp op, const Tensor& x, int64_t A, int64_t X, int64_t B,
+              const Tensor& out) override;
+  void arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& values,
+                  const Tensor& indices) override;
+  void softmax(const Tensor& x, int64_t A, int64_t X, int64_t B, bool log,
+               const Tensor& y) override;
+  void softmax_backward(const Tensor& dy, const Tensor& y, int64_t A, int64_t X, int64_t B,
+                        bool log, const Tensor& dx) override;
+
+  void gemm(const GemmArgs& g, const Tensor& A, const Tensor& B, const Tensor& C) override;
+
+  void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Tensor& y) override;
+  void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
+                            const Tensor& dx) override;
+  void conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
+                              const Tensor& dw, const Tensor& dbias) override;
+
+  void upsample_nearest2d(const Tensor& x, int64_t scale, const Tensor& y) override;
+  void upsample_nearest2d_backward(const Tensor& dy, int64_t scale, const Tensor& dx) override;
+  void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+                  const Tensor& y) override;
+  void avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
+                           const Tensor& dx) override;
+  void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
+                  const Tensor& indices) override;
+  void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) override;
+
+  void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G, double eps,
+                  const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
+  void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                           const Tensor& mean, const Tensor& rstd, int64_t G, const Tensor& dx,
+                           const Tensor& dweight, const Tensor& dbias) override;
+  void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) override;
+  void batch_norm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                        const Tensor& weight, const Tensor& bias, const Tensor& y) override;
+  void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& mean,
+                           const Tensor& invstd, const Tensor& weight, bool training,
+                           const Tensor& dx, const Tensor& dweight, const Tensor& dbias) override;
+
+  void index_select(const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                    const Tensor& out) override;
+  void index_add(const Tensor& out, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                 const Tensor& src) override;
+  void gather(const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& index,
+              const Tensor& out) override;
+  void scatter_add(const Tensor& out, int64_t A, int64_t X, int64_t B, const Tensor& index,
+                   const Tensor& src) override;
+  void bincount(const Tensor& indices, const Tensor& counts) override;
+
+  void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                 const Tensor& exp_avg_sq, const AdamStep& hp) override;
+};
+
+}  // namespace vq::cpu

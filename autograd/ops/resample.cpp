@@ -1,0 +1,111 @@
+// Resampling and padding on NCHW tensors: nearest upsampling, average and max pooling, and
+// constant padding (a copy into the middle of a filled tensor; backward narrows the gradient).
+#include "autograd/ops/op_util.h"
+
+namespace vq {
+
+namespace {
+
+void check_nchw(const char* op, const Tensor& x) {
+  check_floating(op, x);
+  check_rank(op, x, 4, "[N, C, H, W]");
+}
+
+}  // namespace
+
+Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
+  check_nchw("upsample_nearest2d", x);
+  VQ_CHECK(scale >= 1, "upsample_nearest2d: scale must be >= 1, got {}", scale);
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty({x.size(0), x.size(1), x.size(2) * scale, x.size(3) * scale}, x.dtype(),
+                           x.device());
+  backend_for(x).upsample_nearest2d(xc, scale, y);
+  if (needs_graph({x})) {
+    attach_grad_fn(y, "upsample_nearest2d", {x},
+                   [scale, shape = x.shape()](const Tensor& dout, Grads& g) {
+                     g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
+                     backend_for(dout).upsample_nearest2d_backward(dout.contiguous(), scale, g[0]);
+                   });
+  }
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
+  check_nchw("avg_pool2d", x);
+  VQ_CHECK(
+      kernel >= 1 && stride >= 1 && padding >= 0 && padding * 2 <= kernel,
+      "avg_pool2d: need kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2 (got {}, {}, {})",
+      kernel, stride, padding);
+  const int64_t OH = (x.size(2) + 2 * padding - kernel) / stride + 1;
+  const int64_t OW = (x.size(3) + 2 * padding - kernel) / stride + 1;
+  VQ_CHECK(OH >= 1 && OW >= 1, "avg_pool2d: input {} is smaller than the kernel {}",
+           shape_str(x.shape()), kernel);
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW}, x.dtype(), x.device());
+  backend_for(x).avg_pool2d(xc, kernel, stride, padding, y);
+  if (needs_graph({x})) {
+    attach_grad_fn(y, "avg_pool2d", {x},
+                   [kernel, stride, padding, shape = x.shape()](const Tensor& dout, Grads& g) {
+                     g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
+                     backend_for(dout).avg_pool2d_backward(dout.contiguous(), kernel, stride,
+                                                           padding, g[0]);
+                   });
+  }
+  return y;
+}
+
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+  check_nchw("max_pool2d", x);
+  VQ_CHECK(kernel >= 1 && stride >= 1, "max_pool2d: kernel and stride must be >= 1 (got {}, {})",
+           kernel, stride);
+  const int64_t OH = (x.size(2) - kernel) / stride + 1, OW = (x.size(3) - kernel) / stride + 1;
+  VQ_CHECK(x.size(2) >= kernel && x.size(3) >= kernel,
+           "max_pool2d: input {} is smaller than the kernel {}", shape_str(x.shape()), kernel);
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW}, x.dtype(), x.device());
+  Tensor indices = Tensor::empty(y.shape(), DType::Int64, x.device());
+  backend_for(x).max_pool2d(xc, kernel, stride, y, indices);
+  if (needs_graph({x})) {
+    attach_grad_fn(y, "max_pool2d", {x},
+                   [indices, shape = x.shape()](const Tensor& dout, Grads& g) {
+                     g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
+                     backend_for(dout).max_pool2d_backward(dout.contiguous(), indices, g[0]);
+                   });
+  }
+  return y;
+}
+
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
+  check_defined("pad", x);
+  VQ_CHECK(pads.size() % 2 == 0 && static_cast<int64_t>(pads.size()) / 2 <= x.dim(),
+           "pad: expected (before, after) pairs for at most {} dims, got {} values", x.dim(),
+           pads.size());
+  Shape shape = x.shape();
+  for (size_t i = 0; i < pads.size() / 2; ++i) {
+    const int64_t d = x.dim() - 1 - static_cast<int64_t>(i);
+    VQ_CHECK(pads[2 * i] >= 0 && pads[2 * i + 1] >= 0,
+             "pad: negative padding [{}] is not supported", fmt::join(pads, ", "));
+    shape[d] += pads[2 * i] + pads[2 * i + 1];
+  }
+  Tensor out = full(shape, value, x.dtype(), x.device());
+  // The interior of `out` that holds x.
+  auto interior = [pads, ndim = x.dim()](Tensor t, const Shape& inner) {
+    for (size_t i = 0; i < pads.size() / 2; ++i) {
+      const int64_t d = ndim - 1 - static_cast<int64_t>(i);
+      t = t.narrow(d, pads[2 * i], inner[d]);
+    }
+    return t;
+  };
+  {
+    NoGradGuard no_grad;
+    interior(out, x.shape()).copy_(x);
+  }
+  if (needs_graph({x})) {
+    attach_grad_fn(out, "pad", {x}, [interior, shape = x.shape()](const Tensor& dout, Grads& g) {
+      g[0] = interior(dout, shape);
+    });
+  }
+  return out;
+}
+
+}  // namespace vq

@@ -1,0 +1,154 @@
+// conv2d (oneDNN in float32, im2col in float64) against a direct 7-loop reference, forward and
+// both backward passes; resampling and padding ops with their gradients.
+#include "test_util.h"
+
+namespace vq {
+namespace {
+
+using test::allclose;
+using test::grads_ok;
+using test::randn64;
+
+Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = w.size(0), kH = w.size(2), kW = w.size(3);
+  const int64_t OH = (H + 2 * o.padding[0] - o.dilation[0] * (kH - 1) - 1) / o.stride[0] + 1;
+  const int64_t OW = (W + 2 * o.padding[1] - o.dilation[1] * (kW - 1) - 1) / o.stride[1] + 1;
+  const auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
+  const auto bv = b.defined() ? b.to_vector<double>() : std::vector<double>(O, 0.0);
+  std::vector<double> y(N * O * OH * OW);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oc = 0; oc < O; ++oc)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double acc = bv[oc];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < kH; ++i)
+              for (int64_t j = 0; j < kW; ++j) {
+                const int64_t h = oh * o.stride[0] - o.padding[0] + i * o.dilation[0];
+                const int64_t ww = ow * o.stride[1] - o.padding[1] + j * o.dilation[1];
+                if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+                acc += xv[((n * C + c) * H + h) * W + ww] * wv[((oc * C + c) * kH + i) * kW + j];
+              }
+          y[((n * O + oc) * OH + oh) * OW + ow] = acc;
+        }
+  return from_vector<double>(y, {N, O, OH, OW});
+}
+
+struct ConvCase {
+  Shape x, w;
+  Conv2dOptions o;
+  bool bias;
+};
+
+std::vector<ConvCase> conv_cases() {
+  return {
+      {{2, 3, 8, 8}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}}, true},
+      {{1, 2, 7, 9}, {3, 2, 3, 3}, {{2, 2}, {0, 0}, {1, 1}}, false},  // stride 2, no padding
+      {{2, 4, 9, 9}, {2, 4, 4, 4}, {{2, 2}, {1, 1}, {1, 1}}, true},   // PatchGAN's 4x4 s2 p1
+      {{1, 3, 10, 8}, {2, 3, 3, 3}, {{1, 1}, {2, 2}, {2, 2}}, true},  // dilation 2
+      {{2, 5, 6, 6}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}}, true},   // 1x1 (nin_shortcut)
+      {{1, 2, 6, 6}, {2, 2, 3, 3}, {{2, 2}, {0, 0}, {1, 1}}, true},   // negative right padding
+      {{1, 2, 5, 7}, {3, 2, 2, 3}, {{1, 2}, {1, 0}, {1, 1}}, true},   // asymmetric everything
+  };
+}
+
+TEST(Conv2d, ForwardMatchesDirectLoops) {
+  for (const auto& c : conv_cases()) {
+    const Tensor x = randn64(c.x, 1), w = randn64(c.w, 2),
+                 b = c.bias ? randn64({c.w[0]}, 3) : Tensor();
+    const Tensor ref = naive_conv(x, w, b, c.o);
+    EXPECT_TRUE(allclose(conv2d(x, w, b, c.o), ref, 1e-10)) << "float64 " << shape_str(c.x);
+    const Tensor b32 = c.bias ? b.to(DType::Float32) : Tensor();
+    EXPECT_TRUE(
+        allclose(conv2d(x.to(DType::Float32), w.to(DType::Float32), b32, c.o), ref, 1e-4, 1e-4))
+        << "float32 " << shape_str(c.x);
+  }
+}
+
+TEST(Conv2d, GradcheckF64) {
+  for (const auto& c : conv_cases()) {
+    const Tensor x = randn64(c.x, 4), w = randn64(c.w, 5),
+                 b = c.bias ? randn64({c.w[0]}, 6) : Tensor();
+    EXPECT_TRUE(grads_ok(
+        [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], c.o); }, {x, w, b}))
+        << shape_str(c.x) << " " << shape_str(c.w);
+  }
+}
+
+TEST(Conv2d, Float32BackwardMatchesFloat64) {
+  // oneDNN's backward-data and backward-weights against the float64 path's gradients.
+  for (const auto& c : conv_cases()) {
+    Tensor x = randn64(c.x, 7).requires_grad_(), w = randn64(c.w, 8).requires_grad_();
+    Tensor b = randn64({c.w[0]}, 9).requires_grad_();
+    Tensor x32 = x.detach().to(DType::Float32).requires_grad_(),
+           w32 = w.detach().to(DType::Float32).requires_grad_();
+    Tensor b32 = b.detach().to(DType::Float32).requires_grad_();
+    const Tensor y = conv2d(x, w, b, c.o);
+    const Tensor g = randn64(y.shape(), 10);
+    y.backward(g);
+    conv2d(x32, w32, b32, c.o).backward(g.to(DType::Float32));
+    EXPECT_TRUE(allclose(x32.grad(), x.grad(), 1e-4, 1e-4)) << "dx " << shape_str(c.x);
+    EXPECT_TRUE(allclose(w32.grad(), w.grad(), 1e-3, 1e-4)) << "dw " << shape_str(c.x);
+    EXPECT_TRUE(allclose(b32.grad(), b.grad(), 1e-3, 1e-4)) << "db " << shape_str(c.x);
+  }
+}
+
+TEST(Conv2d, NonContiguousInputIsHandled) {
+  const Tensor x = randn64({2, 3, 6, 5}, 1).transpose(2, 3);
+  const Tensor w = randn64({2, 3, 3, 3}, 2);
+  EXPECT_TRUE(allclose(conv2d(x, w), naive_conv(x.contiguous(), w, Tensor(), {}), 1e-10));
+}
+
+TEST(Conv2d, ErrorsNameShapes) {
+  EXPECT_VQ_ERROR(conv2d(zeros({1, 3, 8, 8}), zeros({4, 2, 3, 3})),
+                  "conv2d: input [1, 3, 8, 8] has 3 channels but weight [4, 2, 3, 3] expects 2");
+  EXPECT_VQ_ERROR(conv2d(zeros({3, 8, 8}), zeros({4, 3, 3, 3})),
+                  "conv2d: expected a 4-d tensor input [N, C, H, W]");
+  EXPECT_VQ_ERROR(conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3})),
+                  "is smaller than the (dilated) kernel");
+  EXPECT_VQ_ERROR(conv2d(zeros({1, 3, 8, 8}), zeros({4, 3, 3, 3}), zeros({3})),
+                  "bias [3] does not match 4 output channels");
+}
+
+TEST(Resample, UpsampleNearestValuesAndGradcheck) {
+  const Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2});
+  EXPECT_EQ(upsample_nearest2d(x, 2).to_vector<float>(),
+            (std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}));
+  EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return upsample_nearest2d(in[0], 3); },
+                       {randn64({2, 2, 3, 2})}));
+}
+
+TEST(Resample, AvgPoolValuesAndGradcheck) {
+  const Tensor x = arange(0, 16, DType::Float32).view({1, 1, 4, 4});
+  EXPECT_EQ(avg_pool2d(x, 2, 2).to_vector<float>(), (std::vector<float>{2.5, 4.5, 10.5, 12.5}));
+  // count_include_pad: the corner window covers 4 real and 5 padded cells.
+  EXPECT_NEAR(avg_pool2d(x, 3, 1, 1).to_vector<float>()[0], (0 + 1 + 4 + 5) / 9.0, 1e-6);
+  EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return avg_pool2d(in[0], 3, 2, 1); },
+                       {randn64({2, 2, 5, 6})}));
+}
+
+TEST(Resample, MaxPoolValuesAndGradcheck) {
+  const Tensor x =
+      from_vector<float>({1, 5, 2, 0, 3, 4, 9, 8, 7, 6, 1, 2, 0, 0, 3, 4}, {1, 1, 4, 4});
+  EXPECT_EQ(max_pool2d(x, 2, 2).to_vector<float>(), (std::vector<float>{5, 9, 7, 4}));
+  EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return max_pool2d(in[0], 2, 2); },
+                       {randn64({2, 3, 4, 6})}));
+}
+
+TEST(Resample, PadValuesAndGradcheck) {
+  const Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2});
+  // taming's downsample pads right and bottom by one.
+  EXPECT_EQ(pad(x, {0, 1, 0, 1}).to_vector<float>(),
+            (std::vector<float>{1, 2, 0, 3, 4, 0, 0, 0, 0}));
+  EXPECT_EQ(pad(x, {1, 0}, -1).to_vector<float>(), (std::vector<float>{-1, 1, 2, -1, 3, 4}));
+  EXPECT_TRUE(grads_ok(
+      [](const std::vector<Tensor>& in) {
+        return pad(in[0], {1, 2, 0, 1}, 0.5);
+      },
+      {randn64({2, 2, 3, 3})}));
+  EXPECT_VQ_ERROR(pad(x, {-1, 0}), "negative padding");
+}
+
+}  // namespace
+}  // namespace vq

@@ -1,0 +1,84 @@
+// Shared test helpers: tolerance comparison with a readable failure report, gradcheck wrapper,
+// seeded random inputs, and the skip for machines without a GPU.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/backend.h"
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
+namespace vq::test {
+
+// Passes when |actual - expected| <= atol + rtol * |expected| everywhere; otherwise reports the
+// max abs/rel difference and the first mismatching elements.
+inline ::testing::AssertionResult allclose(const Tensor& actual, const Tensor& expected,
+                                           double atol = 1e-5, double rtol = 1e-5) {
+  if (actual.shape() != expected.shape()) {
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
+                                         << shape_str(expected.shape());
+  }
+  const auto a = actual.to_vector<double>(), e = expected.to_vector<double>();
+  double max_abs = 0, max_rel = 0;
+  std::string first;
+  int bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(a[i] - e[i]);
+    const bool nan_mismatch = std::isnan(a[i]) != std::isnan(e[i]);
+    max_abs = std::max(max_abs, d);
+    max_rel = std::max(max_rel, d / std::max(std::abs(e[i]), 1e-12));
+    if (nan_mismatch || d > atol + rtol * std::abs(e[i])) {
+      if (++bad <= 5) first += fmt::format("\n  [{}] actual {:.9g} expected {:.9g}", i, a[i], e[i]);
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << bad << " of " << a.size() << " elements differ (max abs " << max_abs << ", max rel "
+         << max_rel << ", atol " << atol << ", rtol " << rtol << ")" << first;
+}
+
+inline ::testing::AssertionResult grads_ok(
+    const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
+    GradcheckOptions options = {}) {
+  const GradcheckResult r = gradcheck(fn, inputs, options);
+  if (r.ok) return ::testing::AssertionSuccess() << r.report;
+  return ::testing::AssertionFailure() << "gradcheck failed:\n" << r.report;
+}
+
+// Float64 normal values with a fixed seed.
+inline Tensor randn64(const Shape& shape, uint64_t seed = 1) {
+  Generator gen(seed);
+  return randn(shape, gen, DType::Float64);
+}
+inline Tensor randn32(const Shape& shape, uint64_t seed = 1) {
+  Generator gen(seed);
+  return randn(shape, gen, DType::Float32);
+}
+
+// Expects `statement` to throw vq::Error whose message contains `needle`.
+#define EXPECT_VQ_ERROR(statement, needle)                                                   \
+  do {                                                                                       \
+    try {                                                                                    \
+      statement;                                                                             \
+      ADD_FAILURE() << "expected vq::Error containing '" << (needle) << "', nothing thrown"; \
+    } catch (const ::vq::Error& e) {                                                         \
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)                       \
+          << "message was: " << e.what();                                                    \
+    }                                                                                        \
+  } while (0)
+
+#define VQ_SKIP_WITHOUT_CUDA()                                                              \
+  do {                                                                                      \
+    if (!::vq::cuda_available()) {                                                          \
+      GTEST_SKIP() << (::vq::backend_registered(::vq::DeviceType::CUDA)                     \
+                           ? "no GPU on this machine; CUDA-vs-CPU checks need one"          \
+                           : "built without the CUDA backend (VQ_CUDA=OFF or no toolkit)"); \
+    }                                                                                       \
+  } while (0)
+
+}  // namespace vq::test
