@@ -33,8 +33,14 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
   std::vector<Tensor> leaves;
   for (const Tensor& in : inputs) {
     VQ_CHECK(!in.defined() || in.device().is_cpu(), "gradcheck: inputs must be CPU tensors");
-    Tensor leaf = in.defined() ? in.detach() : in;
-    if (leaf.defined() && is_floating(leaf.dtype())) leaf.requires_grad_(true);
+    // Leaves that already require grad (e.g. a module's parameters, used inside fn) are checked
+    // in place; others get a fresh leaf.
+    Tensor leaf = in;
+    if (leaf.defined() && !(leaf.is_leaf() && leaf.requires_grad())) {
+      leaf = in.detach();
+      if (is_floating(leaf.dtype())) leaf.requires_grad_(true);
+    }
+    if (leaf.defined() && leaf.requires_grad()) leaf.set_grad(Tensor());
     leaves.push_back(leaf);
   }
 

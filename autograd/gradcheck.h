@@ -28,7 +28,9 @@ struct GradcheckResult {
 
 // `inputs` are leaves (float64 for a meaningful check; int64 inputs such as indices are passed
 // through untouched); gradcheck enables requires_grad on the floating ones itself. `fn` may build
-// broadcasts and non-contiguous views from them.
+// broadcasts and non-contiguous views from them. Inputs that already are leaves requiring grad are
+// perturbed and read in place, so a module's parameters can be checked by listing them as inputs
+// while fn calls the module.
 GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                           const std::vector<Tensor>& inputs, const GradcheckOptions& options = {});
 

@@ -141,6 +141,18 @@ const std::shared_ptr<Node>& Tensor::grad_fn() const {
 
 Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), offset()); }
 
+void Tensor::set_data(const Tensor& source) const {
+  require_defined("set_data()");
+  VQ_CHECK(source.defined(), "set_data(): the source tensor is undefined");
+  VQ_CHECK(is_leaf(), "set_data(): only leaf tensors can be re-pointed");
+  impl_->storage = source.storage();
+  impl_->shape = source.shape();
+  impl_->strides = source.strides();
+  impl_->offset = source.offset();
+  impl_->dtype = source.dtype();
+  impl_->grad = Tensor();
+}
+
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   run_backward(*this, grad, retain_graph);
 }

@@ -92,6 +92,9 @@ class Tensor {
   void set_grad(const Tensor& grad) const;
   const std::shared_ptr<Node>& grad_fn() const;
   Tensor detach() const;  // shares storage, no history
+  // Points this tensor (every handle to it) at `source`'s storage and view, keeping its autograd
+  // identity; how modules move parameters between devices. Clears .grad.
+  void set_data(const Tensor& source) const;
   // Reverse-mode gradient of this tensor w.r.t. every leaf that requires grad. `grad` may be left
   // out only for one-element tensors. The graph is freed unless retain_graph.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;

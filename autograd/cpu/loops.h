@@ -34,6 +34,23 @@ void parallel_for(int64_t n, int64_t grain, F&& fn) {
   }
 }
 
+// sum over i in [0, n) of value(i), kept in 16 independent partial sums so the compiler can
+// vectorise the loop without reassociating float adds (which it may not do without -ffast-math).
+// The lane layout is fixed, so the result does not depend on threads.
+template <class Acc, class F>
+inline Acc lane_sum(int64_t n, F&& value) {
+  constexpr int kLanes = 16;
+  Acc lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += static_cast<Acc>(value(i + l));
+  }
+  Acc total = 0;
+  for (; i < n; ++i) total += static_cast<Acc>(value(i));
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
 // Operands viewed with one common shape (the first is the output); strides in bytes.
 template <int N>
 struct StridedLoop {

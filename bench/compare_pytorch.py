@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Side-by-side timing of vqgan.cpp and PyTorch on the same shapes and thread count.
+
+Runs our Google Benchmark programs (JSON output) and the same ops in PyTorch, alternating the two
+for several rounds so that load on a shared machine hits both alike, and prints a Markdown table
+of medians: op, ours, PyTorch, ratio (ours / PyTorch; below 1 means we are faster).
+
+Usage: bench/compare_pytorch.py [--build build] [--threads 2] [--rounds 3] [--filter REGEX]
+PyTorch comes from Debian's python3-torch, which only /usr/bin/python3 sees; the script re-runs
+itself under /usr/bin/python3 when the first python3 on PATH has no torch.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+
+def ensure_torch():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+            os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+        return False
+
+
+def torch_cases(torch, F):
+    """name -> (our benchmark name, function returning a callable to time)."""
+    def conv_forward(n, c, h, o):
+        x = torch.randn(n, c, h, h)
+        w = torch.randn(o, c, 3, 3) * 0.05
+        b = torch.zeros(o)
+
+        def run():
+            with torch.no_grad():
+                F.conv2d(x, w, b, padding=1)
+        return run
+
+    def conv_forward_backward(n, c, h, o):
+        x = torch.randn(n, c, h, h, requires_grad=True)
+        w = (torch.randn(o, c, 3, 3) * 0.05).requires_grad_()
+        b = torch.zeros(o, requires_grad=True)
+        dy = torch.randn(n, o, h, h)
+
+        def run():
+            F.conv2d(x, w, b, padding=1).backward(dy)
+            x.grad = w.grad = b.grad = None
+        return run
+
+    def sgemm(n):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        return lambda: a @ b
+
+    def group_norm():
+        x = torch.randn(64, 128, 16, 16)
+        w, b = torch.ones(128), torch.zeros(128)
+
+        def run():
+            with torch.no_grad():
+                F.group_norm(x, 32, w, b)
+        return run
+
+    return {
+        "sgemm 2048^3": ("BM_Sgemm/2048/real_time", lambda: sgemm(2048)),
+        "conv2d fwd [64,64,32,32] 3x3->64": ("BM_Conv2dForward/64/64/32/64/real_time", lambda: conv_forward(64, 64, 32, 64)),
+        "conv2d fwd [64,128,16,16] 3x3->128": ("BM_Conv2dForward/64/128/16/128/real_time", lambda: conv_forward(64, 128, 16, 128)),
+        "conv2d fwd+bwd [64,64,32,32] 3x3->64": ("BM_Conv2dForwardBackward/64/64/32/64/real_time", lambda: conv_forward_backward(64, 64, 32, 64)),
+        "conv2d fwd+bwd [64,128,16,16] 3x3->128": ("BM_Conv2dForwardBackward/64/128/16/128/real_time", lambda: conv_forward_backward(64, 128, 16, 128)),
+        "group_norm [64,128,16,16] G=32": ("BM_GroupNorm/real_time", group_norm),
+    }
+
+
+def time_torch(make, min_time=1.0):
+    fn = make()
+    fn()  # warm-up (oneDNN primitive creation)
+    times = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_time or len(times) < 3:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def run_ours(binary, names, threads):
+    pattern = "^(" + "|".join(re.escape(n.replace("/real_time", "")) for n in names) + ")"
+    env = dict(os.environ, VQ_BENCH_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
+                          "--benchmark_min_time=1"], env=env, check=True, capture_output=True, text=True).stdout
+    result = {}
+    for b in json.loads(out)["benchmarks"]:
+        scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
+        result[b["name"]] = b["real_time"] * scale
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default="build", help="CMake build folder (default: build)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all cores)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--filter", default="", help="only cases whose name matches this regex")
+    args = parser.parse_args()
+    if not ensure_torch():
+        print("PyTorch is not installed: install Debian's python3-torch (apt-get install python3-torch) "
+              "to compare; our own numbers are in the bench/ programs.", file=sys.stderr)
+        return 2
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(args.threads)
+    cases = {k: v for k, v in torch_cases(torch, F).items() if re.search(args.filter, k)}
+    binary = os.path.join(args.build, "bin", "bench_ops")
+    ours = {k: [] for k in cases}
+    theirs = {k: [] for k in cases}
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
+        measured = run_ours(binary, [v[0] for v in cases.values()], args.threads)
+        for name, (bench_name, make) in cases.items():
+            ours[name].append(measured[bench_name])
+            theirs[name].append(time_torch(make))
+    print(f"\n{datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads, PyTorch {torch.__version__}, medians of {args.rounds} rounds\n")
+    print("| op | vqgan.cpp (ms) | PyTorch (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    for name in cases:
+        a, b = statistics.median(ours[name]), statistics.median(theirs[name])
+        print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

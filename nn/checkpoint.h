@@ -1,0 +1,42 @@
+// Training checkpoints: one safetensors file holding groups of tensors under name prefixes (the
+// model's own taming-style names at the top level, optimizer states under "optimizer.<name>.")
+// and the training state (step, epoch, RNG state, best validation loss, the run's config) as JSON
+// strings in the metadata. Written atomically: an interrupted save leaves the previous file intact.
+#pragma once
+
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/safetensors.h"
+
+namespace vq::nn {
+
+struct TrainingState {
+  int64_t step = 0;   // optimizer steps taken
+  int64_t epoch = 0;  // epochs completed
+  uint64_t rng_seed = 0, rng_offset = 0;
+  double best_val_loss = std::numeric_limits<double>::infinity();
+  int64_t epochs_without_improvement = 0;
+  std::string config_json = "{}";  // the run's configuration
+};
+
+using TensorGroups = std::vector<std::pair<std::string, NamedTensors>>;  // prefix -> tensors
+
+void save_checkpoint(const std::string& path, const TensorGroups& groups,
+                     const TrainingState& state, const Metadata& extra = {});
+
+struct LoadedCheckpoint {
+  SafetensorsFile file;
+  TrainingState state;
+  bool has_state = false;  // false for plain weight files (e.g. exported from PyTorch)
+  // Tensors whose names start with `prefix`, with the prefix removed.
+  NamedTensors group(const std::string& prefix) const;
+  // Tensors that belong to none of the given prefixes (the model's own names).
+  NamedTensors without(const std::vector<std::string>& prefixes) const;
+};
+
+LoadedCheckpoint load_checkpoint(const std::string& path);
+
+}  // namespace vq::nn

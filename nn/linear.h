@@ -1,0 +1,20 @@
+// Linear layer: y = x W^T + b with W [out, in]; PyTorch's default initialisation.
+#pragma once
+
+#include "nn/module.h"
+
+namespace vq::nn {
+
+class Linear : public UnaryModule {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+
+ private:
+  Tensor weight_, bias_;
+};
+
+}  // namespace vq::nn

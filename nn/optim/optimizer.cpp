@@ -1,0 +1,165 @@
+#include "nn/optim/optimizer.h"
+
+#include <cmath>
+#include <unordered_map>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
+namespace vq::nn {
+
+Optimizer::Optimizer(NamedTensors params, double lr)
+    : lr_(lr), params_(std::move(params)), steps_(params_.size(), 0) {
+  VQ_CHECK(lr >= 0.0, "optimizer: learning rate must be >= 0, got {}", lr);
+  for (const auto& [name, p] : params_) {
+    VQ_CHECK(p.requires_grad(), "optimizer: parameter '{}' does not require grad", name);
+  }
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i].second;
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    update(i, p, g.contiguous(), ++steps_[i]);
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) p.set_grad(Tensor());
+}
+
+bool Optimizer::has_slot(const std::string& name, size_t i) const {
+  for (const auto& [slot_name, tensors] : slots_) {
+    if (slot_name == name) return tensors[i].defined();
+  }
+  return false;
+}
+
+const Tensor& Optimizer::slot(const std::string& name, size_t i) {
+  auto it =
+      std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s.first == name; });
+  if (it == slots_.end()) {
+    slots_.emplace_back(name, std::vector<Tensor>(params_.size()));
+    it = slots_.end() - 1;
+  }
+  Tensor& t = it->second[i];
+  if (!t.defined()) t = zeros_like(params_[i].second.detach());
+  return t;
+}
+
+NamedTensors Optimizer::state_dict() const {
+  NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (steps_[i] > 0)
+      out.emplace_back("step." + params_[i].first,
+                       full({}, static_cast<double>(steps_[i]), DType::Int64));
+  }
+  for (const auto& [slot_name, tensors] : slots_) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (tensors[i].defined()) out.emplace_back(slot_name + "." + params_[i].first, tensors[i]);
+    }
+  }
+  return out;
+}
+
+void Optimizer::load_state_dict(const NamedTensors& state) {
+  std::unordered_map<std::string, Tensor> given(state.begin(), state.end());
+  std::vector<int64_t> steps(params_.size(), 0);
+  std::vector<std::pair<std::string, std::vector<Tensor>>> slots;
+  std::vector<std::string> problems;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto it = given.find("step." + params_[i].first);
+    if (it != given.end()) {
+      steps[i] = static_cast<int64_t>(it->second.item());
+      given.erase(it);
+    }
+  }
+  for (auto& [key, value] : given) {
+    const size_t dot = key.find('.');
+    const std::string slot_name = key.substr(0, dot),
+                      param = dot == std::string::npos ? "" : key.substr(dot + 1);
+    auto p = std::find_if(params_.begin(), params_.end(),
+                          [&](const auto& e) { return e.first == param; });
+    if (p == params_.end()) {
+      problems.push_back(fmt::format("'{}' names no parameter of this optimizer", key));
+      continue;
+    }
+    if (value.shape() != p->second.shape()) {
+      problems.push_back(fmt::format("'{}' has shape {}, the parameter {}", key,
+                                     shape_str(value.shape()), shape_str(p->second.shape())));
+      continue;
+    }
+    auto s = std::find_if(slots.begin(), slots.end(),
+                          [&](const auto& e) { return e.first == slot_name; });
+    if (s == slots.end()) {
+      slots.emplace_back(slot_name, std::vector<Tensor>(params_.size()));
+      s = slots.end() - 1;
+    }
+    s->second[p - params_.begin()] = value.to(p->second.dtype()).to(p->second.device()).clone();
+  }
+  VQ_CHECK(problems.empty(), "optimizer load_state_dict: {}", fmt::join(problems, "; "));
+  steps_ = steps;
+  slots_ = std::move(slots);
+}
+
+SGD::SGD(NamedTensors params, const SgdOptions& options)
+    : Optimizer(std::move(params), options.lr), options_(options) {
+  VQ_CHECK(options.momentum >= 0.0, "SGD: momentum must be >= 0, got {}", options.momentum);
+  VQ_CHECK(!options.nesterov || (options.momentum > 0.0 && options.dampening == 0.0),
+           "SGD: Nesterov momentum needs momentum > 0 and no dampening");
+}
+
+void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
+  // d = g + wd p;  buf = d (first step) or momentum buf + (1 - dampening) d;
+  // d = d + momentum buf (Nesterov) or buf;  p -= lr d
+  Tensor d = options_.weight_decay != 0.0 ? add(grad, mul(param, options_.weight_decay)) : grad;
+  if (options_.momentum != 0.0) {
+    const bool fresh = !has_slot("momentum_buffer", i);
+    const Tensor& buf = slot("momentum_buffer", i);
+    if (fresh) {
+      buf.copy_(d);
+    } else {
+      buf.mul_(options_.momentum).add_(d, 1.0 - options_.dampening);
+    }
+    d = options_.nesterov ? add(d, mul(buf, options_.momentum)) : buf;
+  }
+  param.add_(d, -lr_);
+}
+
+Adam::Adam(NamedTensors params, const AdamOptions& options)
+    : Optimizer(std::move(params), options.lr), options_(options) {
+  VQ_CHECK(
+      options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0,
+      "Adam: betas must be in [0, 1), got ({}, {})", options.beta1, options.beta2);
+  VQ_CHECK(options.eps > 0.0, "Adam: eps must be > 0, got {}", options.eps);
+}
+
+void Adam::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
+  adam_step_(param, grad, slot("exp_avg", i), slot("exp_avg_sq", i),
+             AdamStep{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
+                      step, options_.decoupled_weight_decay});
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  NoGradGuard no_grad;
+  double total_sq = 0.0;
+  for (const Tensor& p : params) {
+    if (p.grad().defined()) {
+      const Tensor g = p.grad().to(DType::Float64);
+      total_sq += sum(mul(g, g)).item();
+    }
+  }
+  const double norm = std::sqrt(total_sq);
+  if (!std::isfinite(norm)) return norm;
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) {
+    for (const Tensor& p : params) {
+      if (p.grad().defined()) p.grad().mul_(coef);
+    }
+  }
+  return norm;
+}
+
+}  // namespace vq::nn

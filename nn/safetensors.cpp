@@ -1,0 +1,260 @@
+#include "nn/safetensors.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/atomic_file.h"
+
+namespace vq::nn {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors I/O assumes a little-endian host");
+
+std::string safetensors_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::Float32:
+      return "F32";
+    case DType::Float64:
+      return "F64";
+    case DType::Float16:
+      return "F16";
+    case DType::BFloat16:
+      return "BF16";
+    case DType::Int64:
+      return "I64";
+    case DType::UInt8:
+      return "U8";
+  }
+  return "?";
+}
+
+DType dtype_from_safetensors(const std::string& name, const std::string& source) {
+  for (DType d : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
+                  DType::UInt8}) {
+    if (safetensors_dtype(d) == name) return d;
+  }
+  throw Error(fmt::format("{}: unsupported dtype '{}' (supported: F32, F64, F16, BF16, I64, U8)",
+                          source, name));
+}
+
+std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  // Wider dtypes first (stable otherwise), so with the 8-aligned data start every tensor is
+  // aligned to its element size, as Python's safetensors also arranges.
+  NamedTensors ordered = tensors;
+  std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
+    return dtype_size(a.second.dtype()) > dtype_size(b.second.dtype());
+  });
+  std::set<std::string> names;
+  std::vector<Tensor> host;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : ordered) {
+    VQ_CHECK(name != "__metadata__" && names.insert(name).second,
+             "safetensors: the name '{}' is used twice or reserved", name);
+    VQ_CHECK(t.defined(), "safetensors: tensor '{}' is undefined", name);
+    host.push_back(t.detach().to(kCPU).contiguous());
+    const uint64_t nbytes = t.numel() * dtype_size(t.dtype());
+    header[name] = {{"dtype", safetensors_dtype(t.dtype())},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');  // data section starts 8-byte aligned
+  std::string out(8, '\0');
+  const uint64_t n = json.size();
+  std::memcpy(out.data(), &n, 8);
+  out += json;
+  out.reserve(out.size() + offset);
+  for (const Tensor& t : host)
+    out.append(static_cast<const char*>(t.raw_data()), t.numel() * dtype_size(t.dtype()));
+  return out;
+}
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const Metadata& metadata) {
+  const std::string bytes = safetensors_bytes(tensors, metadata);
+  write_file_atomically(path, [&](std::ostream& out) {
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  });
+}
+
+namespace {
+
+struct Entry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
+                  const std::string& src) {
+  VQ_CHECK(v.is_object(), "{}: entry '{}' is not a JSON object", src, name);
+  VQ_CHECK(v.contains("dtype") && v["dtype"].is_string(), "{}: entry '{}' has no string 'dtype'",
+           src, name);
+  VQ_CHECK(v.contains("shape") && v["shape"].is_array(), "{}: entry '{}' has no 'shape' array", src,
+           name);
+  VQ_CHECK(
+      v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2,
+      "{}: entry '{}' needs 'data_offsets' as [begin, end]", src, name);
+  Entry e{name,
+          dtype_from_safetensors(v["dtype"].get<std::string>(), src + ": entry '" + name + "'"),
+          {},
+          0,
+          0};
+  for (const auto& d : v["shape"]) {
+    VQ_CHECK(d.is_number_unsigned(),
+             "{}: entry '{}' has a shape entry that is not a non-negative integer: {}", src, name,
+             d.dump());
+    e.shape.push_back(d.get<int64_t>());
+  }
+  for (const auto& o : v["data_offsets"]) {
+    VQ_CHECK(o.is_number_unsigned(),
+             "{}: entry '{}' has a data offset that is not a non-negative integer: {}", src, name,
+             o.dump());
+  }
+  e.begin = v["data_offsets"][0].get<uint64_t>();
+  e.end = v["data_offsets"][1].get<uint64_t>();
+  VQ_CHECK(e.begin <= e.end && e.end <= data_size,
+           "{}: entry '{}' has data_offsets [{}, {}] outside the data section of {} bytes "
+           "(truncated file?)",
+           src, name, e.begin, e.end, data_size);
+  const uint64_t expected = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
+  VQ_CHECK(e.end - e.begin == expected,
+           "{}: entry '{}' has shape {} of {} ({} bytes) but its data range holds {} bytes", src,
+           name, shape_str(e.shape), v["dtype"].get<std::string>(), expected, e.end - e.begin);
+  VQ_CHECK(e.begin % dtype_size(e.dtype) == 0,
+           "{}: entry '{}' starts at byte {}, misaligned for {}", src, name, e.begin,
+           v["dtype"].get<std::string>());
+  return e;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& src) {
+  VQ_CHECK(bytes.size() >= 8,
+           "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length",
+           src, bytes.size());
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  VQ_CHECK(n <= bytes.size() - 8,
+           "{}: the header length {} is larger than the {} bytes that follow it (truncated, or not "
+           "a safetensors file)",
+           src, n, bytes.size() - 8);
+
+  // Duplicate keys are legal JSON but ambiguous here: track the keys of every open object.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  const auto detect_duplicates = [&](int, nlohmann::json::parse_event_t event,
+                                     nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) open_objects.emplace_back();
+    if (event == E::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (event == E::key && !open_objects.empty() &&
+        !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(
+        bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), detect_duplicates);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: malformed JSON header: {}", src, e.what()));
+  }
+  VQ_CHECK(duplicate.empty(), "{}: the header names '{}' twice", src, duplicate);
+  VQ_CHECK(header.is_object(), "{}: the header is not a JSON object", src);
+
+  const uint64_t data_size = bytes.size() - 8 - n;
+  SafetensorsFile file;
+  std::vector<Entry> entries;
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      VQ_CHECK(value.is_object(), "{}: __metadata__ is not a JSON object", src);
+      for (const auto& [k, v] : value.items()) {
+        VQ_CHECK(v.is_string(), "{}: __metadata__ value of '{}' is not a string", src, k);
+        file.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(name, value, data_size, src));
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t covered = 0;
+  const Entry* previous = nullptr;
+  for (const Entry& e : entries) {
+    VQ_CHECK(e.begin >= covered, "{}: entries '{}' and '{}' overlap (bytes [{}, {}) and [{}, {}))",
+             src, previous ? previous->name : "", e.name, previous ? previous->begin : 0, covered,
+             e.begin, e.end);
+    VQ_CHECK(e.begin == covered, "{}: bytes [{}, {}) before entry '{}' belong to no tensor", src,
+             covered, e.begin, e.name);
+    covered = e.end;
+    previous = &e;
+  }
+  VQ_CHECK(covered == data_size, "{}: {} trailing bytes after the last tensor belong to no tensor",
+           src, data_size - covered);
+
+  const char* data = bytes.data() + 8 + n;
+  for (const Entry& e : entries) {
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    std::memcpy(t.raw_data(), data + e.begin, e.end - e.begin);
+    file.tensors.emplace_back(e.name, t);
+  }
+  return file;
+}
+
+std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors) {
+  size_t width = 4;
+  int64_t elements = 0, bytes = 0;
+  for (const auto& [name, t] : file.tensors) {
+    width = std::max(width, name.size());
+    elements += t.numel();
+    bytes += t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
+  }
+  std::string out;
+  if (list_tensors) {
+    out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", "name", width, "dtype", "shape", "bytes");
+    for (const auto& [name, t] : file.tensors) {
+      out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", name, width, safetensors_dtype(t.dtype()),
+                         shape_str(t.shape()), t.numel() * dtype_size(t.dtype()));
+    }
+  }
+  out += fmt::format("{} tensors, {} elements, {:.2f} MiB\n", file.tensors.size(), elements,
+                     bytes / 1048576.0);
+  if (!file.metadata.empty()) {
+    out += "metadata:\n";
+    for (const auto& [k, v] : file.metadata) {
+      std::string value = v;
+      try {  // pretty-print JSON values
+        const auto parsed = nlohmann::json::parse(v);
+        if (parsed.is_object()) value = parsed.dump(2);
+      } catch (const nlohmann::json::exception&) {
+      }
+      for (size_t pos = 0; (pos = value.find('\n', pos)) != std::string::npos; pos += 5)
+        value.replace(pos, 1, "\n    ");
+      out += fmt::format("  {}: {}\n", k, value);
+    }
+  }
+  return out;
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  VQ_CHECK(in.good(), "cannot open '{}': {}", path, std::strerror(errno));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return parse_safetensors(buffer.str(), path);
+}
+
+}  // namespace vq::nn

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One-command set-up on a fresh Debian 12 machine: installs every package the project needs
+# (apt-get), a Python venv for the interop tests and the PyTorch comparison, then configures and
+# builds everything into build/. Idempotent: packages already present are not reinstalled and
+# the build is incremental.
+#
+#   scripts/setup.sh            # install + build (CUDA backend too when nvcc and cuDNN exist)
+#   VQ_CUDA=OFF scripts/setup.sh
+#   BUILD_DIR=build-debug CMAKE_BUILD_TYPE=Debug scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+VQ_CUDA=${VQ_CUDA:-OFF}
+CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache
+  libfmt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
+  libdnnl-dev zlib1g-dev libstb-dev
+  dataset-fashion-mnist
+  python3 python3-venv python3-numpy python3-torch
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "== setup: all ${#PACKAGES[@]} Debian packages present"
+fi
+
+# A venv on Debian's python3 (which sees python3-torch) with the safetensors package, used by the
+# Python interop tests and the benchmark comparison.
+VENV="$BUILD_DIR/venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors" 2>/dev/null; then
+  echo "== setup: creating $VENV (safetensors from PyPI)"
+  mkdir -p "$BUILD_DIR"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q safetensors
+fi
+
+echo "== setup: configuring ($CMAKE_BUILD_TYPE, VQ_CUDA=$VQ_CUDA) and building in $BUILD_DIR"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$CMAKE_BUILD_TYPE" -DVQ_CUDA="$VQ_CUDA" \
+  -DVQ_WERROR=ON -DVQ_PYTHON="$PWD/$VENV/bin/python" > "$BUILD_DIR/configure.log" \
+  || { cat "$BUILD_DIR/configure.log"; exit 1; }
+grep -E "CUDA backend" "$BUILD_DIR/configure.log" || true
+cmake --build "$BUILD_DIR"
+echo "== setup: done; programs are in $BUILD_DIR/bin"

@@ -1,0 +1,119 @@
+// Optimizers against PyTorch's numbers (torch 1.13, float64, same loss and hyper-parameters:
+// five steps on f(p) = sum(p^3) + sum(p^2)/2 from p = [1, -2, 0.5]), state round trips,
+// gradient clipping and LR schedules.
+#include "nn/optim/lr_schedule.h"
+#include "nn/optim/optimizer.h"
+#include "test_util.h"
+
+namespace vq::nn {
+namespace {
+
+using test::allclose;
+
+class Param : public Module {
+ public:
+  Param() { p = register_parameter("p", from_vector<double>({1.0, -2.0, 0.5}, {3})); }
+  Tensor p;
+};
+
+template <class Opt, class Options>
+std::vector<double> five_steps(const Options& options) {
+  Param m;
+  Opt opt(m.named_parameters(), options);
+  for (int i = 0; i < 5; ++i) {
+    opt.zero_grad();
+    add(sum(pow(m.p, 3.0)), mul(sum(mul(m.p, m.p)), 0.5)).backward();
+    opt.step();
+  }
+  return m.p.to_vector<double>();
+}
+
+void expect_near(const std::vector<double>& a, const std::vector<double>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-9) << "element " << i;
+}
+
+TEST(Optim, SgdMatchesPyTorch) {
+  expect_near(five_steps<SGD>(SgdOptions{.lr = 0.01}),
+              {0.8249372155434728, -2.635400942657873, 0.4421791409452176});
+  expect_near(five_steps<SGD>(
+                  SgdOptions{.lr = 0.01, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
+              {0.5747076996662454, -3.5925259110374483, 0.358829956141714});
+  expect_near(five_steps<SGD>(SgdOptions{.lr = 0.01, .momentum = 0.9, .nesterov = true}),
+              {0.47888661314543685, -4.88991696380777, 0.3195747295513047});
+}
+
+TEST(Optim, AdamAndAdamWMatchPyTorch) {
+  expect_near(five_steps<Adam>(AdamOptions{.lr = 0.1, .beta2 = 0.99, .weight_decay = 0.05}),
+              {0.5154635637993533, -2.501865556102572, 0.04293594162937327});
+  expect_near(five_steps<Adam>(AdamOptions{
+                  .lr = 0.1, .beta2 = 0.99, .weight_decay = 0.05, .decoupled_weight_decay = true}),
+              {0.4969014237147359, -2.447385252581302, 0.037277653576569425});
+}
+
+TEST(Optim, StateRoundTripResumesExactly) {
+  auto loss = [](const Tensor& p) { return add(sum(pow(p, 3.0)), mul(sum(mul(p, p)), 0.5)); };
+  Param a;
+  Adam opt_a(a.named_parameters(), AdamOptions{.lr = 0.05});
+  for (int i = 0; i < 3; ++i) {
+    opt_a.zero_grad();
+    loss(a.p).backward();
+    opt_a.step();
+  }
+  const NamedTensors saved = opt_a.state_dict();
+  EXPECT_EQ(saved.size(), 3u);  // step.p, exp_avg.p, exp_avg_sq.p
+  Param b;
+  b.load_state_dict(a.state_dict());
+  Adam opt_b(b.named_parameters(), AdamOptions{.lr = 0.05});
+  opt_b.load_state_dict(saved);
+  for (auto* pair : {&opt_a, &opt_b}) {
+    pair->zero_grad();
+    loss(pair->params()[0].second).backward();
+    pair->step();
+  }
+  EXPECT_TRUE(allclose(b.p, a.p, 0, 0));
+  EXPECT_VQ_ERROR(opt_b.load_state_dict({{"exp_avg.q", zeros({3})}}),
+                  "'exp_avg.q' names no parameter");
+  EXPECT_VQ_ERROR(opt_b.load_state_dict({{"exp_avg.p", zeros({2})}}),
+                  "'exp_avg.p' has shape [2], the parameter [3]");
+}
+
+TEST(Optim, SkipsParametersWithoutGradient) {
+  Param m;
+  SGD opt(m.named_parameters(), SgdOptions{.lr = 1.0});
+  opt.step();
+  EXPECT_EQ(m.p.to_vector<double>(), (std::vector<double>{1.0, -2.0, 0.5}));
+}
+
+TEST(Optim, ClipGradNormScalesToMaxNorm) {
+  Tensor a = zeros({2}, DType::Float64).requires_grad_(),
+         b = zeros({1}, DType::Float64).requires_grad_();
+  a.set_grad(from_vector<double>({3, 0}, {2}));
+  b.set_grad(from_vector<double>({4}, {1}));
+  EXPECT_DOUBLE_EQ(clip_grad_norm_({a, b}, 1.0), 5.0);
+  EXPECT_TRUE(allclose(a.grad(), from_vector<double>({0.6, 0}, {2}), 1e-6));
+  EXPECT_TRUE(allclose(b.grad(), from_vector<double>({0.8}, {1}), 1e-6));
+  EXPECT_DOUBLE_EQ(clip_grad_norm_({a, b}, 10.0),
+                   1.0 * (5.0 / (5.0 + 1e-6)));  // below max: unchanged
+  b.set_grad(from_vector<double>({NAN}, {1}));
+  EXPECT_TRUE(std::isnan(clip_grad_norm_({a, b}, 1.0)));
+}
+
+TEST(LrSchedule, WarmupAndCosine) {
+  LrSchedule constant{LrSchedule::Kind::Constant, 0.1};
+  EXPECT_DOUBLE_EQ(constant.lr_at(1000), 0.1);
+  LrSchedule warm{LrSchedule::Kind::Warmup, 0.1, 4};
+  EXPECT_DOUBLE_EQ(warm.lr_at(0), 0.025);
+  EXPECT_DOUBLE_EQ(warm.lr_at(3), 0.1);
+  EXPECT_DOUBLE_EQ(warm.lr_at(100), 0.1);
+  LrSchedule cosine{LrSchedule::Kind::Cosine, 0.1, 10, 110, 0.01};
+  EXPECT_DOUBLE_EQ(cosine.lr_at(9), 0.1);
+  EXPECT_NEAR(cosine.lr_at(10), 0.1, 1e-12);
+  EXPECT_NEAR(cosine.lr_at(60), 0.055, 1e-12);  // halfway: (0.1 + 0.01) / 2
+  EXPECT_NEAR(cosine.lr_at(110), 0.01, 1e-12);
+  EXPECT_NEAR(cosine.lr_at(500), 0.01, 1e-12);
+  EXPECT_VQ_ERROR(LrSchedule::parse_kind("step"), "unknown LR schedule 'step'");
+}
+
+}  // namespace
+}  // namespace vq::nn
