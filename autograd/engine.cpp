@@ -117,35 +117,53 @@ void accumulate_leaf(TensorImpl* leaf, const Tensor& grad) {
 
 }  // namespace
 
-void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
-  VQ_CHECK(root.defined(), "backward() called on an undefined tensor");
-  VQ_CHECK(root.requires_grad(),
-           "backward(): the tensor (shape {}) does not require grad and has no grad_fn; did "
-           "any input have requires_grad set, and was grad mode on?",
-           shape_str(root.shape()));
-  Tensor seed = grad;
-  if (!seed.defined()) {
-    VQ_CHECK(root.numel() == 1,
-             "backward(): the tensor has shape {}; a gradient argument is required for "
-             "non-scalar outputs (or reduce it to a scalar first, e.g. with sum())",
-             shape_str(root.shape()));
-    seed = ones_like(root);
-  }
-  VQ_CHECK(seed.shape() == root.shape(),
-           "backward(): gradient shape {} differs from the tensor's shape {}",
-           shape_str(seed.shape()), shape_str(root.shape()));
+namespace {
 
+// What a backward sweep does with the gradients that reach leaves.
+struct LeafSink {
+  // run_backward: accumulate into every leaf's .grad. grad(): collect for the chosen leaves only.
+  std::unordered_map<TensorImpl*, Tensor>* captured = nullptr;
+  void take(TensorImpl* leaf, const Tensor& g) const {
+    if (captured == nullptr) {
+      accumulate_leaf(leaf, g);
+      return;
+    }
+    auto it = captured->find(leaf);
+    if (it != captured->end()) it->second = it->second.defined() ? add(it->second, g) : g;
+  }
+  bool wants(const Edge& e) const { return captured == nullptr || captured->count(e.leaf.get()); }
+};
+
+// Nodes (of `order`) from which some wanted leaf is reachable; gradients elsewhere are not needed.
+std::unordered_set<Node*> nodes_leading_to_sink(const std::vector<Node*>& order,
+                                                const LeafSink& sink) {
+  std::unordered_set<Node*> useful;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {  // inputs before consumers
+    for (const Edge& e : (*it)->next) {
+      if ((e.leaf && sink.wants(e)) || (e.fn && useful.count(e.fn.get()))) {
+        useful.insert(*it);
+        break;
+      }
+    }
+  }
+  return useful;
+}
+
+void sweep(const Tensor& root, const Tensor& seed, bool retain_graph, const LeafSink& sink) {
   NoGradGuard no_grad;
   if (root.is_leaf()) {
-    accumulate_leaf(root.impl(), seed);
+    sink.take(root.impl(), seed);
     return;
   }
-
+  const std::vector<Node*> order = topological_order(root.grad_fn().get());
+  const bool prune = sink.captured != nullptr;
+  const std::unordered_set<Node*> useful =
+      prune ? nodes_leading_to_sink(order, sink) : std::unordered_set<Node*>{};
   std::unordered_map<Node*, Tensor> pending;
   pending[root.grad_fn().get()] = seed;
-  for (Node* node : topological_order(root.grad_fn().get())) {
+  for (Node* node : order) {
     auto it = pending.find(node);
-    if (it == pending.end()) continue;  // every gradient into it was zero/undefined
+    if (it == pending.end()) continue;  // every gradient into it was zero/undefined, or pruned
     const Tensor dout = std::move(it->second);
     pending.erase(it);
     VQ_CHECK(node->backward != nullptr,
@@ -154,27 +172,71 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
              node->name);
 
     std::vector<bool> needs;
-    for (const Edge& e : node->next) needs.push_back(e.defined());
-    Grads grads(std::move(needs));
+    for (const Edge& e : node->next) {
+      needs.push_back(prune ? ((e.leaf && sink.wants(e)) || (e.fn && useful.count(e.fn.get())))
+                            : e.defined());
+    }
+    Grads grads(needs);
     node->backward(dout, grads);
     if (!retain_graph) node->backward = nullptr;
 
     for (size_t i = 0; i < node->next.size(); ++i) {
       const Edge& edge = node->next[i];
       const Tensor& g = grads[i];
-      if (!edge.defined() || !g.defined()) continue;
+      if (!needs[i] || !g.defined()) continue;
       VQ_CHECK(g.shape() == node->input_shapes[i],
                "backward of '{}': the gradient for input {} has shape {}, but the input has "
                "shape {}",
                node->name, i, shape_str(g.shape()), shape_str(node->input_shapes[i]));
       if (edge.leaf) {
-        accumulate_leaf(edge.leaf.get(), g);
+        sink.take(edge.leaf.get(), g);
       } else {
         Tensor& slot = pending[edge.fn.get()];
         slot = slot.defined() ? add(slot, g) : g;
       }
     }
   }
+}
+
+Tensor checked_seed(const Tensor& root, const Tensor& grad) {
+  VQ_CHECK(root.defined(), "backward() called on an undefined tensor");
+  VQ_CHECK(root.requires_grad(),
+           "backward(): the tensor (shape {}) does not require grad and has no grad_fn; did "
+           "any input have requires_grad set, and was grad mode on?",
+           shape_str(root.shape()));
+  if (!grad.defined()) {
+    VQ_CHECK(root.numel() == 1,
+             "backward(): the tensor has shape {}; a gradient argument is required for "
+             "non-scalar outputs (or reduce it to a scalar first, e.g. with sum())",
+             shape_str(root.shape()));
+    return ones_like(root);
+  }
+  VQ_CHECK(grad.shape() == root.shape(),
+           "backward(): gradient shape {} differs from the tensor's shape {}",
+           shape_str(grad.shape()), shape_str(root.shape()));
+  return grad;
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  sweep(root, checked_seed(root, grad), retain_graph, LeafSink{});
+}
+
+std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& inputs, bool retain_graph) {
+  std::unordered_map<TensorImpl*, Tensor> captured;
+  for (const Tensor& in : inputs) {
+    VQ_CHECK(in.defined() && in.is_leaf() && in.requires_grad(),
+             "grad(): every input must be a leaf tensor that requires grad");
+    captured[in.impl()] = Tensor();
+  }
+  sweep(root, checked_seed(root, Tensor()), retain_graph, LeafSink{&captured});
+  std::vector<Tensor> out;
+  for (const Tensor& in : inputs) {
+    const Tensor& g = captured[in.impl()];
+    out.push_back(g.defined() ? g : zeros_like(in.detach()));
+  }
+  return out;
 }
 
 }  // namespace vq

@@ -92,4 +92,9 @@ void attach_grad_fn(Tensor& out, const char* name, const std::vector<Tensor>& in
 // Runs reverse-mode accumulation from `root` (see Tensor::backward).
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 
+// d(root)/d(input) for each input (leaves that require grad), like torch.autograd.grad: nothing is
+// accumulated into any .grad, and only the part of the graph that leads to the inputs runs. An
+// input the root does not depend on gets zeros. `root` must be a one-element tensor.
+std::vector<Tensor> grad(const Tensor& root, const std::vector<Tensor>& inputs, bool retain_graph);
+
 }  // namespace vq

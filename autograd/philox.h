@@ -9,7 +9,7 @@
 #if defined(__CUDACC__)
 #define VQ_HD __host__ __device__ __forceinline__
 #else
-#define VQ_HD inline
+#define VQ_HD [[gnu::always_inline]] inline
 #endif
 
 namespace vq {

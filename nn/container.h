@@ -18,6 +18,12 @@ class Sequential : public UnaryModule {
     modules_.push_back(register_module(std::to_string(modules_.size()), module));
     return module;
   }
+  // Appends a module under an explicit name (e.g. torchvision's "4" for the 5th layer of VGG).
+  template <class M>
+  std::shared_ptr<M> push_back(const std::string& name, std::shared_ptr<M> module) {
+    modules_.push_back(register_module(name, module));
+    return module;
+  }
   Tensor forward(const Tensor& x) override;
   size_t size() const { return modules_.size(); }
 

@@ -92,6 +92,10 @@ void Module::to(DType dtype) {
   }
 }
 
+void Module::requires_grad_(bool on) {
+  for (auto& [name, t] : named_parameters()) t.requires_grad_(on);
+}
+
 void Module::zero_grad() {
   for (auto& [name, t] : named_parameters()) t.set_grad(Tensor());
 }

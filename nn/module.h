@@ -37,6 +37,9 @@ class Module {
   void to(Device device);
   void to(DType dtype);  // floating parameters and buffers only (float64 for gradchecks)
   void zero_grad();
+  // Switches requires_grad on every parameter (frozen networks, or the discriminator while the
+  // generator steps, so no gradient is computed for it).
+  void requires_grad_(bool on);
 
   // Parameters and buffers under their dotted names (values share storage with the module).
   NamedTensors state_dict() const;

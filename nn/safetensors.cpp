@@ -18,18 +18,12 @@ static_assert(std::endian::native == std::endian::little,
 
 std::string safetensors_dtype(DType dtype) {
   switch (dtype) {
-    case DType::Float32:
-      return "F32";
-    case DType::Float64:
-      return "F64";
-    case DType::Float16:
-      return "F16";
-    case DType::BFloat16:
-      return "BF16";
-    case DType::Int64:
-      return "I64";
-    case DType::UInt8:
-      return "U8";
+    case DType::Float32: return "F32";
+    case DType::Float64: return "F64";
+    case DType::Float16: return "F16";
+    case DType::BFloat16: return "BF16";
+    case DType::Int64: return "I64";
+    case DType::UInt8: return "U8";
   }
   return "?";
 }

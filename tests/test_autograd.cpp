@@ -139,3 +139,37 @@ TEST(Autograd, DeepChainDoesNotOverflowTheStack) {
 
 }  // namespace
 }  // namespace vq
+
+namespace vq {
+namespace {
+
+TEST(AutogradGrad, ReturnsGradientsWithoutTouchingDotGrad) {
+  Tensor a = from_vector<double>({1, 2}, {2}).requires_grad_();
+  Tensor b = from_vector<double>({3, 4}, {2}).requires_grad_();
+  const Tensor loss = sum(mul(mul(a, b), b));  // d/da = b^2, d/db = 2ab
+  const auto g = grad(loss, {b}, /*retain_graph=*/true);
+  EXPECT_TRUE(test::allclose(g[0], from_vector<double>({6, 16}, {2})));
+  EXPECT_FALSE(a.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+  // The graph was retained: a normal backward still works afterwards.
+  loss.backward();
+  EXPECT_TRUE(test::allclose(a.grad(), from_vector<double>({9, 16}, {2})));
+}
+
+TEST(AutogradGrad, PrunesBranchesThatDoNotLeadToTheInputs) {
+  // The expensive branch's backward would throw; it must not run for d/dw.
+  Tensor x = from_vector<double>({1, 2}, {2}).requires_grad_();
+  Tensor w = from_vector<double>({0.5}, {1}).requires_grad_();
+  Tensor trap = mul(x, 2.0);
+  attach_grad_fn(trap, "trap", {x}, [](const Tensor&, Grads&) { throw Error("trap ran"); });
+  const Tensor loss = sum(mul(trap, w));
+  const auto g = grad(loss, {w}, false);
+  EXPECT_NEAR(g[0].item(), 6.0, 1e-12);
+  Tensor unused = zeros({3}, DType::Float64).requires_grad_();
+  EXPECT_TRUE(
+      test::allclose(grad(sum(mul(x, 3.0)), {unused}, false)[0], zeros({3}, DType::Float64)));
+  EXPECT_VQ_ERROR(grad(sum(mul(x, 3.0)), {mul(x, 1.0)}, false), "every input must be a leaf");
+}
+
+}  // namespace
+}  // namespace vq

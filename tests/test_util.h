@@ -66,9 +66,9 @@ inline Tensor randn32(const Shape& shape, uint64_t seed = 1) {
     try {                                                                                    \
       statement;                                                                             \
       ADD_FAILURE() << "expected vq::Error containing '" << (needle) << "', nothing thrown"; \
-    } catch (const ::vq::Error& e) {                                                         \
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)                       \
-          << "message was: " << e.what();                                                    \
+    } catch (const ::vq::Error& vq_error_) {                                                 \
+      EXPECT_NE(std::string(vq_error_.what()).find(needle), std::string::npos)               \
+          << "message was: " << vq_error_.what();                                            \
     }                                                                                        \
   } while (0)
 

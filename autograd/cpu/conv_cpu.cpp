@@ -57,6 +57,7 @@ struct PlanArg {
 struct Plan {
   dnnl::primitive primitive;
   std::vector<PlanArg> args;
+  memory::desc scratchpad;  // the primitive's temporary memory, which we hand out from our cache
 };
 
 PlanArg make_arg(int id, const memory::desc& plain, const memory::desc& want, bool output) {
@@ -94,6 +95,14 @@ memory::desc any_like(const memory::desc& md) {
   return memory::desc(md.dims(), memory::data_type::f32, Tag::any);
 }
 
+// oneDNN would allocate each primitive's scratchpad with fresh pages on every call (a page fault
+// per 4 KiB); with the user mode we pass it memory from our caching allocator instead.
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias) {
   const auto alg = dnnl::algorithm::convolution_direct;
   auto desc =
@@ -103,7 +112,7 @@ dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias) 
            : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
                                              any_like(d.src), any_like(d.weights), any_like(d.dst),
                                              d.strides, d.dilates, d.pad_l, d.pad_r);
-  return dnnl::convolution_forward::primitive_desc(desc, engine());
+  return dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(), engine());
 }
 
 Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
@@ -114,6 +123,7 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
   switch (dir) {
     case Direction::Forward:
       plan.primitive = dnnl::convolution_forward(fwd);
+      plan.scratchpad = fwd.scratchpad_desc();
       plan.args = {make_arg(DNNL_ARG_SRC, d.src, fwd.src_desc(), false),
                    make_arg(DNNL_ARG_WEIGHTS, d.weights, fwd.weights_desc(), false),
                    make_arg(DNNL_ARG_DST, d.dst, fwd.dst_desc(), true)};
@@ -123,8 +133,9 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
       dnnl::convolution_backward_data::desc desc(alg, any_like(d.src), any_like(d.weights),
                                                  any_like(d.dst), d.strides, d.dilates, d.pad_l,
                                                  d.pad_r);
-      dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), fwd);
+      dnnl::convolution_backward_data::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
       plan.primitive = dnnl::convolution_backward_data(pd);
+      plan.scratchpad = pd.scratchpad_desc();
       plan.args = {make_arg(DNNL_ARG_DIFF_DST, d.dst, pd.diff_dst_desc(), false),
                    make_arg(DNNL_ARG_WEIGHTS, d.weights, pd.weights_desc(), false),
                    make_arg(DNNL_ARG_DIFF_SRC, d.src, pd.diff_src_desc(), true)};
@@ -137,8 +148,9 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
                        : dnnl::convolution_backward_weights::desc(
                              alg, any_like(d.src), any_like(d.weights), any_like(d.dst), d.strides,
                              d.dilates, d.pad_l, d.pad_r);
-      dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), fwd);
+      dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
       plan.primitive = dnnl::convolution_backward_weights(pd);
+      plan.scratchpad = pd.scratchpad_desc();
       plan.args = {make_arg(DNNL_ARG_SRC, d.src, pd.src_desc(), false),
                    make_arg(DNNL_ARG_DIFF_DST, d.dst, pd.diff_dst_desc(), false),
                    make_arg(DNNL_ARG_DIFF_WEIGHTS, d.weights, pd.diff_weights_desc(), true)};
@@ -194,6 +206,10 @@ void execute(const Plan& plan, const std::unordered_map<int, void*>& buffers) {
     }
     exec_args.emplace(arg.id, staged);
   }
+  scratch.push_back(
+      Tensor::empty({static_cast<int64_t>(plan.scratchpad.get_size())}, DType::UInt8));
+  exec_args.emplace(DNNL_ARG_SCRATCHPAD,
+                    memory(plan.scratchpad, engine(), scratch.back().raw_data()));
   plan.primitive.execute(stream, exec_args);
   for (auto& [arg, mems] : outputs) arg->convert.execute(stream, mems.first, mems.second);
   stream.wait();

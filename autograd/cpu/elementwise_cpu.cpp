@@ -12,15 +12,14 @@ template <class F>
 void with_unary_op(UnaryOp op, F&& f) {
   using U = UnaryOp;
   switch (op) {
-#define VQ_CASE(name)                        \
-  case U::name:                              \
-    f(std::integral_constant<U, U::name>{}); \
-    return;
+#define VQ_CASE(name) \
+  case U::name: f(std::integral_constant<U, U::name>{}); return;
     VQ_CASE(Neg)
-    VQ_CASE(Abs) VQ_CASE(Sqrt) VQ_CASE(Rsqrt) VQ_CASE(Exp) VQ_CASE(Log) VQ_CASE(Sigmoid)
-        VQ_CASE(Tanh) VQ_CASE(Relu) VQ_CASE(LeakyRelu) VQ_CASE(Silu) VQ_CASE(Softplus)
-            VQ_CASE(Clamp) VQ_CASE(PowScalar) VQ_CASE(Sign) VQ_CASE(Round) VQ_CASE(AddScalar)
-                VQ_CASE(MulScalar)
+    VQ_CASE(Abs)
+    VQ_CASE(Sqrt)
+    VQ_CASE(Rsqrt) VQ_CASE(Exp) VQ_CASE(Log) VQ_CASE(Sigmoid) VQ_CASE(Tanh) VQ_CASE(Relu)
+        VQ_CASE(LeakyRelu) VQ_CASE(Silu) VQ_CASE(Softplus) VQ_CASE(Clamp) VQ_CASE(PowScalar)
+            VQ_CASE(Sign) VQ_CASE(Round) VQ_CASE(AddScalar) VQ_CASE(MulScalar)
 #undef VQ_CASE
   }
 }
@@ -29,27 +28,13 @@ template <class F>
 void with_binary_op(BinaryOp op, F&& f) {
   using B = BinaryOp;
   switch (op) {
-    case B::Add:
-      f(std::integral_constant<B, B::Add>{});
-      return;
-    case B::Sub:
-      f(std::integral_constant<B, B::Sub>{});
-      return;
-    case B::Mul:
-      f(std::integral_constant<B, B::Mul>{});
-      return;
-    case B::Div:
-      f(std::integral_constant<B, B::Div>{});
-      return;
-    case B::Pow:
-      f(std::integral_constant<B, B::Pow>{});
-      return;
-    case B::Maximum:
-      f(std::integral_constant<B, B::Maximum>{});
-      return;
-    case B::Minimum:
-      f(std::integral_constant<B, B::Minimum>{});
-      return;
+    case B::Add: f(std::integral_constant<B, B::Add>{}); return;
+    case B::Sub: f(std::integral_constant<B, B::Sub>{}); return;
+    case B::Mul: f(std::integral_constant<B, B::Mul>{}); return;
+    case B::Div: f(std::integral_constant<B, B::Div>{}); return;
+    case B::Pow: f(std::integral_constant<B, B::Pow>{}); return;
+    case B::Maximum: f(std::integral_constant<B, B::Maximum>{}); return;
+    case B::Minimum: f(std::integral_constant<B, B::Minimum>{}); return;
   }
 }
 

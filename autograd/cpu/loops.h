@@ -133,14 +133,9 @@ struct StridedLoop {
 template <class F>
 void dispatch_floating(DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case DType::Float32:
-      f(float{});
-      return;
-    case DType::Float64:
-      f(double{});
-      return;
-    default:
-      throw Error(fmt::format("{}: unsupported dtype {}", op, dtype_name(dtype)));
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    default: throw Error(fmt::format("{}: unsupported dtype {}", op, dtype_name(dtype)));
   }
 }
 
@@ -148,20 +143,11 @@ void dispatch_floating(DType dtype, const char* op, F&& f) {
 template <class F>
 void dispatch_arith(DType dtype, const char* op, F&& f) {
   switch (dtype) {
-    case DType::Float32:
-      f(float{});
-      return;
-    case DType::Float64:
-      f(double{});
-      return;
-    case DType::Int64:
-      f(int64_t{});
-      return;
-    case DType::UInt8:
-      f(uint8_t{});
-      return;
-    default:
-      throw Error(fmt::format("{}: unsupported dtype {}", op, dtype_name(dtype)));
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    case DType::Int64: f(int64_t{}); return;
+    case DType::UInt8: f(uint8_t{}); return;
+    default: throw Error(fmt::format("{}: unsupported dtype {}", op, dtype_name(dtype)));
   }
 }
 

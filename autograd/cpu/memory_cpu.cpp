@@ -131,36 +131,22 @@ uint16_t float_to_bf16(float f) {
 
 double load_as_double(DType dtype, const char* p) {
   switch (dtype) {
-    case DType::Float32:
-      return *reinterpret_cast<const float*>(p);
-    case DType::Float64:
-      return *reinterpret_cast<const double*>(p);
-    case DType::Int64:
-      return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
-    case DType::UInt8:
-      return *reinterpret_cast<const uint8_t*>(p);
-    case DType::Float16:
-      return half_to_float(*reinterpret_cast<const uint16_t*>(p));
-    case DType::BFloat16:
-      return bf16_to_float(*reinterpret_cast<const uint16_t*>(p));
+    case DType::Float32: return *reinterpret_cast<const float*>(p);
+    case DType::Float64: return *reinterpret_cast<const double*>(p);
+    case DType::Int64: return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
+    case DType::UInt8: return *reinterpret_cast<const uint8_t*>(p);
+    case DType::Float16: return half_to_float(*reinterpret_cast<const uint16_t*>(p));
+    case DType::BFloat16: return bf16_to_float(*reinterpret_cast<const uint16_t*>(p));
   }
   return 0;
 }
 
 void store_from_double(DType dtype, char* p, double v) {
   switch (dtype) {
-    case DType::Float32:
-      *reinterpret_cast<float*>(p) = static_cast<float>(v);
-      return;
-    case DType::Float64:
-      *reinterpret_cast<double*>(p) = v;
-      return;
-    case DType::Int64:
-      *reinterpret_cast<int64_t*>(p) = static_cast<int64_t>(v);
-      return;
-    case DType::UInt8:
-      *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(v);
-      return;
+    case DType::Float32: *reinterpret_cast<float*>(p) = static_cast<float>(v); return;
+    case DType::Float64: *reinterpret_cast<double*>(p) = v; return;
+    case DType::Int64: *reinterpret_cast<int64_t*>(p) = static_cast<int64_t>(v); return;
+    case DType::UInt8: *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(v); return;
     case DType::Float16:
       *reinterpret_cast<uint16_t*>(p) = float_to_half(static_cast<float>(v));
       return;

@@ -23,12 +23,9 @@ struct Acc {
 template <class T>
 T reduce_identity(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum:
-      return T(0);
-    case ReduceOp::Max:
-      return std::numeric_limits<T>::lowest();
-    case ReduceOp::Min:
-      return std::numeric_limits<T>::max();
+    case ReduceOp::Sum: return T(0);
+    case ReduceOp::Max: return std::numeric_limits<T>::lowest();
+    case ReduceOp::Min: return std::numeric_limits<T>::max();
   }
   return T(0);
 }
@@ -37,12 +34,9 @@ T reduce_identity(ReduceOp op) {
 template <class T, class A>
 inline A combine(ReduceOp op, A acc, T v) {
   switch (op) {
-    case ReduceOp::Sum:
-      return acc + static_cast<A>(v);
-    case ReduceOp::Max:
-      return (v > acc || v != v) ? static_cast<A>(v) : acc;
-    case ReduceOp::Min:
-      return (v < acc || v != v) ? static_cast<A>(v) : acc;
+    case ReduceOp::Sum: return acc + static_cast<A>(v);
+    case ReduceOp::Max: return (v > acc || v != v) ? static_cast<A>(v) : acc;
+    case ReduceOp::Min: return (v < acc || v != v) ? static_cast<A>(v) : acc;
   }
   return acc;
 }

@@ -85,10 +85,10 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     // d(ab)/da = b, d(ab)/db = a
     attach_grad_fn(out, "mul", {a, b},
                    [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& dout, Grads& g) {
-                     const Tensor& a = sa.get("mul");
-                     const Tensor& b = sb.get("mul");
-                     if (g.needs(0)) g[0] = sum_to(mul(dout, b), a.shape());
-                     if (g.needs(1)) g[1] = sum_to(mul(dout, a), b.shape());
+                     const Tensor& lhs = sa.get("mul");
+                     const Tensor& rhs = sb.get("mul");
+                     if (g.needs(0)) g[0] = sum_to(mul(dout, rhs), lhs.shape());
+                     if (g.needs(1)) g[1] = sum_to(mul(dout, lhs), rhs.shape());
                    });
   }
   return out;
@@ -101,10 +101,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
     attach_grad_fn(
         out, "div", {a, b},
         [sa = a.shape(), sb = SavedTensor(b), so = SavedTensor(out)](const Tensor& dout, Grads& g) {
-          const Tensor& b = sb.get("div");
-          const Tensor gb = div(dout, b);
+          const Tensor& rhs = sb.get("div");
+          const Tensor gb = div(dout, rhs);
           if (g.needs(0)) g[0] = sum_to(gb, sa);
-          if (g.needs(1)) g[1] = sum_to(neg(mul(gb, so.get("div"))), b.shape());
+          if (g.needs(1)) g[1] = sum_to(neg(mul(gb, so.get("div"))), rhs.shape());
         });
   }
   return out;
@@ -117,12 +117,12 @@ Tensor pow(const Tensor& a, const Tensor& b) {
     attach_grad_fn(out, "pow", {a, b},
                    [sa = SavedTensor(a), sb = SavedTensor(b), so = SavedTensor(out)](
                        const Tensor& dout, Grads& g) {
-                     const Tensor& a = sa.get("pow");
-                     const Tensor& b = sb.get("pow");
+                     const Tensor& lhs = sa.get("pow");
+                     const Tensor& rhs = sb.get("pow");
                      if (g.needs(0))
-                       g[0] = sum_to(mul(dout, mul(b, pow(a, sub(b, 1.0)))), a.shape());
+                       g[0] = sum_to(mul(dout, mul(rhs, pow(lhs, sub(rhs, 1.0)))), lhs.shape());
                      if (g.needs(1))
-                       g[1] = sum_to(mul(dout, mul(so.get("pow"), log(a))), b.shape());
+                       g[1] = sum_to(mul(dout, mul(so.get("pow"), log(lhs))), rhs.shape());
                    });
   }
   return out;
@@ -133,10 +133,12 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   if (needs_graph({a, b})) {
     attach_grad_fn(out, "maximum", {a, b},
                    [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& dout, Grads& g) {
-                     const Tensor& a = sa.get("maximum");
-                     const Tensor& b = sb.get("maximum");
-                     if (g.needs(0)) g[0] = sum_to(mul(dout, winner_mask(a, b, true)), a.shape());
-                     if (g.needs(1)) g[1] = sum_to(mul(dout, winner_mask(b, a, true)), b.shape());
+                     const Tensor& lhs = sa.get("maximum");
+                     const Tensor& rhs = sb.get("maximum");
+                     if (g.needs(0))
+                       g[0] = sum_to(mul(dout, winner_mask(lhs, rhs, true)), lhs.shape());
+                     if (g.needs(1))
+                       g[1] = sum_to(mul(dout, winner_mask(rhs, lhs, true)), rhs.shape());
                    });
   }
   return out;
@@ -147,10 +149,12 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   if (needs_graph({a, b})) {
     attach_grad_fn(out, "minimum", {a, b},
                    [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& dout, Grads& g) {
-                     const Tensor& a = sa.get("minimum");
-                     const Tensor& b = sb.get("minimum");
-                     if (g.needs(0)) g[0] = sum_to(mul(dout, winner_mask(a, b, false)), a.shape());
-                     if (g.needs(1)) g[1] = sum_to(mul(dout, winner_mask(b, a, false)), b.shape());
+                     const Tensor& lhs = sa.get("minimum");
+                     const Tensor& rhs = sb.get("minimum");
+                     if (g.needs(0))
+                       g[0] = sum_to(mul(dout, winner_mask(lhs, rhs, false)), lhs.shape());
+                     if (g.needs(1))
+                       g[1] = sum_to(mul(dout, winner_mask(rhs, lhs, false)), rhs.shape());
                    });
   }
   return out;

@@ -38,14 +38,15 @@ Tensor group_norm(const Tensor& x, int64_t G, const Tensor& weight, const Tensor
     attach_grad_fn(y, "group_norm", {x, weight, bias},
                    [G, x3s = SavedTensor(x3), ws = SavedTensor(weight), mean, rstd,
                     shape = x.shape()](const Tensor& dout, Grads& g) {
-                     const Tensor& x3 = x3s.get("group_norm");
+                     const Tensor& saved_x = x3s.get("group_norm");
                      const Tensor& w = ws.get("group_norm");
-                     const Tensor dy = dout.contiguous().view(x3.shape());
-                     Tensor dx = g.needs(0) ? empty_like(x3) : Tensor();
+                     const Tensor dy = dout.contiguous().view(saved_x.shape());
+                     Tensor dx = g.needs(0) ? empty_like(saved_x) : Tensor();
                      Tensor dw = g.needs(1) ? empty_like(w) : Tensor();
-                     Tensor db = g.needs(2) ? Tensor::empty({x3.size(1)}, dy.dtype(), dy.device())
-                                            : Tensor();
-                     backend_for(dy).group_norm_backward(dy, x3, w, mean, rstd, G, dx, dw, db);
+                     Tensor db = g.needs(2)
+                                     ? Tensor::empty({saved_x.size(1)}, dy.dtype(), dy.device())
+                                     : Tensor();
+                     backend_for(dy).group_norm_backward(dy, saved_x, w, mean, rstd, G, dx, dw, db);
                      if (g.needs(0)) g[0] = dx.view(shape);
                      if (g.needs(1)) g[1] = dw;
                      if (g.needs(2)) g[2] = db;
@@ -94,13 +95,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         y, "batch_norm", {x, weight, bias},
         [training, x3s = SavedTensor(x3), ws = SavedTensor(weight), mean, invstd,
          shape = x.shape()](const Tensor& dout, Grads& g) {
-          const Tensor& x3 = x3s.get("batch_norm");
+          const Tensor& saved_x = x3s.get("batch_norm");
           const Tensor& w = ws.get("batch_norm");
-          const Tensor dy = dout.contiguous().view(x3.shape());
-          Tensor dx = g.needs(0) ? empty_like(x3) : Tensor();
+          const Tensor dy = dout.contiguous().view(saved_x.shape());
+          Tensor dx = g.needs(0) ? empty_like(saved_x) : Tensor();
           Tensor dw = g.needs(1) ? empty_like(w) : Tensor();
-          Tensor db = g.needs(2) ? Tensor::empty({x3.size(1)}, dy.dtype(), dy.device()) : Tensor();
-          backend_for(dy).batch_norm_backward(dy, x3, mean, invstd, w, training, dx, dw, db);
+          Tensor db =
+              g.needs(2) ? Tensor::empty({saved_x.size(1)}, dy.dtype(), dy.device()) : Tensor();
+          backend_for(dy).batch_norm_backward(dy, saved_x, mean, invstd, w, training, dx, dw, db);
           if (g.needs(0)) g[0] = dx.view(shape);
           if (g.needs(1)) g[1] = dw;
           if (g.needs(2)) g[2] = db;
@@ -120,9 +122,9 @@ Tensor softmax_op(const Tensor& x, int64_t dim, bool log, const char* op) {
   backend_for(x).softmax(xc, s.A, s.X, s.B, log, y);
   if (needs_graph({x})) {
     attach_grad_fn(y, op, {x}, [s, log, op, ys = SavedTensor(y)](const Tensor& dout, Grads& g) {
-      const Tensor& y = ys.get(op);
-      g[0] = empty_like(y);
-      backend_for(y).softmax_backward(dout.contiguous(), y, s.A, s.X, s.B, log, g[0]);
+      const Tensor& out = ys.get(op);
+      g[0] = empty_like(out);
+      backend_for(out).softmax_backward(dout.contiguous(), out, s.A, s.X, s.B, log, g[0]);
     });
   }
   return y;

@@ -27,12 +27,9 @@ LrSchedule::Kind LrSchedule::parse_kind(const std::string& name) {
 
 std::string LrSchedule::kind_name(Kind kind) {
   switch (kind) {
-    case Kind::Constant:
-      return "constant";
-    case Kind::Warmup:
-      return "warmup";
-    case Kind::Cosine:
-      return "cosine";
+    case Kind::Constant: return "constant";
+    case Kind::Warmup: return "warmup";
+    case Kind::Cosine: return "cosine";
   }
   return "?";
 }

@@ -1,0 +1,221 @@
+"""The same VQGAN training step as trainers/ runs, written in PyTorch for side-by-side timing.
+
+An independent implementation of the `fmnist` model (taming-style encoder/decoder with GroupNorm
+32 and SiLU, attention in the middle block, 1x1 quant convs), the EMA vector quantizer with
+Gumbel-max sampling at temperature T and the entropy term, the 3-layer PatchGAN, and the
+generator + discriminator step (L1, optional perceptual VGG16, hinge loss, adaptive adversarial
+weight, Adam). Used by compare_pytorch.py; not a reference for correctness.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def norm(c):
+    return nn.GroupNorm(32, c, eps=1e-6)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.norm1, self.conv1 = norm(cin), nn.Conv2d(cin, cout, 3, 1, 1)
+        self.norm2, self.conv2 = norm(cout), nn.Conv2d(cout, cout, 3, 1, 1)
+        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (self.nin_shortcut(x) if self.nin_shortcut is not None else x) + h
+
+
+class Attn(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.norm = norm(c)
+        self.q, self.k, self.v, self.proj_out = (nn.Conv2d(c, c, 1) for _ in range(4))
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        y = self.norm(x)
+        q = self.q(y).reshape(n, c, h * w).permute(0, 2, 1)
+        k = self.k(y).reshape(n, c, h * w)
+        v = self.v(y).reshape(n, c, h * w)
+        a = torch.softmax(torch.bmm(q, k) / math.sqrt(c), dim=2)
+        return x + self.proj_out(torch.bmm(v, a.permute(0, 2, 1)).reshape(n, c, h, w))
+
+
+class Down(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 2, 0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Up(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def mid(c):
+    return nn.Sequential(ResBlock(c, c), Attn(c), ResBlock(c, c))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cin=1, ch=64, mult=(1, 2, 2), blocks=1, z=256):
+        super().__init__()
+        layers, c = [nn.Conv2d(cin, ch, 3, 1, 1)], ch
+        for i, m in enumerate(mult):
+            for _ in range(blocks):
+                layers.append(ResBlock(c, ch * m))
+                c = ch * m
+            if i != len(mult) - 1:
+                layers.append(Down(c))
+        layers += [mid(c), norm(c), nn.SiLU(), nn.Conv2d(c, z, 3, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cout=1, ch=64, mult=(1, 2, 2), blocks=1, z=256):
+        super().__init__()
+        c = ch * mult[-1]
+        layers = [nn.Conv2d(z, c, 3, 1, 1), mid(c)]
+        for i in reversed(range(len(mult))):
+            for _ in range(blocks + 1):
+                layers.append(ResBlock(c, ch * mult[i]))
+                c = ch * mult[i]
+            if i != 0:
+                layers.append(Up(c))
+        layers += [norm(c), nn.SiLU()]
+        self.net = nn.Sequential(*layers)
+        self.conv_out = nn.Conv2d(c, cout, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv_out(self.net(x))
+
+
+class EmaQuantizer(nn.Module):
+    def __init__(self, k=64, d=256, decay=0.7, temperature=2.5, beta=10.0, entropy_weight=2.0):
+        super().__init__()
+        self.k, self.decay, self.t, self.beta, self.ew = k, decay, temperature, beta, entropy_weight
+        w = torch.empty(k, d).uniform_(-1 / k, 1 / k)
+        self.register_buffer("weight", w)
+        self.register_buffer("cluster_size", torch.zeros(k))
+        self.register_buffer("embed_avg", w.clone())
+
+    def forward(self, z):
+        n, d, h, w = z.shape
+        zf = z.permute(0, 2, 3, 1).reshape(-1, d)
+        e = self.weight.clone()
+        dist = (zf * zf).sum(1, keepdim=True) - 2 * zf @ e.t() + (e * e).sum(1)[None]
+        g = -torch.log(-torch.log(torch.rand_like(dist).clamp_min(1e-20)))
+        idx = torch.argmin(dist.detach() / self.t - g, 1)
+        codes = e[idx]
+        loss = self.beta * F.mse_loss(zf, codes.detach())
+        p = torch.softmax(-dist, 1).mean(0)
+        loss = loss + self.ew * (math.log(self.k) + (p * p.clamp(1e-12, 1).log()).sum())
+        with torch.no_grad():
+            onehot = F.one_hot(idx, self.k).type(zf.dtype)
+            self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+            self.embed_avg.mul_(self.decay).add_(onehot.t() @ zf, alpha=1 - self.decay)
+            total = self.cluster_size.sum()
+            smoothed = (self.cluster_size + 1e-5) / (total + self.k * 1e-5) * total
+            self.weight.copy_(self.embed_avg / smoothed[:, None])
+        zq = zf + (codes - zf).detach()
+        return zq.reshape(n, h, w, d).permute(0, 3, 1, 2), loss
+
+
+class PatchGAN(nn.Module):
+    def __init__(self, cin=1, ndf=64, layers=3):
+        super().__init__()
+        seq, mult = [nn.Conv2d(cin, ndf, 4, 2, 1), nn.LeakyReLU(0.2)], 1
+        for n in range(1, layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if n < layers else 1, 1, bias=False),
+                    nn.BatchNorm2d(ndf * mult), nn.LeakyReLU(0.2)]
+        seq.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+        self.main = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.main(x)
+
+
+class Vgg16Distance(nn.Module):
+    """LPIPS-style distance over VGG16's five relu slices (random weights; timing only)."""
+
+    def __init__(self):
+        super().__init__()
+        cfg = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+        self.slices, c = nn.ModuleList(), 3
+        for i, widths in enumerate(cfg):
+            layers = [nn.MaxPool2d(2, 2)] if i else []
+            for w in widths:
+                layers += [nn.Conv2d(c, w, 3, 1, 1), nn.ReLU()]
+                c = w
+            self.slices.append(nn.Sequential(*layers))
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def features(self, x):
+        out, h = [], x.expand(-1, 3, -1, -1)
+        for s in self.slices:
+            h = s(h)
+            out.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+        return out
+
+    def forward(self, a, b):
+        with torch.no_grad():
+            fa = self.features(a)
+        fb = self.features(b)
+        return sum(((x - y) ** 2).mean(1, keepdim=True).mean((2, 3), keepdim=True) for x, y in zip(fa, fb))
+
+
+class TrainStep:
+    """One generator + discriminator step of the fmnist VQGAN at the given batch size."""
+
+    def __init__(self, batch=64, perceptual_weight=0.0):
+        torch.manual_seed(0)
+        self.enc, self.dec = Encoder(), Decoder()
+        self.quant_conv, self.post_quant_conv = nn.Conv2d(256, 256, 1), nn.Conv2d(256, 256, 1)
+        self.quantizer, self.disc = EmaQuantizer(), PatchGAN()
+        self.perceptual = Vgg16Distance() if perceptual_weight > 0 else None
+        self.pw = perceptual_weight
+        g_params = [p for m in (self.enc, self.dec, self.quant_conv, self.post_quant_conv) for p in m.parameters()]
+        self.opt_g = torch.optim.Adam(g_params, lr=1e-4, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
+        self.x = torch.rand(batch, 1, 32, 32) * 2 - 1
+
+    def __call__(self):
+        x = self.x
+        zq, qloss = self.quantizer(self.quant_conv(self.enc(x)))
+        rec = self.dec(self.post_quant_conv(zq))
+        nll = 0.7 * (x - rec).abs().mean()
+        if self.perceptual is not None:
+            nll = nll + self.pw * self.perceptual(x, rec).mean()
+        for p in self.disc.parameters():
+            p.requires_grad_(False)
+        g_adv = -self.disc(rec).mean()
+        for p in self.disc.parameters():
+            p.requires_grad_(True)
+        last = self.dec.conv_out.weight
+        g1 = torch.autograd.grad(nll, last, retain_graph=True)[0]
+        g2 = torch.autograd.grad(g_adv, last, retain_graph=True)[0]
+        weight = 0.4 * torch.clamp(g1.norm() / (g2.norm() + 1e-4), 0, 1e4).detach()
+        loss = nll + weight * g_adv + qloss
+        self.opt_g.zero_grad()
+        loss.backward()
+        self.opt_g.step()
+        d_loss = 0.5 * (F.relu(1 - self.disc(x)).mean() + F.relu(1 + self.disc(rec.detach())).mean())
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()

@@ -1,0 +1,35 @@
+// Architecture of the VQGAN (taming-transformers' ddconfig plus the codebook size and dimension)
+// and the built-in reference configs from DESIGN.md.
+//
+//   fmnist : 32x32 grey, ch 64, ch_mult (1,2,2), 1 res block, no attention levels -> 8x8 latents
+//   seed256: 256x256 RGB, ch 128, ch_mult (1,1,2,2,4), 2 res blocks, attention at 16 -> 16x16
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace vq::models {
+
+struct ModelConfig {
+  std::string name = "fmnist";
+  int64_t resolution = 32;
+  int64_t in_channels = 1;
+  int64_t out_channels = 1;
+  int64_t ch = 64;
+  std::vector<int64_t> ch_mult{1, 2, 2};
+  int64_t num_res_blocks = 1;
+  std::vector<int64_t> attn_resolutions{};  // resolutions (e.g. 16) whose levels get attention
+  int64_t z_channels = 256;
+  double dropout = 0.0;
+  int64_t embed_dim = 256;  // codebook vector size D (quant_conv maps z_channels -> D)
+
+  int64_t latent_size() const;  // resolution / 2^(levels - 1)
+  // Throws naming the field when the combination cannot be built (e.g. channels not divisible
+  // by the 32 GroupNorm groups, resolution not divisible by the downsampling).
+  void validate() const;
+};
+
+// "fmnist" or "seed256"; throws listing the names otherwise.
+ModelConfig model_config_by_name(const std::string& name);
+
+}  // namespace vq::models

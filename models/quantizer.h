@@ -1,0 +1,71 @@
+// The quantizer interface shared by the vector quantizer (vector_quantizer.h) and, later, scalar
+// quantizers, plus the configuration of all of them. Size letters: N batch, D code dimension,
+// h w latent grid, M = N*h*w vectors, K codebook size.
+#pragma once
+
+#include <string>
+
+#include "models/codebook_stats.h"
+#include "nn/module.h"
+
+namespace vq::models {
+
+struct QuantizerConfig {
+  int64_t n_embed = 64;          // K (the current size; codebook expansion grows it)
+  std::string codebook = "ema";  // "ema": codes are running means of their vectors; "learned":
+                                 // codes are parameters moved by the codebook loss
+  double ema_decay = 0.7;
+  double ema_epsilon = 1e-5;            // Laplace smoothing of the EMA counts
+  double temperature = 2.5;             // training: sample codes from softmax(-d / T); 0 = argmin
+  double beta = 10.0;                   // commitment loss weight
+  double commitment_warmup_epochs = 5;  // beta ramps linearly from 0 over these epochs
+  double entropy_weight = 2.0;          // weight x (log K - H(mean soft assignment))
+  double entropy_temperature = 1.0;     // soft assignment softmax(-d / this) for the entropy terms
+  double confidence_weight = 0.0;       // weight x mean per-vector entropy (sharp assignments)
+  double diversity_weight = 0.0;  // learned codebooks: mean squared cosine similarity of codes
+  std::string init = "uniform";   // "uniform" (+-1/K, the seed's), "normal", "kmeans" (first batch)
+  int64_t kmeans_iterations = 10;
+  double dead_code_threshold = 1.0;       // EMA count below which a code is dead
+  std::string dead_code_reset = "epoch";  // "off", "epoch" (at epoch end) or "step" (every step)
+  int64_t low_usage_reset_interval = 1;   // epochs between low-usage resets; 0 = never
+  double low_usage_reset_fraction = 0.3;  // share of least-used codes replaced then
+  double active_threshold = 1.0;          // EMA count at or above which a code counts as "active"
+  bool expand = false;                    // double K when the EMA says most codes are active
+  int64_t expand_max_codes = 512;
+  double expand_active_fraction = 0.9;
+
+  void validate() const;
+};
+
+struct QuantizerOutput {
+  Tensor z_q;                 // [N, D, h, w]: the codes, with the straight-through gradient to z
+  Tensor indices;             // int64 [N, h, w]
+  Tensor loss;                // the quantizer's weighted loss terms, summed (scalar)
+  double commit_loss = 0;     // unweighted mean((z - sg(code))^2)
+  double codebook_loss = 0;   // unweighted mean((sg(z) - code)^2), learned codebooks
+  double entropy_loss = 0;    // unweighted log K - H(mean soft assignment)
+  double diversity_loss = 0;  // unweighted
+  CodebookStats stats;        // of this batch (and the EMA counts after its update)
+};
+
+class Quantizer : public nn::Module {
+ public:
+  virtual QuantizerOutput forward(const Tensor& z) = 0;  // z [N, D, h, w]
+  virtual int64_t num_codes() const = 0;
+  // Codes for token indices [N, h, w] -> [N, D, h, w] (decoding tokens without an encoder).
+  virtual Tensor codes_for(const Tensor& indices) const = 0;
+  // Nearest-code indices without sampling, statistics or updates: what evaluation sees.
+  virtual Tensor lookup(const Tensor& z) const = 0;
+  // Per-code EMA usage counts (for statistics and the analysis tool).
+  virtual std::vector<double> ema_counts() const = 0;
+  // Once per finished epoch: periodic resets and codebook expansion. Returns what it did, for
+  // the log (empty when nothing happened).
+  virtual std::string end_epoch(int64_t epoch) { return {}; }
+  // Scale in [0, 1] on the commitment weight (the trainer's warm-up).
+  void set_commitment_scale(double scale) { commitment_scale_ = scale; }
+
+ protected:
+  double commitment_scale_ = 1.0;
+};
+
+}  // namespace vq::models

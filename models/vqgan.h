@@ -1,0 +1,52 @@
+// VQModel (taming-transformers' name): encoder -> quant_conv (1x1, z_channels -> D) -> quantize ->
+// post_quant_conv (1x1, D -> z_channels) -> decoder. Its state dict uses taming's names, so a
+// taming VQModel checkpoint exported to safetensors loads (see load_weights).
+#pragma once
+
+#include <memory>
+
+#include "models/encoder.h"
+#include "models/model_config.h"
+#include "models/quantizer.h"
+
+namespace vq::models {
+
+class VQModel : public nn::Module {
+ public:
+  VQModel(const ModelConfig& model, const QuantizerConfig& quantizer, uint64_t seed);
+
+  struct Output {
+    Tensor reconstruction;  // [N, out_channels, R, R]
+    QuantizerOutput quant;
+  };
+  Output forward(const Tensor& x);
+  Tensor encode_latent(
+      const Tensor& x);              // quant_conv(encoder(x)): [N, D, h, w], before quantization
+  Tensor decode(const Tensor& z_q);  // decoder(post_quant_conv(z_q))
+  Tensor encode_indices(const Tensor& x);  // evaluation tokens [N, h, w] (argmin codes)
+  Tensor decode_indices(const Tensor& indices);
+
+  Encoder& encoder() { return *encoder_; }
+  Decoder& decoder() { return *decoder_; }
+  Quantizer& quantizer() { return *quantize_; }
+  const ModelConfig& config() const { return config_; }
+
+  // Loads weights strictly, except that a checkpoint without our quantizer statistics (taming's
+  // VectorQuantizer2 has only quantize.embedding.weight) is accepted: the EMA sums start from the
+  // codes, the counts at 1, and the codebook counts as initialised. Returns a note on what was
+  // derived (empty when nothing was).
+  std::string load_weights(const nn::NamedTensors& state);
+
+ private:
+  ModelConfig config_;
+  std::shared_ptr<Encoder> encoder_;
+  std::shared_ptr<Decoder> decoder_;
+  std::shared_ptr<Quantizer> quantize_;
+  std::shared_ptr<nn::Conv2d> quant_conv_, post_quant_conv_;
+};
+
+// Builds the quantizer a config asks for.
+std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
+                                          uint64_t seed);
+
+}  // namespace vq::models

@@ -1,0 +1,83 @@
+#include "models/vqgan_loss.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "nn/losses.h"
+
+namespace vq::models {
+
+void LossConfig::validate() const {
+  VQ_CHECK(l1_weight >= 0 && perceptual_weight >= 0 && adversarial_weight >= 0,
+           "loss: weights must be >= 0 (l1 {}, perceptual {}, adversarial {})", l1_weight,
+           perceptual_weight, adversarial_weight);
+  VQ_CHECK(disc_loss == "hinge" || disc_loss == "vanilla",
+           "loss: disc_loss must be hinge or vanilla, got '{}'", disc_loss);
+  VQ_CHECK(disc_start >= 0, "loss: disc_start must be >= 0, got {}", disc_start);
+}
+
+VQGANLoss::VQGANLoss(const LossConfig& config, int64_t image_channels, Generator& gen)
+    : config_(config) {
+  config_.validate();
+  discriminator_ = register_module(
+      "discriminator", std::make_shared<NLayerDiscriminator>(image_channels, config_.disc_ndf,
+                                                             config_.disc_layers, gen));
+  if (config_.perceptual_weight > 0) {
+    perceptual_ = register_module("perceptual_loss", std::make_shared<PerceptualLoss>());
+    if (!config_.perceptual_weights.empty()) perceptual_->load(config_.perceptual_weights);
+  }
+}
+
+std::string VQGANLoss::perceptual_description() const {
+  return perceptual_ ? perceptual_->describe() : "none (perceptual_weight is 0)";
+}
+
+VQGANLoss::GeneratorTerms VQGANLoss::generator_loss(const Tensor& x, const Tensor& reconstruction,
+                                                    const Tensor& quant_loss,
+                                                    const Tensor& last_layer, int64_t step) {
+  GeneratorTerms out;
+  const Tensor l1 = l1_loss(reconstruction, x);
+  Tensor nll = mul(l1, config_.l1_weight);
+  out.l1 = l1.item();
+  if (perceptual_) {
+    const Tensor p = mean(perceptual_->forward(x, reconstruction));
+    nll = add(nll, mul(p, config_.perceptual_weight));
+    out.perceptual = p.item();
+  }
+  out.nll = nll.item();
+  Tensor total = add(nll, quant_loss);
+  if (adversarial_active(step)) {
+    // The generator's step must not compute gradients for the discriminator's weights.
+    discriminator_->requires_grad_(false);
+    const Tensor g_adv = nn::generator_adversarial_loss(discriminator_->forward(reconstruction));
+    discriminator_->requires_grad_(true);
+    double lambda = config_.adversarial_weight;
+    if (config_.adaptive_weight) {
+      const Tensor g_nll = grad(nll, {last_layer}, /*retain_graph=*/true)[0];
+      const Tensor g_gan = grad(g_adv, {last_layer}, /*retain_graph=*/true)[0];
+      const double ratio = std::sqrt(sum(mul(g_nll, g_nll)).item()) /
+                           (std::sqrt(sum(mul(g_gan, g_gan)).item()) + 1e-4);
+      lambda *= std::clamp(ratio, 0.0, 1e4);
+    }
+    total = add(total, mul(g_adv, lambda));
+    out.g_adv = g_adv.item();
+    out.adaptive_weight = lambda;
+  }
+  out.total = total;
+  return out;
+}
+
+VQGANLoss::DiscriminatorTerms VQGANLoss::discriminator_loss(const Tensor& x,
+                                                            const Tensor& reconstruction) {
+  DiscriminatorTerms out;
+  const Tensor real = discriminator_->forward(x.detach());
+  const Tensor fake = discriminator_->forward(reconstruction.detach());
+  out.total =
+      config_.disc_loss == "hinge" ? nn::hinge_d_loss(real, fake) : nn::vanilla_d_loss(real, fake);
+  out.logits_real = mean(real).item();
+  out.logits_fake = mean(fake).item();
+  return out;
+}
+
+}  // namespace vq::models

@@ -1,0 +1,66 @@
+// The VQGAN training objective (taming's VQLPIPSWithDiscriminator with the seed's weights):
+//   generator:     l1_w * mean|x - x^| + perc_w * mean LPIPS(x, x^)            (nll)
+//                  + lambda * (-mean D(x^))                                   (adversarial)
+//                  + the quantizer's terms (commitment, codebook, entropy, ...)
+//   lambda:        adv_w * ||grad_L nll|| / (||grad_L adv|| + 1e-4), clamped to [0, 1e4], with L
+//   the
+//                  decoder's last layer (taming's adaptive weight), or adv_w when not adaptive
+//   discriminator: hinge (or vanilla) loss on D(x) and D(sg(x^))
+// Both adversarial terms are off before `disc_start` generator steps.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "autograd/generator.h"
+#include "models/patch_discriminator.h"
+#include "models/perceptual.h"
+
+namespace vq::models {
+
+struct LossConfig {
+  double l1_weight = 0.7;
+  double perceptual_weight = 0.005;
+  double adversarial_weight = 0.4;
+  bool adaptive_weight = true;
+  int64_t disc_start = 0;
+  std::string disc_loss = "hinge";  // "hinge" or "vanilla"
+  int64_t disc_ndf = 64;
+  int64_t disc_layers = 3;
+  std::string perceptual_weights;  // safetensors file; empty: random VGG16 features
+  void validate() const;
+};
+
+class VQGANLoss : public nn::Module {
+ public:
+  VQGANLoss(const LossConfig& config, int64_t image_channels, Generator& gen);
+
+  struct GeneratorTerms {
+    Tensor total;
+    double l1 = 0, perceptual = 0, nll = 0, g_adv = 0, adaptive_weight = 0;
+  };
+  // `quant_loss` is the quantizer's summed terms; `last_layer` the decoder's final weight.
+  GeneratorTerms generator_loss(const Tensor& x, const Tensor& reconstruction,
+                                const Tensor& quant_loss, const Tensor& last_layer, int64_t step);
+
+  struct DiscriminatorTerms {
+    Tensor total;
+    double logits_real = 0, logits_fake = 0;
+  };
+  DiscriminatorTerms discriminator_loss(const Tensor& x, const Tensor& reconstruction);
+
+  bool adversarial_active(int64_t step) const {
+    return config_.adversarial_weight > 0 && step >= config_.disc_start;
+  }
+  NLayerDiscriminator& discriminator() { return *discriminator_; }
+  PerceptualLoss* perceptual() { return perceptual_.get(); }  // null when its weight is 0
+  std::string perceptual_description() const;
+  const LossConfig& config() const { return config_; }
+
+ private:
+  LossConfig config_;
+  std::shared_ptr<NLayerDiscriminator> discriminator_;
+  std::shared_ptr<PerceptualLoss> perceptual_;
+};
+
+}  // namespace vq::models

@@ -1,0 +1,323 @@
+// VQGAN architecture: taming's parameter names and counts for both reference configs (counted by
+// an independent formula), shapes, attention against its definition, gradients reaching every
+// parameter, the PatchGAN, the perceptual distance, and the loss composition.
+#include <cmath>
+#include <filesystem>
+
+#include "models/blocks.h"
+#include "models/encoder.h"
+#include "models/patch_discriminator.h"
+#include "models/perceptual.h"
+#include "models/vqgan.h"
+#include "models/vqgan_loss.h"
+#include "nn/optim/optimizer.h"
+#include "nn/safetensors.h"
+#include "test_util.h"
+
+namespace vq::models {
+namespace {
+
+using test::allclose;
+
+// Parameter counts written from taming's architecture description, independently of the code.
+int64_t conv(int64_t in, int64_t out, int64_t k) { return out * in * k * k + out; }
+int64_t gn(int64_t c) { return 2 * c; }
+int64_t resblock(int64_t in, int64_t out) {
+  return gn(in) + conv(in, out, 3) + gn(out) + conv(out, out, 3) +
+         (in != out ? conv(in, out, 1) : 0);
+}
+int64_t attn(int64_t c) { return gn(c) + 4 * conv(c, c, 1); }
+int64_t expected_count(const ModelConfig& c, int64_t K) {
+  int64_t n = conv(c.in_channels, c.ch, 3);  // encoder
+  int64_t ch = c.ch, res = c.resolution;
+  const int64_t L = static_cast<int64_t>(c.ch_mult.size());
+  auto has_attn = [&](int64_t r) {
+    return std::count(c.attn_resolutions.begin(), c.attn_resolutions.end(), r) > 0;
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t b = 0; b < c.num_res_blocks; ++b) {
+      n += resblock(b == 0 ? ch : c.ch * c.ch_mult[l], c.ch * c.ch_mult[l]);
+      if (has_attn(res)) n += attn(c.ch * c.ch_mult[l]);
+    }
+    ch = c.ch * c.ch_mult[l];
+    if (l != L - 1) {
+      n += conv(ch, ch, 3);
+      res /= 2;
+    }
+  }
+  n += 2 * resblock(ch, ch) + attn(ch) + gn(ch) + conv(ch, c.z_channels, 3);
+  n += conv(c.z_channels, ch, 3) + 2 * resblock(ch, ch) + attn(ch);  // decoder in + mid
+  for (int64_t l = L - 1; l >= 0; --l) {
+    for (int64_t b = 0; b <= c.num_res_blocks; ++b) {
+      n += resblock(ch, c.ch * c.ch_mult[l]);
+      ch = c.ch * c.ch_mult[l];
+      if (has_attn(res)) n += attn(ch);
+    }
+    if (l != 0) {
+      n += conv(ch, ch, 3);
+      res *= 2;
+    }
+  }
+  n += gn(ch) + conv(ch, c.out_channels, 3);
+  n += conv(c.z_channels, c.embed_dim, 1) + conv(c.embed_dim, c.z_channels, 1);  // quant convs
+  (void)K;  // the EMA codebook is a buffer, not a parameter
+  return n;
+}
+
+bool has_name(const nn::NamedTensors& named, const std::string& name) {
+  return std::any_of(named.begin(), named.end(), [&](const auto& e) { return e.first == name; });
+}
+
+TEST(VQModel, FmnistShapesNamesAndParameterCount) {
+  const ModelConfig c = model_config_by_name("fmnist");
+  VQModel model(c, QuantizerConfig{}, 1);
+  EXPECT_EQ(model.num_parameters(), expected_count(c, 64));
+  const auto state = model.state_dict();
+  for (const char* name :
+       {"encoder.conv_in.weight", "encoder.down.1.block.0.nin_shortcut.weight",
+        "encoder.down.0.downsample.conv.weight", "encoder.mid.attn_1.q.weight",
+        "encoder.mid.block_2.conv2.bias", "encoder.norm_out.weight",
+        "decoder.up.2.upsample.conv.weight", "decoder.up.0.block.1.conv1.weight",
+        "decoder.mid.attn_1.proj_out.weight", "decoder.conv_out.weight",
+        "quantize.embedding.weight", "quantize.embedding.cluster_size",
+        "quantize.embedding.embed_avg", "quant_conv.weight", "post_quant_conv.bias"}) {
+    EXPECT_TRUE(has_name(state, name)) << name;
+  }
+  EXPECT_FALSE(has_name(state, "decoder.up.0.upsample.conv.weight"));  // outermost level has none
+  model.eval();
+  const auto out = model.forward(test::randn32({2, 1, 32, 32}));
+  EXPECT_EQ(out.reconstruction.shape(), (Shape{2, 1, 32, 32}));
+  EXPECT_EQ(out.quant.z_q.shape(), (Shape{2, 256, 8, 8}));
+  EXPECT_EQ(out.quant.indices.shape(), (Shape{2, 8, 8}));
+  EXPECT_EQ(c.latent_size(), 8);
+}
+
+TEST(VQModel, Seed256ParameterCountAndAttentionLevels) {
+  const ModelConfig c = model_config_by_name("seed256");
+  VQModel model(c, QuantizerConfig{}, 1);
+  EXPECT_EQ(model.num_parameters(), expected_count(c, 64));
+  const auto names = model.named_parameters();
+  EXPECT_TRUE(has_name(names, "encoder.down.4.attn.1.k.weight"));  // 16x16 is the 5th level
+  EXPECT_FALSE(has_name(names, "encoder.down.3.attn.0.k.weight"));
+  EXPECT_TRUE(has_name(names, "decoder.up.4.attn.2.k.weight"));  // 3 blocks per decoder level
+  EXPECT_EQ(c.latent_size(), 16);
+}
+
+TEST(VQModel, ConfigErrorsNameTheField) {
+  ModelConfig c;
+  c.ch = 48;
+  EXPECT_VQ_ERROR(c.validate(), "ch must be a positive multiple of 32");
+  c = ModelConfig{};
+  c.resolution = 30;
+  EXPECT_VQ_ERROR(c.validate(), "resolution 30 must be divisible by 4");
+  EXPECT_VQ_ERROR(model_config_by_name("huge"), "unknown model config 'huge'");
+  VQModel model(ModelConfig{}, QuantizerConfig{}, 1);
+  EXPECT_VQ_ERROR(model.forward(zeros({1, 3, 32, 32})),
+                  "expected images [N, 1, 32, 32], got [1, 3, 32, 32]");
+}
+
+TEST(VQModel, GradientsReachEveryParameter) {
+  ModelConfig c;
+  c.ch = 32;
+  c.z_channels = 32;
+  c.embed_dim = 8;
+  QuantizerConfig q;
+  q.codebook = "learned";
+  VQModel model(c, q, 3);
+  const Tensor x = test::randn32({2, 1, 32, 32});
+  const auto out = model.forward(x);
+  add(l1_loss(out.reconstruction, x), out.quant.loss).backward();
+  for (const auto& [name, p] : model.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_GT(max(abs(p.grad())).item(), 0.0) << name;
+  }
+}
+
+TEST(Blocks, AttentionMatchesItsDefinition) {
+  AttnBlock block(32);
+  block.to(DType::Float64);
+  const Tensor x = test::randn64({2, 32, 3, 2}, 4);
+  const auto params = block.state_dict();
+  auto p = [&](const std::string& name) {
+    for (const auto& [n, t] : params) {
+      if (n == name) return t;
+    }
+    throw Error("no " + name);
+  };
+  // out = x + W_o (V softmax(Q^T K / sqrt(C))^T) per image, with 1x1 convs as matrices
+  const Tensor h = group_norm(x, 32, p("norm.weight"), p("norm.bias"), 1e-6);
+  for (int64_t n = 0; n < 2; ++n) {
+    const Tensor hn = h.select(0, n).reshape({32, 6});
+    auto lin = [&](const char* w) {
+      return add(matmul(p(std::string(w) + ".weight").reshape({32, 32}), hn),
+                 p(std::string(w) + ".bias").unsqueeze(1));
+    };
+    const Tensor q = lin("q"), k = lin("k"), v = lin("v");
+    const Tensor a = softmax(div(matmul(q.t(), k), std::sqrt(32.0)), 1);
+    const Tensor o = add(matmul(p("proj_out.weight").reshape({32, 32}), matmul(v, a.t())),
+                         p("proj_out.bias").unsqueeze(1));
+    EXPECT_TRUE(allclose(block.forward(x).select(0, n).reshape({32, 6}),
+                         add(x.select(0, n).reshape({32, 6}), o), 1e-10));
+  }
+  std::vector<Tensor> inputs{x};
+  for (const auto& t : block.parameters()) inputs.push_back(t);
+  EXPECT_TRUE(
+      test::grads_ok([&](const std::vector<Tensor>& in) { return block.forward(in[0]); }, inputs));
+}
+
+TEST(Blocks, DownAndUpsampleShapes) {
+  Downsample down(32);
+  Upsample up(32);
+  EXPECT_EQ(down.forward(zeros({1, 32, 8, 8})).shape(), (Shape{1, 32, 4, 4}));
+  EXPECT_EQ(up.forward(zeros({1, 32, 4, 4})).shape(), (Shape{1, 32, 8, 8}));
+}
+
+TEST(PatchGAN, ShapesNamesAndInit) {
+  Generator gen(1);
+  NLayerDiscriminator d(1, 64, 3, gen);
+  EXPECT_EQ(d.forward(test::randn32({4, 1, 32, 32})).shape(), (Shape{4, 1, 2, 2}));
+  const auto names = d.named_parameters();
+  EXPECT_TRUE(has_name(names, "main.0.bias"));
+  EXPECT_TRUE(has_name(names, "main.3.weight"));   // BatchNorm after the 2nd conv
+  EXPECT_TRUE(has_name(names, "main.11.weight"));  // the final 1-channel conv
+  EXPECT_FALSE(has_name(names, "main.2.bias"));    // convs before BatchNorm have no bias
+  for (const auto& [name, t] : names) {
+    if (name == "main.5.weight") {
+      EXPECT_NEAR(std::sqrt(var(t.detach()).item()), 0.02, 0.001);
+    }
+  }
+}
+
+TEST(Perceptual, ZeroForIdenticalImagesAndGradientOnlyToTheSecond) {
+  PerceptualLoss lpips;
+  const Tensor a = test::randn32({2, 1, 32, 32}, 1), b = test::randn32({2, 1, 32, 32}, 2);
+  EXPECT_NEAR(max(lpips.forward(a, a)).item(), 0.0, 1e-9);
+  Tensor bb = b.detach().requires_grad_();
+  const Tensor d = lpips.forward(a, bb);
+  EXPECT_EQ(d.shape(), (Shape{2, 1, 1, 1}));
+  EXPECT_GT(min(d).item(), 0.0);
+  sum(d).backward();
+  EXPECT_TRUE(bb.grad().defined());
+  for (const auto& p : lpips.parameters()) EXPECT_FALSE(p.grad().defined());
+  EXPECT_NE(lpips.describe().find("random VGG16"), std::string::npos);
+}
+
+TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
+  PerceptualLoss source;
+  nn::NamedTensors torchvision;
+  // Rename net.sliceK.N.* to torchvision's features.N.*
+  for (const auto& [name, t] : source.net().state_dict()) {
+    const size_t dot = name.find('.');
+    torchvision.emplace_back("features." + name.substr(dot + 1), add(t, 0.01));
+  }
+  const std::string dir = std::filesystem::temp_directory_path() / "vq_perceptual_test";
+  std::filesystem::create_directories(dir);
+  nn::save_safetensors(dir + "/vgg.safetensors", torchvision,
+                       {{"vqgan.perceptual_source", "test"}});
+  PerceptualLoss loaded;
+  loaded.load(dir + "/vgg.safetensors");
+  EXPECT_TRUE(allclose(loaded.net().state_dict()[0].second,
+                       add(source.net().state_dict()[0].second, 0.01)));
+  EXPECT_NE(loaded.describe().find("[test] (lin: uniform 1/C)"), std::string::npos)
+      << loaded.describe();
+  torchvision.pop_back();
+  nn::save_safetensors(dir + "/partial.safetensors", torchvision);
+  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/partial.safetensors"),
+                  "missing 1 of the VGG16 feature tensors");
+}
+
+TEST(VQGANLoss, AdaptiveWeightIsTheGradientNormRatio) {
+  ModelConfig c;
+  c.ch = 32;
+  c.z_channels = 32;
+  c.embed_dim = 8;
+  VQModel model(c, QuantizerConfig{}, 1);
+  Generator gen(2);
+  LossConfig lc;
+  lc.perceptual_weight = 0.0;
+  lc.disc_start = 5;
+  VQGANLoss loss(lc, 1, gen);
+  const Tensor x = clamp(test::randn32({2, 1, 32, 32}), -1, 1);
+  const auto out = model.forward(x);
+  const Tensor& last = model.decoder().last_layer_weight();
+  // Before disc_start: no adversarial term.
+  const auto early = loss.generator_loss(x, out.reconstruction, out.quant.loss, last, 4);
+  EXPECT_EQ(early.adaptive_weight, 0.0);
+  EXPECT_NEAR(early.total.item(), early.nll + out.quant.loss.item(), 1e-5);
+  EXPECT_NEAR(early.nll, 0.7 * early.l1, 1e-6);
+  // After: lambda = 0.4 * |grad nll| / (|grad adv| + 1e-4).
+  const auto late = loss.generator_loss(x, out.reconstruction, out.quant.loss, last, 5);
+  const Tensor g1 = grad(mul(l1_loss(out.reconstruction, x), 0.7), {last}, true)[0];
+  const Tensor g2 =
+      grad(neg(mean(loss.discriminator().forward(out.reconstruction))), {last}, true)[0];
+  const double ratio =
+      std::sqrt(sum(mul(g1, g1)).item()) / (std::sqrt(sum(mul(g2, g2)).item()) + 1e-4);
+  EXPECT_NEAR(late.adaptive_weight, 0.4 * ratio, 1e-3 * late.adaptive_weight);
+  EXPECT_NEAR(late.total.item(),
+              late.nll + late.adaptive_weight * late.g_adv + out.quant.loss.item(), 1e-4);
+  // The generator's step leaves no gradient on the discriminator.
+  late.total.backward();
+  for (const auto& p : loss.discriminator().parameters()) EXPECT_FALSE(p.grad().defined());
+  const auto d = loss.discriminator_loss(x, out.reconstruction);
+  d.total.backward();
+  for (const auto& p : loss.discriminator().parameters()) EXPECT_TRUE(p.grad().defined());
+}
+
+}  // namespace
+}  // namespace vq::models
+
+namespace vq::models {
+namespace {
+
+// Sixteen 16x16 images of bars and blocks at different places, in [-1, 1].
+Tensor toy_images() {
+  std::vector<float> v(16 * 16 * 16, -1.0f);
+  for (int i = 0; i < 16; ++i) {
+    for (int y = 0; y < 16; ++y) {
+      for (int x = 0; x < 16; ++x) {
+        const bool bar = (i % 2 == 0) ? (x / 2 == i / 2) : (y / 2 == i / 2);
+        const bool block =
+            x >= i % 4 * 4 && x < i % 4 * 4 + 4 && y >= i / 4 * 4 && y < i / 4 * 4 + 4;
+        if (bar || block) v[(i * 16 + y) * 16 + x] = 1.0f;
+      }
+    }
+  }
+  return from_vector(v, {16, 1, 16, 16});
+}
+
+TEST(VQModelSlow, TinyModelOverfitsSixteenImages) {
+  ModelConfig c;
+  c.resolution = 16;
+  c.ch = 32;
+  c.ch_mult = {1, 2};
+  c.z_channels = 32;
+  c.embed_dim = 16;
+  QuantizerConfig q;
+  q.n_embed = 32;
+  q.init = "kmeans";
+  q.temperature = 0.0;
+  q.entropy_weight = 0.1;
+  q.beta = 0.25;
+  q.dead_code_reset = "step";
+  manual_seed(5);
+  VQModel model(c, q, 5);
+  nn::Adam opt(model.named_parameters(), nn::AdamOptions{.lr = 2e-3});
+  const Tensor x = toy_images();
+  double first = 0, last = 0;
+  for (int step = 0; step < 150; ++step) {
+    const auto out = model.forward(x);
+    const Tensor l1 = l1_loss(out.reconstruction, x);
+    opt.zero_grad();
+    add(l1, out.quant.loss).backward();
+    opt.step();
+    if (step == 0) first = l1.item();
+    last = l1.item();
+  }
+  model.eval();
+  const double eval_l1 = l1_loss(model.forward(x).reconstruction, x).item();
+  EXPECT_LT(last, 0.25 * first) << "first " << first << " last " << last;
+  EXPECT_LT(eval_l1, 0.3 * first) << "evaluation L1 " << eval_l1;
+}
+
+}  // namespace
+}  // namespace vq::models
