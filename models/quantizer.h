@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "autograd/generator.h"
 #include "models/codebook_stats.h"
 #include "nn/module.h"
 
@@ -63,9 +64,13 @@ class Quantizer : public nn::Module {
   virtual std::string end_epoch(int64_t epoch) { return {}; }
   // Scale in [0, 1] on the commitment weight (the trainer's warm-up).
   void set_commitment_scale(double scale) { commitment_scale_ = scale; }
+  // The quantizer's own random stream (sampling, restarts); checkpoints save its state.
+  Generator& generator() { return gen_; }
 
  protected:
+  explicit Quantizer(uint64_t seed) : gen_(seed) {}
   double commitment_scale_ = 1.0;
+  Generator gen_;
 };
 
 }  // namespace vq::models

@@ -42,7 +42,7 @@ CodebookTable::CodebookTable(int64_t K, int64_t D, bool learned) {
 }
 
 VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed)
-    : config_(config), embed_dim_(embed_dim), gen_(seed) {
+    : Quantizer(seed), config_(config), embed_dim_(embed_dim) {
   config_.validate();
   const int64_t K = config_.n_embed, D = embed_dim;
   table_ = register_module("embedding",
@@ -205,7 +205,10 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   out.loss = loss;
 
   const std::vector<int64_t> batch_counts = bincount(indices, K).to_vector<int64_t>();
-  if (training) {
+  // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
+  // codebook statistics.
+  const bool finite = std::isfinite(sum(z_flat.detach()).item());
+  if (training && finite) {
     const Tensor inputs = z_flat.detach();
     ema_update(inputs, indices);
     if (config_.dead_code_reset == "step") restart_dead_codes(inputs);

@@ -56,7 +56,6 @@ class VectorQuantizer : public Quantizer {
 
   const QuantizerConfig& config() const { return config_; }
   const CodebookTable& table() const { return *table_; }
-  Generator& generator() { return gen_; }
   bool initialized() const;
 
   // ---- the steps of forward, public so tests can check each on crafted inputs ----
@@ -80,7 +79,6 @@ class VectorQuantizer : public Quantizer {
   std::shared_ptr<CodebookTable> table_;
   Tensor initialized_;  // buffer: 1 once the codebook was initialised from data (k-means)
   Tensor last_inputs_;  // the latest training batch's vectors [M, D], for epoch-end restarts
-  Generator gen_;
 };
 
 }  // namespace vq::models

@@ -23,14 +23,21 @@ VQGANLoss::VQGANLoss(const LossConfig& config, int64_t image_channels, Generator
   discriminator_ = register_module(
       "discriminator", std::make_shared<NLayerDiscriminator>(image_channels, config_.disc_ndf,
                                                              config_.disc_layers, gen));
-  if (config_.perceptual_weight > 0) {
+  if (config_.perceptual_weight > 0 && !config_.perceptual_weights.empty()) {
     perceptual_ = register_module("perceptual_loss", std::make_shared<PerceptualLoss>());
-    if (!config_.perceptual_weights.empty()) perceptual_->load(config_.perceptual_weights);
+    if (config_.perceptual_weights != "random") perceptual_->load(config_.perceptual_weights);
   }
 }
 
 std::string VQGANLoss::perceptual_description() const {
-  return perceptual_ ? perceptual_->describe() : "none (perceptual_weight is 0)";
+  if (perceptual_) return perceptual_->describe();
+  if (config_.perceptual_weight == 0) return "off (perceptual_weight is 0)";
+  return fmt::format(
+      "off: no perceptual weights given, so perceptual_weight {} is not applied (pass "
+      "--perceptual_weights FILE, "
+      "e.g. one made by vq_pretrain_perceptual, or --perceptual_weights random for untrained VGG16 "
+      "features)",
+      config_.perceptual_weight);
 }
 
 VQGANLoss::GeneratorTerms VQGANLoss::generator_loss(const Tensor& x, const Tensor& reconstruction,

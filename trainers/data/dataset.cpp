@@ -1,0 +1,149 @@
+#include "trainers/data/dataset.h"
+
+#include <stb_image_resize.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "autograd/error.h"
+#include "trainers/data/image.h"
+
+namespace vq::train {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+uint32_t big_endian(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// An IDX image file (magic 0x00000803: uint8 images, dims N x rows x cols), gzip-compressed.
+std::vector<uint8_t> read_gz(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  VQ_CHECK(f != nullptr,
+           "cannot open '{}' (is the Debian package dataset-fashion-mnist installed? "
+           "scripts/setup.sh installs it)",
+           path);
+  std::vector<uint8_t> data;
+  uint8_t buffer[1 << 16];
+  int n = 0;
+  while ((n = gzread(f, buffer, sizeof(buffer))) > 0) data.insert(data.end(), buffer, buffer + n);
+  int err = 0;
+  const char* msg = gzerror(f, &err);
+  const std::string reason = msg ? msg : "";
+  gzclose(f);
+  VQ_CHECK(n == 0 && err == Z_OK, "'{}' is corrupt (gzip error: {})", path, reason);
+  return data;
+}
+
+class FashionMnist : public Dataset {
+ public:
+  FashionMnist(const std::string& split, int64_t channels, int64_t size)
+      : split_(split), channels_(channels), size_(size) {
+    const std::string path = fmt::format("{}/{}-images-idx3-ubyte.gz", kFashionMnistDir,
+                                         split == "train" ? "train" : "t10k");
+    data_ = read_gz(path);
+    VQ_CHECK(data_.size() >= 16 && big_endian(data_.data()) == 0x803,
+             "'{}' is not an IDX image file", path);
+    count_ = big_endian(&data_[4]);
+    rows_ = big_endian(&data_[8]);
+    cols_ = big_endian(&data_[12]);
+    VQ_CHECK(data_.size() == 16 + static_cast<size_t>(count_ * rows_ * cols_),
+             "'{}' is truncated: {} bytes for {} images of {}x{}", path, data_.size(), count_,
+             rows_, cols_);
+  }
+  int64_t size() const override { return count_; }
+  std::string item_name(int64_t i) const override {
+    return fmt::format("fashion-mnist:{}#{}", split_, i);
+  }
+  std::string describe() const override {
+    return fmt::format("Fashion-MNIST {} split ({} images, {}x{} grey -> {}x{}x{})", split_, count_,
+                       rows_, cols_, channels_, size_, size_);
+  }
+  void load(int64_t i, bool flip, float* out) const override {
+    const uint8_t* src = &data_[16 + i * rows_ * cols_];
+    // The 28x28 digit-style images sit centred on background (0) when padded to a larger size;
+    // other sizes are resized.
+    Image8 img{cols_, rows_, 1, std::vector<uint8_t>(src, src + rows_ * cols_)};
+    if (size_ >= std::max(rows_, cols_) && (size_ - rows_) % 2 == 0 && (size_ - cols_) % 2 == 0) {
+      Image8 padded{size_, size_, 1, std::vector<uint8_t>(static_cast<size_t>(size_ * size_), 0)};
+      const int64_t oy = (size_ - rows_) / 2, ox = (size_ - cols_) / 2;
+      for (int64_t y = 0; y < rows_; ++y)
+        std::copy_n(&src[y * cols_], cols_, &padded.pixels[(oy + y) * size_ + ox]);
+      img = std::move(padded);
+    } else {
+      img = resize_and_crop(img, size_);
+    }
+    if (channels_ == 3) {  // grey to RGB
+      Image8 rgb{img.width, img.height, 3, std::vector<uint8_t>(img.pixels.size() * 3)};
+      for (size_t p = 0; p < img.pixels.size(); ++p)
+        std::fill_n(&rgb.pixels[p * 3], 3, img.pixels[p]);
+      img = std::move(rgb);
+    }
+    to_float_chw(img, flip, out);
+  }
+
+ private:
+  std::string split_;
+  int64_t channels_, size_, count_ = 0, rows_ = 0, cols_ = 0;
+  std::vector<uint8_t> data_;
+};
+
+class ImageFolder : public Dataset {
+ public:
+  ImageFolder(const std::string& root, int64_t channels, int64_t size)
+      : root_(root), channels_(channels), size_(size) {
+    VQ_CHECK(fs::exists(root), "image folder '{}' does not exist", root);
+    VQ_CHECK(fs::is_directory(root), "'{}' is not a folder", root);
+    static const std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp", ".tga",
+                                                        ".gif", ".psd", ".pnm",  ".ppm", ".pgm"};
+    for (const auto& entry :
+         fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied)) {
+      if (!entry.is_regular_file()) continue;
+      std::string ext = entry.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      if (std::find(extensions.begin(), extensions.end(), ext) != extensions.end())
+        files_.push_back(entry.path().string());
+    }
+    std::sort(files_.begin(), files_.end());  // a stable order, so a seed fixes the shuffle
+    VQ_CHECK(!files_.empty(),
+             "image folder '{}' holds no images (looked for .png .jpg .jpeg .bmp .tga .gif .psd "
+             ".pnm .ppm .pgm, recursively)",
+             root);
+  }
+  int64_t size() const override { return static_cast<int64_t>(files_.size()); }
+  std::string item_name(int64_t i) const override { return files_[i]; }
+  std::string describe() const override {
+    return fmt::format("image folder {} ({} files -> {}x{}x{})", root_, files_.size(), channels_,
+                       size_, size_);
+  }
+  void load(int64_t i, bool flip, float* out) const override {
+    to_float_chw(resize_and_crop(decode_image(files_[i], channels_), size_), flip, out);
+  }
+
+ private:
+  std::string root_;
+  int64_t channels_, size_;
+  std::vector<std::string> files_;
+};
+
+}  // namespace
+
+std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
+                                      const std::string& default_split) {
+  VQ_CHECK(channels == 1 || channels == 3, "datasets: channels must be 1 or 3, got {}", channels);
+  VQ_CHECK(size >= 8, "datasets: image size must be at least 8, got {}", size);
+  if (spec == "fashion-mnist") return std::make_shared<FashionMnist>(default_split, channels, size);
+  if (spec == "fashion-mnist:train") return std::make_shared<FashionMnist>("train", channels, size);
+  if (spec == "fashion-mnist:test") return std::make_shared<FashionMnist>("test", channels, size);
+  VQ_CHECK(spec.rfind("fashion-mnist:", 0) != 0,
+           "unknown Fashion-MNIST split in '{}': use fashion-mnist:train or fashion-mnist:test",
+           spec);
+  return std::make_shared<ImageFolder>(spec, channels, size);
+}
+
+}  // namespace vq::train

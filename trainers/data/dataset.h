@@ -1,0 +1,34 @@
+// Datasets of training images, each image already preprocessed to [-1, 1] float CHW at the run's
+// size and channel count.
+//   "fashion-mnist:train" / "fashion-mnist:test": Debian's dataset-fashion-mnist (IDX files,
+//       gzip), 28x28 grey, padded with background to 32 (or resized to other sizes); plain
+//       "fashion-mnist" means the caller's default split (train for training, test for evaluation)
+//   any other text: a folder searched recursively for .png .jpg .jpeg .bmp .tga .gif .psd .pnm
+//       files (decoded lazily, so a corrupt file is found when it is first loaded)
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace vq::train {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // Fills out[channels * size * size] with image i; throws vq::Error naming the file when it
+  // cannot be read (the loader reports and skips it).
+  virtual void load(int64_t i, bool flip, float* out) const = 0;
+  virtual std::string item_name(int64_t i) const = 0;  // a path, or "fashion-mnist:train#17"
+  virtual std::string describe() const = 0;
+};
+
+// Opens `spec` (see above) for images of `channels` channels at `size` x `size`. Throws with a
+// clear message for a missing or empty folder, or missing Fashion-MNIST files.
+std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
+                                      const std::string& default_split = "train");
+
+// Where Debian's dataset-fashion-mnist package puts its files.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+}  // namespace vq::train

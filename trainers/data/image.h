@@ -1,0 +1,31 @@
+// Image decoding and preprocessing for training: decode (PNG, JPEG, BMP, TGA, ... via stb_image),
+// convert to 1 (grey) or 3 (RGB) channels, resize the short side to the target size and crop the
+// centre square, and scale to [-1, 1] as float CHW. Plus PNG writing of image grids.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vq::train {
+
+// An 8-bit image, rows of interleaved channels (HWC).
+struct Image8 {
+  int64_t width = 0, height = 0, channels = 0;
+  std::vector<uint8_t> pixels;
+};
+
+// Throws vq::Error naming the path and stb's reason when the file cannot be decoded.
+Image8 decode_image(const std::string& path, int64_t channels);
+
+// Short side to `size` (bilinear-ish filtering from stb_image_resize), centre crop to size x size.
+Image8 resize_and_crop(const Image8& image, int64_t size);
+
+// HWC uint8 -> CHW float in [-1, 1], optionally mirrored left-right.
+void to_float_chw(const Image8& image, bool flip, float* out);
+
+// Writes float CHW images in [-1, 1] as a PNG grid (rows x cols, 2-pixel gaps). Atomic.
+void write_png_grid(const std::string& path, const std::vector<const float*>& images,
+                    int64_t channels, int64_t size, int64_t cols);
+
+}  // namespace vq::train

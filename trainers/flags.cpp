@@ -1,0 +1,112 @@
+#include "trainers/flags.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "autograd/error.h"
+
+namespace vq::train {
+
+Flags::Flags(std::string program, std::string summary)
+    : program_(std::move(program)), summary_(std::move(summary)) {}
+
+void Flags::add_string(const std::string& name, std::string* value, const std::string& help) {
+  flags_.push_back({name, "text", help, value->empty() ? "\"\"" : *value,
+                    [value](const std::string& v) { *value = v; }});
+}
+
+void Flags::add_int(const std::string& name, int64_t* value, const std::string& help, int64_t min) {
+  flags_.push_back(
+      {name, "int", help, std::to_string(*value), [value, name, min](const std::string& v) {
+         char* end = nullptr;
+         errno = 0;
+         const long long parsed = std::strtoll(v.c_str(), &end, 10);
+         VQ_CHECK(!v.empty() && *end == '\0' && errno == 0, "--{}: '{}' is not an integer", name,
+                  v);
+         VQ_CHECK(parsed >= min, "--{}: {} is below the minimum {}", name, parsed, min);
+         *value = parsed;
+       }});
+}
+
+void Flags::add_double(const std::string& name, double* value, const std::string& help,
+                       double min) {
+  flags_.push_back(
+      {name, "number", help, fmt::format("{}", *value), [value, name, min](const std::string& v) {
+         char* end = nullptr;
+         errno = 0;
+         const double parsed = std::strtod(v.c_str(), &end);
+         VQ_CHECK(!v.empty() && *end == '\0' && errno == 0, "--{}: '{}' is not a number", name, v);
+         VQ_CHECK(parsed >= min, "--{}: {} is below the minimum {}", name, parsed, min);
+         *value = parsed;
+       }});
+}
+
+void Flags::add_bool(const std::string& name, bool* value, const std::string& help) {
+  flags_.push_back(
+      {name, "bool", help, *value ? "true" : "false", [value, name](const std::string& v) {
+         VQ_CHECK(v == "true" || v == "false" || v == "1" || v == "0",
+                  "--{}: '{}' is not a boolean (true or false)", name, v);
+         *value = v == "true" || v == "1";
+       }});
+}
+
+const Flags::Flag* Flags::find(const std::string& name) const {
+  for (const Flag& f : flags_) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+bool Flags::parse(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(help().c_str(), stdout);
+      return false;
+    }
+    VQ_CHECK(arg.rfind("--", 0) == 0 && arg.size() > 2,
+             "unexpected argument '{}' (flags start with --; see --help)", arg);
+    std::string name = arg.substr(2), value;
+    const size_t eq = name.find('=');
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const Flag* flag = find(name);
+    if (flag == nullptr) {
+      std::string close;
+      for (const Flag& f : flags_) {
+        if (f.name.find(name) != std::string::npos || name.find(f.name) != std::string::npos)
+          close = f.name;
+      }
+      throw Error(fmt::format("unknown flag --{}{} (see --help)", name,
+                              close.empty() ? "" : "; did you mean --" + close + "?"));
+    }
+    if (!inline_value) {
+      if (flag->type == "bool") {
+        value = "true";
+      } else {
+        VQ_CHECK(i + 1 < argc, "--{} needs a value ({})", name, flag->type);
+        value = argv[++i];
+      }
+    }
+    flag->assign(value);
+    set_.insert(name);
+  }
+  return true;
+}
+
+std::string Flags::help() const {
+  std::string out = fmt::format("usage: {} [flags]\n{}\n\nflags:\n", program_, summary_);
+  for (const Flag& f : flags_) {
+    out += fmt::format("  --{:<26} {}", f.name + (f.type == "bool" ? "" : " " + f.type), f.help);
+    out += fmt::format(" (default: {})\n", f.default_text);
+  }
+  return out;
+}
+
+}  // namespace vq::train

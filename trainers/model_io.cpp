@@ -1,0 +1,49 @@
+#include "trainers/model_io.h"
+
+#include <filesystem>
+
+namespace vq::train {
+
+TrainConfig config_of(const nn::LoadedCheckpoint& checkpoint, const std::string& path) {
+  TrainConfig config;
+  config.merge_json(checkpoint.state.config_json, path + " (stored config)");
+  return config;
+}
+
+LoadedModel load_model(const std::string& path, Device device,
+                       const std::string& fallback_model_config) {
+  VQ_CHECK(!path.empty(), "no model given (--model_path)");
+  VQ_CHECK(std::filesystem::exists(path), "model file '{}' does not exist", path);
+  LoadedModel out;
+  out.checkpoint = nn::load_checkpoint(path);
+  if (out.checkpoint.has_state) {
+    out.config = config_of(out.checkpoint, path);
+  } else {
+    VQ_CHECK(!fallback_model_config.empty(),
+             "{} has no vqgan.cpp config in its metadata (not written by train_vqvae_improved); "
+             "pass --model_config "
+             "fmnist|seed256 to load it as a plain weight file",
+             path);
+    out.config = preset_config("improved", fallback_model_config);
+    // A plain file decides the codebook size by its own embedding table.
+    for (const auto& [name, t] : out.checkpoint.file.tensors) {
+      if (name == "quantize.embedding.weight") {
+        out.config.quantizer.n_embed = t.size(0);
+        out.config.model.embed_dim = t.size(1);
+      }
+    }
+  }
+  out.model = std::make_shared<models::VQModel>(out.config.model, out.config.quantizer,
+                                                out.config.training.seed);
+  try {
+    out.note = out.model->load_weights(out.checkpoint.without({"loss.", "optimizer."}));
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: the weights do not fit the model its config describes: {}", path,
+                            e.what()));
+  }
+  out.model->to(device);
+  out.model->eval();
+  return out;
+}
+
+}  // namespace vq::train

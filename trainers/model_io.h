@@ -1,0 +1,30 @@
+// Loading a trained model for the tools: the checkpoint's tensors, its run config (from the
+// metadata our trainer writes) and a VQModel with the weights in place. A plain weight file
+// without our metadata (e.g. a taming VQModel exported to safetensors) loads with an explicit
+// model config.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/vqgan.h"
+#include "nn/checkpoint.h"
+#include "trainers/config.h"
+
+namespace vq::train {
+
+struct LoadedModel {
+  TrainConfig config;
+  std::shared_ptr<models::VQModel> model;
+  nn::LoadedCheckpoint checkpoint;
+  std::string note;  // what load_weights derived, if anything
+};
+
+// `fallback_model_config` ("fmnist" / "seed256") is used only when the file has no config.
+LoadedModel load_model(const std::string& path, Device device,
+                       const std::string& fallback_model_config = "");
+
+// The TrainConfig stored in a checkpoint's metadata.
+TrainConfig config_of(const nn::LoadedCheckpoint& checkpoint, const std::string& path);
+
+}  // namespace vq::train

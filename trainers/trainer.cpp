@@ -1,0 +1,481 @@
+#include "trainers/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "models/vqgan.h"
+#include "models/vqgan_loss.h"
+#include "nn/atomic_file.h"
+#include "nn/checkpoint.h"
+#include "nn/optim/lr_schedule.h"
+#include "nn/optim/optimizer.h"
+#include "trainers/data/image.h"
+#include "trainers/data/loader.h"
+#include "trainers/metrics.h"
+#include "trainers/model_io.h"
+#include "trainers/progress.h"
+
+namespace vq::train {
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+struct Validation {
+  double l1 = 0, psnr = 0;
+  models::CodebookStats stats;  // over the whole validation set
+  int64_t images = 0;
+};
+
+class Run {
+ public:
+  Run(const TrainConfig& config, const std::string& resume_path);
+  TrainSummary go();
+
+ private:
+  void log_setup() const;
+  bool train_step(const Batch& batch);  // false when the step was skipped (non-finite loss)
+  Validation validate();
+  void end_epoch(int64_t epoch, bool complete);
+  void save_samples(int64_t epoch);
+  void save(bool best);
+  std::string paths(const std::string& suffix) const;
+  std::string summary_json(bool interrupted, double seconds) const;
+
+  TrainConfig config_;
+  const TrainingConfig& t_;
+  Device device_;
+  std::shared_ptr<models::VQModel> model_;
+  std::shared_ptr<models::VQGANLoss> loss_;
+  std::unique_ptr<nn::Adam> opt_g_, opt_d_;
+  nn::LrSchedule schedule_;
+  std::unique_ptr<DataLoader> train_loader_;
+  std::shared_ptr<Dataset> val_set_;
+  std::unique_ptr<JsonlWriter> metrics_;
+  Generator disc_gen_;
+
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  int64_t step_ = 0, epoch_ = 0;
+  double best_val_loss_ = std::numeric_limits<double>::infinity();
+  int64_t epochs_without_improvement_ = 0;
+  int64_t nonfinite_run_ = 0, nonfinite_total_ = 0;
+  bool early_stopped_ = false;
+  Validation last_val_;
+  std::vector<std::string> epoch_notes_;
+  // The latest step's numbers, for the progress bar and the log.
+  json last_metrics_;
+  Clock::time_point interval_start_ = Clock::now();
+  int64_t interval_images_ = 0;
+};
+
+Run::Run(const TrainConfig& config, const std::string& resume_path)
+    : config_(config),
+      t_(config_.training),
+      device_(parse_device(config.training.device)),
+      disc_gen_(config.training.seed + 1) {
+  nn::LoadedCheckpoint resume;
+  if (!resume_path.empty()) {
+    VQ_CHECK(std::filesystem::exists(resume_path), "--resume: '{}' does not exist", resume_path);
+    resume = nn::load_checkpoint(resume_path);
+    VQ_CHECK(resume.has_state,
+             "--resume: '{}' has no training state (not a .last.safetensors checkpoint?)",
+             resume_path);
+  }
+  config_.validate();
+  VQ_CHECK(!t_.use_amp,
+           "--use_amp: mixed precision needs float16/bfloat16 kernels, which this build's {} "
+           "backend does not have; "
+           "train in float32 (drop --use_amp)",
+           device_.str());
+  set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads) : get_num_threads());
+  zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
+  manual_seed(t_.seed);
+
+  model_ = std::make_shared<models::VQModel>(config_.model, config_.quantizer, t_.seed);
+  loss_ = std::make_shared<models::VQGANLoss>(config_.loss, config_.model.out_channels, disc_gen_);
+  model_->to(device_);
+  loss_->to(device_);
+  opt_g_ = std::make_unique<nn::Adam>(
+      model_->named_parameters(),
+      nn::AdamOptions{.lr = t_.lr, .beta1 = t_.adam_beta1, .beta2 = t_.adam_beta2});
+  opt_d_ = std::make_unique<nn::Adam>(
+      loss_->discriminator().named_parameters(),
+      nn::AdamOptions{.lr = t_.lr, .beta1 = t_.adam_beta1, .beta2 = t_.adam_beta2});
+
+  auto train_set =
+      open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
+  val_set_ = open_dataset(t_.val_dir, config_.model.in_channels, config_.model.resolution, "test");
+  LoaderOptions lo;
+  lo.batch_size = t_.batch_size;
+  lo.flip = true;
+  lo.seed = t_.seed;
+  lo.threads = t_.loader_threads;
+  train_loader_ = std::make_unique<DataLoader>(train_set, config_.model.in_channels,
+                                               config_.model.resolution, lo);
+  steps_per_epoch_ =
+      t_.steps_per_epoch > 0 ? t_.steps_per_epoch : train_loader_->batches_per_pass();
+  total_steps_ = steps_per_epoch_ * t_.epochs;
+  if (t_.max_steps > 0) total_steps_ = std::min(total_steps_, t_.max_steps);
+  schedule_ = nn::LrSchedule{nn::LrSchedule::parse_kind(t_.lr_schedule), t_.lr, t_.warmup_steps,
+                             total_steps_, t_.min_lr};
+
+  std::filesystem::create_directories(t_.model_dir);
+  std::filesystem::create_directories(t_.sample_dir);
+  if (!resume_path.empty()) {
+    model_->load_weights(resume.without({"loss.", "optimizer."}));
+    loss_->discriminator().load_state_dict(resume.group("loss.discriminator."));
+    opt_g_->load_state_dict(resume.group("optimizer.generator."));
+    opt_d_->load_state_dict(resume.group("optimizer.discriminator."));
+    step_ = resume.state.step;
+    epoch_ = resume.state.epoch;
+    best_val_loss_ = resume.state.best_val_loss;
+    epochs_without_improvement_ = resume.state.epochs_without_improvement;
+    model_->quantizer().generator().set_state(resume.state.rng_seed, resume.state.rng_offset);
+    train_loader_->skip_to(step_);
+    std::printf("resumed from %s at step %lld (epoch %lld)\n", resume_path.c_str(),
+                static_cast<long long>(step_), static_cast<long long>(epoch_));
+  }
+  metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+}
+
+std::string Run::paths(const std::string& suffix) const {
+  return (std::filesystem::path(t_.model_dir) / (t_.model_name + suffix)).string();
+}
+
+void Run::log_setup() const {
+  const auto& q = config_.quantizer;
+  std::printf("train_vqvae_improved: preset '%s', model '%s' (%lld parameters), %s, %d threads\n",
+              t_.preset.c_str(), config_.model.name.c_str(),
+              static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
+              get_num_threads());
+  std::printf("  data:       train %s\n              val   %s (first %lld per validation)\n",
+              train_loader_->dataset().describe().c_str(), val_set_->describe().c_str(),
+              static_cast<long long>(t_.val_limit > 0 ? std::min(t_.val_limit, val_set_->size())
+                                                      : val_set_->size()));
+  std::printf(
+      "  codebook:   K %lld x D %lld, %s, decay %g, temperature %g, beta %g (warm-up %g epochs), "
+      "entropy %g, "
+      "init %s, dead-code reset %s (< %g), low-usage reset %s, expansion %s\n",
+      static_cast<long long>(q.n_embed), static_cast<long long>(config_.model.embed_dim),
+      q.codebook.c_str(), q.ema_decay, q.temperature, q.beta, q.commitment_warmup_epochs,
+      q.entropy_weight, q.init.c_str(), q.dead_code_reset.c_str(), q.dead_code_threshold,
+      q.low_usage_reset_interval > 0
+          ? fmt::format("{:.0f}% every {} epoch(s)", 100 * q.low_usage_reset_fraction,
+                        q.low_usage_reset_interval)
+                .c_str()
+          : "off",
+      q.expand ? fmt::format("to {}", q.expand_max_codes).c_str() : "off");
+  std::printf("  loss:       L1 %g, adversarial %g (from step %lld), perceptual %g\n",
+              config_.loss.l1_weight, config_.loss.adversarial_weight,
+              static_cast<long long>(config_.loss.disc_start), config_.loss.perceptual_weight);
+  std::printf("  perceptual: %s\n", loss_->perceptual_description().c_str());
+  std::printf("  schedule:   %lld epochs x %lld steps of %lld images, lr %g (%s), outputs in %s\n",
+              static_cast<long long>(t_.epochs), static_cast<long long>(steps_per_epoch_),
+              static_cast<long long>(t_.batch_size), t_.lr, t_.lr_schedule.c_str(),
+              t_.model_dir.c_str());
+  std::fflush(stdout);
+}
+
+bool Run::train_step(const Batch& batch) {
+  const Tensor x = batch.images.to(device_);
+  const auto& q = config_.quantizer;
+  const double epochs_done = static_cast<double>(step_) / static_cast<double>(steps_per_epoch_);
+  const double commitment = q.commitment_warmup_epochs > 0
+                                ? std::min(1.0, epochs_done / q.commitment_warmup_epochs)
+                                : 1.0;
+  model_->quantizer().set_commitment_scale(commitment);
+  const double lr = schedule_.lr_at(step_);
+  opt_g_->set_lr(lr);
+  opt_d_->set_lr(lr);
+
+  const auto out = model_->forward(x);
+  const auto g = loss_->generator_loss(x, out.reconstruction, out.quant.loss,
+                                       model_->decoder().last_layer_weight(), step_);
+  const double total = g.total.item();
+  if (!std::isfinite(total)) {
+    ++nonfinite_total_;
+    std::fprintf(stderr,
+                 "\nwarning: step %lld has a non-finite loss (%g); skipped (%lld in a row)\n",
+                 static_cast<long long>(step_), total, static_cast<long long>(++nonfinite_run_));
+    VQ_CHECK(nonfinite_run_ < t_.max_nonfinite_steps,
+             "stopping: {} consecutive steps with a non-finite loss (the run diverged; try a lower "
+             "--lr or --grad_clip). "
+             "The last good checkpoint is {} (resume with --resume)",
+             nonfinite_run_, paths(".last.safetensors"));
+    return false;
+  }
+  nonfinite_run_ = 0;
+  opt_g_->zero_grad();
+  g.total.backward();
+  if (t_.grad_clip > 0) nn::clip_grad_norm_(model_->parameters(), t_.grad_clip);
+  opt_g_->step();
+
+  double d_loss = 0;
+  if (loss_->adversarial_active(step_)) {
+    const auto d = loss_->discriminator_loss(x, out.reconstruction);
+    opt_d_->zero_grad();
+    d.total.backward();
+    opt_d_->step();
+    d_loss = d.total.item();
+  }
+  const auto& s = out.quant.stats;
+  interval_images_ += x.size(0);
+  last_metrics_ = {{"step", step_ + 1},
+                   {"epoch", epoch_},
+                   {"loss", total},
+                   {"l1", g.l1},
+                   {"perceptual", g.perceptual},
+                   {"commit_loss", out.quant.commit_loss},
+                   {"codebook_loss", out.quant.codebook_loss},
+                   {"entropy_loss", out.quant.entropy_loss},
+                   {"g_adv", g.g_adv},
+                   {"adaptive_weight", g.adaptive_weight},
+                   {"d_loss", d_loss},
+                   {"num_codes", s.num_codes},
+                   {"active_codes_ema", s.active_codes_ema},
+                   {"batch_utilization", s.batch_utilization},
+                   {"batch_entropy", s.batch_entropy},
+                   {"batch_norm_entropy", s.batch_norm_entropy},
+                   {"ema_entropy", s.ema_entropy},
+                   {"ema_norm_entropy", s.ema_norm_entropy},
+                   {"perplexity", s.perplexity},
+                   {"dead_codes", s.dead_codes},
+                   {"commitment_scale", commitment},
+                   {"lr", lr}};
+  return true;
+}
+
+Validation Run::validate() {
+  model_->eval();
+  NoGradGuard no_grad;
+  LoaderOptions lo;
+  lo.batch_size = t_.batch_size;
+  lo.shuffle = false;
+  lo.repeat = false;
+  lo.drop_last = false;
+  lo.limit = t_.val_limit;
+  lo.threads = t_.loader_threads;
+  DataLoader loader(val_set_, config_.model.in_channels, config_.model.resolution, lo);
+  Validation v;
+  std::vector<int64_t> counts(model_->quantizer().num_codes(), 0);
+  double l1_sum = 0, psnr_sum = 0;
+  while (auto batch = loader.next()) {
+    const Tensor x = batch->images.to(device_);
+    const auto out = model_->forward(x);
+    const int64_t n = x.size(0);
+    l1_sum += l1_loss(out.reconstruction, x).item() * n;
+    for (double p : psnr_per_image(out.reconstruction.cpu(), batch->images)) psnr_sum += p;
+    const auto batch_counts =
+        bincount(out.quant.indices.reshape({-1}), static_cast<int64_t>(counts.size()))
+            .to_vector<int64_t>();
+    for (size_t k = 0; k < counts.size(); ++k) counts[k] += batch_counts[k];
+    v.images += n;
+  }
+  v.l1 = l1_sum / v.images;
+  v.psnr = psnr_sum / v.images;
+  const auto& q = config_.quantizer;
+  v.stats = models::codebook_stats(counts, model_->quantizer().ema_counts(), q.active_threshold,
+                                   q.dead_code_threshold);
+  model_->train();
+  return v;
+}
+
+void Run::save_samples(int64_t epoch) {
+  NoGradGuard no_grad;
+  model_->eval();
+  const int64_t n = std::min(t_.num_samples, val_set_->size());
+  const int64_t C = config_.model.in_channels, S = config_.model.resolution;
+  Tensor inputs = Tensor::empty({n, C, S, S});
+  for (int64_t i = 0; i < n; ++i) val_set_->load(i, false, inputs.data<float>() + i * C * S * S);
+  const Tensor recon = model_->forward(inputs.to(device_)).reconstruction.cpu().contiguous();
+  model_->train();
+  // Rows of up to 8: a row of inputs, then the row of their reconstructions.
+  const int64_t cols = std::min<int64_t>(8, n);
+  std::vector<const float*> cells;
+  for (int64_t row = 0; row * cols < n; ++row) {
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&inputs, &recon}) {
+      for (int64_t i = row * cols; i < std::min(n, (row + 1) * cols); ++i)
+        cells.push_back(t->data<float>() + i * C * S * S);
+    }
+  }
+  write_png_grid(fmt::format("{}/epoch_{:04}.png", t_.sample_dir, epoch + 1), cells, C, S, cols);
+}
+
+void Run::save(bool best) {
+  nn::TrainingState state;
+  state.step = step_;
+  state.epoch = epoch_;
+  state.rng_seed = model_->quantizer().generator().seed();
+  state.rng_offset = model_->quantizer().generator().offset();
+  state.best_val_loss = best_val_loss_;
+  state.epochs_without_improvement = epochs_without_improvement_;
+  // The stored config describes the model as it is now (codebook expansion changes K).
+  TrainConfig current = config_;
+  current.quantizer.n_embed = model_->quantizer().num_codes();
+  state.config_json = current.to_json();
+  if (best) {
+    nn::save_checkpoint(paths(".safetensors"), {{"", model_->state_dict()}}, state);
+    return;
+  }
+  nn::save_checkpoint(paths(".last.safetensors"),
+                      {{"", model_->state_dict()},
+                       {"loss.discriminator.", loss_->discriminator().state_dict()},
+                       {"optimizer.generator.", opt_g_->state_dict()},
+                       {"optimizer.discriminator.", opt_d_->state_dict()}},
+                      state);
+}
+
+void Run::end_epoch(int64_t epoch, bool complete) {
+  if (complete) {
+    const std::string note = model_->quantizer().end_epoch(epoch);
+    if (!note.empty()) {
+      std::printf("  codebook: %s\n", note.c_str());
+      epoch_notes_.push_back(fmt::format("epoch {}: {}", epoch + 1, note));
+    }
+  }
+  last_val_ = validate();
+  const auto& s = last_val_.stats;
+  std::printf(
+      "  validation: L1 %.4f, PSNR %.2f dB, utilisation %.1f%% (%lld of %lld codes), normalised "
+      "entropy %.3f, "
+      "perplexity %.1f on %lld images\n",
+      last_val_.l1, last_val_.psnr, 100 * s.batch_utilization, static_cast<long long>(s.used_codes),
+      static_cast<long long>(s.num_codes), s.batch_norm_entropy, s.perplexity,
+      static_cast<long long>(last_val_.images));
+  metrics_->write(json({{"step", step_},
+                        {"epoch", epoch + 1},
+                        {"val_l1", last_val_.l1},
+                        {"val_psnr", last_val_.psnr},
+                        {"val_utilization", s.batch_utilization},
+                        {"val_norm_entropy", s.batch_norm_entropy},
+                        {"val_perplexity", s.perplexity},
+                        {"val_used_codes", s.used_codes}})
+                      .dump());
+  save_samples(epoch);
+  if (last_val_.l1 < best_val_loss_) {
+    best_val_loss_ = last_val_.l1;
+    epochs_without_improvement_ = 0;
+    save(true);
+  } else {
+    ++epochs_without_improvement_;
+  }
+  if (complete && t_.early_stopping_patience > 0 &&
+      epochs_without_improvement_ >= t_.early_stopping_patience) {
+    std::printf("  early stopping: no validation improvement for %lld epochs\n",
+                static_cast<long long>(epochs_without_improvement_));
+    early_stopped_ = true;
+  }
+}
+
+TrainSummary Run::go() {
+  log_setup();
+  const auto start = Clock::now();
+  bool interrupted = false;
+  while (epoch_ < t_.epochs && step_ < total_steps_ && !early_stopped_) {
+    const int64_t epoch_end = std::min((epoch_ + 1) * steps_per_epoch_, total_steps_);
+    ProgressBar bar(fmt::format("epoch {}/{}", epoch_ + 1, t_.epochs),
+                    epoch_end - epoch_ * steps_per_epoch_, t_.log_every);
+    while (step_ < epoch_end) {
+      const auto batch = train_loader_->next();
+      const bool done = train_step(*batch);
+      ++step_;
+      if (done) {
+        const double seconds = seconds_since(interval_start_);
+        const double rate = interval_images_ / std::max(seconds, 1e-9);
+        last_metrics_["images_per_s"] = rate;
+        if (step_ % t_.log_every == 0) {
+          metrics_->write(last_metrics_.dump());
+          interval_start_ = Clock::now();
+          interval_images_ = 0;
+        }
+        bar.update(
+            step_ - epoch_ * steps_per_epoch_,
+            fmt::format("loss {:.4f}  L1 {:.4f}  util {:.1f}%  H {:.3f}  {:.1f} img/s",
+                        last_metrics_["loss"].get<double>(), last_metrics_["l1"].get<double>(),
+                        100 * last_metrics_["batch_utilization"].get<double>(),
+                        last_metrics_["batch_norm_entropy"].get<double>(), rate));
+      }
+      if (g_stop_requested) {
+        interrupted = true;
+        break;
+      }
+    }
+    if (interrupted) break;
+    const bool complete = step_ == (epoch_ + 1) * steps_per_epoch_;
+    bar.finish(fmt::format("loss {:.4f}", last_metrics_.value("loss", 0.0)));
+    end_epoch(epoch_, complete);
+    if (complete) ++epoch_;
+    save(false);
+  }
+  if (interrupted) {
+    save(false);
+    std::printf("\ninterrupted at step %lld: saved %s (continue with --resume %s)\n",
+                static_cast<long long>(step_), paths(".last.safetensors").c_str(),
+                paths(".last.safetensors").c_str());
+  }
+  TrainSummary summary;
+  summary.interrupted = interrupted;
+  summary.json = summary_json(interrupted, seconds_since(start));
+  nn::write_file_atomically(paths(".summary.json"),
+                            [&](std::ostream& out) { out << summary.json << "\n"; });
+  return summary;
+}
+
+std::string Run::summary_json(bool interrupted, double seconds) const {
+  const auto& s = last_val_.stats;
+  json j = {
+      {"preset", t_.preset},
+      {"model_config", config_.model.name},
+      {"steps", step_},
+      {"epochs_completed", epoch_},
+      {"interrupted", interrupted},
+      {"early_stopped", early_stopped_},
+      {"seconds", seconds},
+      {"images_per_s", seconds > 0 ? static_cast<double>(step_ * t_.batch_size) / seconds : 0.0},
+      {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
+      {"val_l1", last_val_.l1},
+      {"val_psnr", last_val_.psnr},
+      {"val_utilization", s.batch_utilization},
+      {"val_used_codes", s.used_codes},
+      {"val_norm_entropy", s.batch_norm_entropy},
+      {"val_perplexity", s.perplexity},
+      {"num_codes", model_->quantizer().num_codes()},
+      {"active_codes_ema", s.active_codes_ema},
+      {"dead_codes_ema", s.dead_codes},
+      {"nonfinite_steps_skipped", nonfinite_total_},
+      {"unreadable_images_skipped", train_loader_->bad_images()},
+      {"perceptual", loss_->perceptual_description()},
+      {"device", device_.str()},
+      {"threads", get_num_threads()},
+      {"codebook_events", epoch_notes_},
+      {"best_model", paths(".safetensors")},
+      {"last_checkpoint", paths(".last.safetensors")},
+      {"metrics", paths(".metrics.jsonl")}};
+  return j.dump(2);
+}
+
+}  // namespace
+
+void request_stop() { g_stop_requested = true; }
+
+TrainSummary train(const TrainConfig& config, const std::string& resume_path) {
+  g_stop_requested = false;
+  Run run(config, resume_path);
+  return run.go();
+}
+
+}  // namespace vq::train
