@@ -55,8 +55,9 @@ class Quantizer : public nn::Module {
   virtual int64_t num_codes() const = 0;
   // Codes for token indices [N, h, w] -> [N, D, h, w] (decoding tokens without an encoder).
   virtual Tensor codes_for(const Tensor& indices) const = 0;
-  // Nearest-code indices without sampling, statistics or updates: what evaluation sees.
-  virtual Tensor lookup(const Tensor& z) const = 0;
+  // Code indices [N, h, w] without statistics or updates: the nearest codes (what evaluation
+  // sees), or with temperature > 0 codes sampled as in training.
+  virtual Tensor lookup(const Tensor& z, double temperature = 0.0) = 0;
   // Per-code EMA usage counts (for statistics and the analysis tool).
   virtual std::vector<double> ema_counts() const = 0;
   // Once per finished epoch: periodic resets and codebook expansion. Returns what it did, for

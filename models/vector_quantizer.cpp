@@ -219,13 +219,13 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   return out;
 }
 
-Tensor VectorQuantizer::lookup(const Tensor& z) const {
+Tensor VectorQuantizer::lookup(const Tensor& z, double temperature) {
   NoGradGuard no_grad;
   VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_,
            "VectorQuantizer: expected [N, {}, h, w], got {}", embed_dim_, shape_str(z.shape()));
   const int64_t N = z.size(0), h = z.size(2), w = z.size(3);
-  return argmin(distances(z.permute({0, 2, 3, 1}).reshape({N * h * w, embed_dim_})), 1)
-      .view({N, h, w});
+  const Tensor d = distances(z.permute({0, 2, 3, 1}).reshape({N * h * w, embed_dim_}));
+  return choose_codes(d, temperature).view({N, h, w});
 }
 
 Tensor VectorQuantizer::codes_for(const Tensor& indices) const {

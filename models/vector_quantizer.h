@@ -50,7 +50,7 @@ class VectorQuantizer : public Quantizer {
   QuantizerOutput forward(const Tensor& z) override;
   int64_t num_codes() const override { return config_.n_embed; }
   Tensor codes_for(const Tensor& indices) const override;
-  Tensor lookup(const Tensor& z) const override;
+  Tensor lookup(const Tensor& z, double temperature = 0.0) override;
   std::vector<double> ema_counts() const override;
   std::string end_epoch(int64_t epoch) override;
 

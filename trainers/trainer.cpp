@@ -301,18 +301,9 @@ void Run::save_samples(int64_t epoch) {
   const int64_t C = config_.model.in_channels, S = config_.model.resolution;
   Tensor inputs = Tensor::empty({n, C, S, S});
   for (int64_t i = 0; i < n; ++i) val_set_->load(i, false, inputs.data<float>() + i * C * S * S);
-  const Tensor recon = model_->forward(inputs.to(device_)).reconstruction.cpu().contiguous();
+  const Tensor recon = model_->forward(inputs.to(device_)).reconstruction;
   model_->train();
-  // Rows of up to 8: a row of inputs, then the row of their reconstructions.
-  const int64_t cols = std::min<int64_t>(8, n);
-  std::vector<const float*> cells;
-  for (int64_t row = 0; row * cols < n; ++row) {
-    for (const Tensor* t : std::initializer_list<const Tensor*>{&inputs, &recon}) {
-      for (int64_t i = row * cols; i < std::min(n, (row + 1) * cols); ++i)
-        cells.push_back(t->data<float>() + i * C * S * S);
-    }
-  }
-  write_png_grid(fmt::format("{}/epoch_{:04}.png", t_.sample_dir, epoch + 1), cells, C, S, cols);
+  write_comparison_grid(fmt::format("{}/epoch_{:04}.png", t_.sample_dir, epoch + 1), inputs, recon);
 }
 
 void Run::save(bool best) {

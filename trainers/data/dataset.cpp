@@ -133,6 +133,19 @@ class ImageFolder : public Dataset {
 
 }  // namespace
 
+std::vector<uint8_t> fashion_mnist_labels(const std::string& split) {
+  VQ_CHECK(split == "train" || split == "test",
+           "fashion_mnist_labels: split must be train or test, got '{}'", split);
+  const std::string path = fmt::format("{}/{}-labels-idx1-ubyte.gz", kFashionMnistDir,
+                                       split == "train" ? "train" : "t10k");
+  std::vector<uint8_t> data = read_gz(path);
+  VQ_CHECK(data.size() >= 8 && big_endian(data.data()) == 0x801, "'{}' is not an IDX label file",
+           path);
+  const uint32_t n = big_endian(&data[4]);
+  VQ_CHECK(data.size() == 8 + n, "'{}' is truncated: {} bytes for {} labels", path, data.size(), n);
+  return std::vector<uint8_t>(data.begin() + 8, data.end());
+}
+
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
                                       const std::string& default_split) {
   VQ_CHECK(channels == 1 || channels == 3, "datasets: channels must be 1 or 3, got {}", channels);

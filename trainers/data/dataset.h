@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vq::train {
 
@@ -27,6 +28,9 @@ class Dataset {
 // clear message for a missing or empty folder, or missing Fashion-MNIST files.
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
                                       const std::string& default_split = "train");
+
+// Class labels (0-9) of a Fashion-MNIST split ("train" or "test"), from the same package.
+std::vector<uint8_t> fashion_mnist_labels(const std::string& split);
 
 // Where Debian's dataset-fashion-mnist package puts its files.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";

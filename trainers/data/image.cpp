@@ -92,4 +92,23 @@ void write_png_grid(const std::string& path, const std::vector<const float*>& im
   });
 }
 
+void write_comparison_grid(const std::string& path, const Tensor& inputs,
+                           const Tensor& reconstructions) {
+  VQ_CHECK(
+      inputs.shape() == reconstructions.shape() && inputs.dim() == 4,
+      "write_comparison_grid: inputs {} and reconstructions {} must be [N, C, S, S] of one shape",
+      shape_str(inputs.shape()), shape_str(reconstructions.shape()));
+  const Tensor a = inputs.to(DType::Float32).cpu().contiguous(),
+               b = reconstructions.to(DType::Float32).cpu().contiguous();
+  const int64_t n = a.size(0), C = a.size(1), S = a.size(2), cols = std::min<int64_t>(8, n);
+  std::vector<const float*> cells;
+  for (int64_t row = 0; row * cols < n; ++row) {
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&a, &b}) {
+      for (int64_t i = row * cols; i < std::min(n, (row + 1) * cols); ++i)
+        cells.push_back(t->data<float>() + i * C * S * S);
+    }
+  }
+  write_png_grid(path, cells, C, S, cols);
+}
+
 }  // namespace vq::train

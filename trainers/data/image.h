@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "autograd/tensor.h"
+
 namespace vq::train {
 
 // An 8-bit image, rows of interleaved channels (HWC).
@@ -27,5 +29,10 @@ void to_float_chw(const Image8& image, bool flip, float* out);
 // Writes float CHW images in [-1, 1] as a PNG grid (rows x cols, 2-pixel gaps). Atomic.
 void write_png_grid(const std::string& path, const std::vector<const float*>& images,
                     int64_t channels, int64_t size, int64_t cols);
+
+// Inputs above their reconstructions ([N, C, S, S] each, in [-1, 1]), in rows of up to 8: a row
+// of inputs, then the row of their reconstructions.
+void write_comparison_grid(const std::string& path, const Tensor& inputs,
+                           const Tensor& reconstructions);
 
 }  // namespace vq::train

@@ -130,7 +130,7 @@ void DataLoader::worker() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (error && !failure_) failure_ = error;
-      if (n >= next_to_take_) ready_[n] = std::move(batch);
+      if (!error && n >= next_to_take_) ready_[n] = std::move(batch);
     }
     ready_cv_.notify_all();
     if (error) return;

@@ -1,0 +1,118 @@
+// The analysis tool on a tiny trained model: its numbers agree with each other and with an
+// independent count, the files it writes, and the command-line errors.
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "autograd/node.h"
+#include "test_util.h"
+#include "tools/codebook_analysis.h"
+#include "trainer_fixture.h"
+#include "trainers/model_io.h"
+#include "trainers/trainer.h"
+
+namespace vq::tools {
+namespace {
+
+class Tool : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    images_ = test::make_image_folder(test::temp_path("tool_images"), 24);
+    out_ = test::temp_path("tool_run");
+    train::train(test::tiny_config(images_, out_), "");
+  }
+  static std::string images_, out_;
+};
+std::string Tool::images_, Tool::out_;
+
+TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
+  auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
+  train::LoaderOptions lo;
+  lo.batch_size = 5;
+  lo.shuffle = false;
+  lo.repeat = false;
+  lo.drop_last = false;
+  train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
+  EXPECT_EQ(r.num_images, 24);
+  EXPECT_EQ(r.num_vectors, 24 * 8 * 8);
+  EXPECT_EQ(r.num_codes, 16);
+  EXPECT_EQ(r.batches.size(), 5u);  // 5 + 5 + 5 + 5 + 4
+  EXPECT_EQ(std::accumulate(r.counts.begin(), r.counts.end(), int64_t{0}), r.num_vectors);
+  // Independent count: encode all images at once and count codes.
+  NoGradGuard no_grad;
+  Tensor all = Tensor::empty({24, 1, 16, 16});
+  const auto ds = train::open_dataset(images_, 1, 16);
+  for (int64_t i = 0; i < 24; ++i) ds->load(i, false, all.data<float>() + i * 256);
+  const auto counts =
+      bincount(loaded.model->encode_indices(all).reshape({-1}), 16).to_vector<int64_t>();
+  EXPECT_EQ(counts, r.counts);
+  const int64_t used = std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; });
+  EXPECT_EQ(r.used_codes, used);
+  EXPECT_EQ(r.dead_codes, 16 - used);
+  EXPECT_NEAR(r.utilization, used / 16.0, 1e-12);
+  EXPECT_GT(r.normalized_entropy, 0.0);
+  EXPECT_LE(r.normalized_entropy, 1.0);
+  EXPECT_NEAR(r.perplexity, std::exp(r.entropy), 1e-9);
+  EXPECT_GT(r.psnr, 5.0);
+  EXPECT_EQ(r.pca.size(), 16u);
+  const auto j = nlohmann::json::parse(report_summary_json(r, "m", "d"));
+  for (const char* key :
+       {"num_codes", "used_codes", "utilization", "entropy", "normalized_entropy", "perplexity",
+        "dead_codes", "mean_batch_utilization", "ema_active_codes", "num_images"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_NE(per_code_csv(r).find("code,count,fraction,ema_cluster_size,vector_norm\n0,"),
+            std::string::npos);
+  const std::string batches = per_batch_csv(r);
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), '\n'), 6);
+}
+
+TEST_F(Tool, SampledAssignmentUsesTheTemperature) {
+  auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
+  train::LoaderOptions lo;
+  lo.batch_size = 24;
+  lo.shuffle = false;
+  lo.repeat = false;
+  lo.drop_last = false;
+  train::DataLoader a(train::open_dataset(images_, 1, 16), 1, 16, lo),
+      b(train::open_dataset(images_, 1, 16), 1, 16, lo);
+  const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0);
+  const CodebookReport hot = analyze_codebook(*loaded.model, b, 1e6, 1.0, 0);
+  // At a huge temperature the sampling is nearly uniform over the 16 codes.
+  EXPECT_GT(hot.normalized_entropy, 0.95);
+  EXPECT_EQ(hot.used_codes, 16);
+  EXPECT_NE(argmin.counts, hot.counts);
+}
+
+TEST_F(Tool, PlotsAreWritten) {
+  auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
+  train::LoaderOptions lo;
+  lo.batch_size = 8;
+  lo.shuffle = false;
+  lo.repeat = false;
+  lo.drop_last = false;
+  train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
+  const std::string dir = test::temp_path("plots");
+  write_plots(r, dir);
+  for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
+    EXPECT_GT(std::filesystem::file_size(dir + "/" + f), 1000u) << f;
+  }
+}
+
+TEST_F(Tool, LoadErrorsAreClear) {
+  EXPECT_VQ_ERROR(train::load_model("/nonexistent.safetensors", kCPU), "does not exist");
+  const std::string junk = test::temp_path("junk") + "/model.safetensors";
+  std::ofstream(junk) << "not a model";
+  EXPECT_VQ_ERROR(train::load_model(junk, kCPU), "header length");
+  // A plain weight file needs an explicit model config.
+  const std::string plain = test::temp_path("plain") + "/weights.safetensors";
+  nn::save_safetensors(plain, {{"encoder.conv_in.weight", zeros({64, 1, 3, 3})}});
+  EXPECT_VQ_ERROR(train::load_model(plain, kCPU), "pass --model_config");
+  EXPECT_VQ_ERROR(train::load_model(plain, kCPU, "fmnist"), "the weights do not fit the model");
+}
+
+}  // namespace
+}  // namespace vq::tools

@@ -1,0 +1,327 @@
+// The training side: flags, configs and presets, datasets and the loader (including unreadable
+// images and empty folders), metrics, and short training runs (outputs, metrics format, resume,
+// interruption, divergence).
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "nn/checkpoint.h"
+#include "test_util.h"
+#include "trainer_fixture.h"
+#include "trainers/data/dataset.h"
+#include "trainers/data/loader.h"
+#include "trainers/flags.h"
+#include "trainers/metrics.h"
+#include "trainers/model_io.h"
+#include "trainers/trainer.h"
+
+namespace vq::train {
+namespace {
+
+using test::allclose;
+
+std::vector<char*> argv_of(std::vector<std::string>& args) {
+  std::vector<char*> out;
+  for (auto& a : args) out.push_back(a.data());
+  return out;
+}
+
+TEST(Flags, ParsesTypesAndRejectsBadInput) {
+  std::string name = "x";
+  int64_t n = 1;
+  double lr = 0.1;
+  bool plot = false;
+  Flags f("prog", "summary");
+  f.add_string("name", &name, "a name");
+  f.add_int("n", &n, "a count", 1);
+  f.add_double("lr", &lr, "a rate", 0);
+  f.add_bool("plot", &plot, "a switch");
+  std::vector<std::string> args = {"prog", "--name", "abc", "--n=5", "--lr", "0.25", "--plot"};
+  auto argv = argv_of(args);
+  ASSERT_TRUE(f.parse(static_cast<int>(argv.size()), argv.data()));
+  EXPECT_EQ(name, "abc");
+  EXPECT_EQ(n, 5);
+  EXPECT_EQ(lr, 0.25);
+  EXPECT_TRUE(plot);
+  EXPECT_TRUE(f.was_set("n"));
+  auto parse = [&](std::vector<std::string> a) {
+    a.insert(a.begin(), "prog");
+    auto v = argv_of(a);
+    return f.parse(static_cast<int>(v.size()), v.data());
+  };
+  EXPECT_VQ_ERROR(parse({"--nn", "3"}), "unknown flag --nn");
+  EXPECT_VQ_ERROR(parse({"--n", "three"}), "--n: 'three' is not an integer");
+  EXPECT_VQ_ERROR(parse({"--n", "0"}), "--n: 0 is below the minimum 1");
+  EXPECT_VQ_ERROR(parse({"--lr"}), "--lr needs a value");
+  EXPECT_VQ_ERROR(parse({"--plot=maybe"}), "--plot: 'maybe' is not a boolean");
+  EXPECT_VQ_ERROR(parse({"stray"}), "unexpected argument 'stray'");
+  EXPECT_NE(f.help().find("--n int"), std::string::npos);
+}
+
+TEST(Config, PresetsCarryTheSeedsValues) {
+  const TrainConfig improved = preset_config("improved", "fmnist");
+  EXPECT_EQ(improved.quantizer.n_embed, 64);
+  EXPECT_EQ(improved.quantizer.ema_decay, 0.7);
+  EXPECT_EQ(improved.quantizer.temperature, 2.5);
+  EXPECT_EQ(improved.quantizer.beta, 10.0);
+  EXPECT_EQ(improved.quantizer.commitment_warmup_epochs, 5);
+  EXPECT_EQ(improved.quantizer.entropy_weight, 2.0);
+  EXPECT_EQ(improved.quantizer.low_usage_reset_interval, 1);
+  EXPECT_EQ(improved.quantizer.low_usage_reset_fraction, 0.3);
+  EXPECT_EQ(improved.quantizer.dead_code_threshold, 1.0);
+  EXPECT_EQ(improved.quantizer.init, "uniform");
+  EXPECT_FALSE(improved.quantizer.expand);
+  EXPECT_EQ(improved.loss.l1_weight, 0.7);
+  EXPECT_EQ(improved.loss.perceptual_weight, 0.005);
+  EXPECT_EQ(improved.loss.adversarial_weight, 0.4);
+  EXPECT_EQ(improved.training.batch_size, 64);
+  const TrainConfig original = preset_config("original", "seed256");
+  EXPECT_EQ(original.quantizer.n_embed, 256);
+  EXPECT_TRUE(original.quantizer.expand);
+  EXPECT_EQ(original.quantizer.expand_max_codes, 512);
+  EXPECT_EQ(original.quantizer.ema_decay, 0.85);
+  EXPECT_EQ(original.quantizer.temperature, 1.2);
+  EXPECT_EQ(original.quantizer.entropy_weight, 1.0);
+  EXPECT_EQ(original.quantizer.dead_code_reset, "off");
+  EXPECT_EQ(original.model.resolution, 256);
+  EXPECT_VQ_ERROR(preset_config("best-ever", "fmnist"), "unknown --preset 'best-ever'");
+}
+
+TEST(Config, JsonRoundTripAndOverrides) {
+  TrainConfig a = preset_config("original", "fmnist");
+  TrainConfig b = preset_config("improved", "fmnist");
+  b.merge_json(a.to_json(), "test");
+  EXPECT_EQ(b.to_json(), a.to_json());
+  b.merge_json(
+      R"({"quantizer": {"n_embed": 32, "temperature": 3.0}, "training": {"batch_size": 128}})",
+      "override.json");
+  EXPECT_EQ(b.quantizer.n_embed, 32);
+  EXPECT_EQ(b.quantizer.temperature, 3.0);
+  EXPECT_EQ(b.training.batch_size, 128);
+  EXPECT_EQ(b.quantizer.ema_decay, 0.85);  // untouched
+  EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embedd": 3}})", "f.json"),
+                  "f.json: unknown key \"quantizer.n_embedd\"");
+  EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embed": 1.5}})", "f.json"),
+                  "\"quantizer.n_embed\" has the wrong type: 1.5");
+  EXPECT_VQ_ERROR(b.merge_json(R"({"optimizer": {}})", "f.json"), "unknown group \"optimizer\"");
+  EXPECT_VQ_ERROR(b.merge_json("{oops", "f.json"), "f.json: not valid JSON");
+  b.training.batch_size = 0;
+  EXPECT_VQ_ERROR(b.validate(), "--batch_size must be at least 1");
+}
+
+TEST(Data, FashionMnistFromTheDebianPackage) {
+  const auto train_set = open_dataset("fashion-mnist", 1, 32, "train");
+  EXPECT_EQ(train_set->size(), 60000);
+  const auto test_set = open_dataset("fashion-mnist", 1, 32, "test");
+  EXPECT_EQ(test_set->size(), 10000);
+  std::vector<float> img(32 * 32);
+  test_set->load(0, false, img.data());
+  // Padded by two background pixels on each side; values in [-1, 1].
+  for (int x = 0; x < 32; ++x) EXPECT_EQ(img[x], -1.0f);
+  EXPECT_GT(*std::max_element(img.begin(), img.end()), 0.5f);
+  EXPECT_GE(*std::min_element(img.begin(), img.end()), -1.0f);
+  std::vector<float> flipped(32 * 32), rgb(3 * 32 * 32), small(16 * 16);
+  test_set->load(0, true, flipped.data());
+  EXPECT_EQ(flipped[5 * 32 + 3], img[5 * 32 + 28]);
+  open_dataset("fashion-mnist:test", 3, 32)->load(0, false, rgb.data());
+  EXPECT_EQ(rgb[1024 + 200], img[200]);
+  open_dataset("fashion-mnist:test", 1, 16)->load(0, false, small.data());  // resized
+  const auto labels = fashion_mnist_labels("test");
+  EXPECT_EQ(labels.size(), 10000u);
+  EXPECT_EQ(*std::max_element(labels.begin(), labels.end()), 9);
+  EXPECT_VQ_ERROR(open_dataset("fashion-mnist:valid", 1, 32), "unknown Fashion-MNIST split");
+}
+
+TEST(Data, ImageFolderSkipsCorruptFilesAndRejectsEmptyFolders) {
+  const std::string dir = test::make_image_folder(test::temp_path("folder") + "/imgs", 6);
+  std::filesystem::create_directories(dir + "/nested");
+  std::ofstream(dir + "/nested/broken.png") << "this is not a png";
+  std::ofstream(dir + "/notes.txt") << "ignored";
+  const auto ds = open_dataset(dir, 1, 16);
+  EXPECT_EQ(ds->size(), 7);  // six images + the broken one (found when loaded)
+  LoaderOptions o;
+  o.batch_size = 7;
+  o.shuffle = false;
+  o.repeat = false;
+  o.drop_last = false;
+  o.report_bad = false;
+  DataLoader loader(ds, 1, 16, o);
+  const auto batch = loader.next();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->images.size(0), 6);
+  EXPECT_EQ(loader.bad_images(), 1);
+  EXPECT_FALSE(loader.next().has_value());
+
+  const std::string empty = test::temp_path("empty");
+  EXPECT_VQ_ERROR(open_dataset(empty, 1, 16), "holds no images");
+  EXPECT_VQ_ERROR(open_dataset(empty + "/missing", 1, 16), "does not exist");
+  const std::string bad_only = test::temp_path("bad_only");
+  std::ofstream(bad_only + "/a.jpg") << "garbage";
+  std::ofstream(bad_only + "/b.png") << "garbage";
+  o.batch_size = 1;
+  o.repeat = true;
+  o.drop_last = true;
+  DataLoader hopeless(open_dataset(bad_only, 1, 16), 1, 16, o);
+  EXPECT_VQ_ERROR(hopeless.next(), "none of the 2 images");
+}
+
+TEST(Data, LoaderIsDeterministicForAnyThreadCountAndResumes) {
+  const auto ds = open_dataset("fashion-mnist:test", 1, 32);
+  auto run = [&](int64_t threads, int64_t skip) {
+    LoaderOptions o;
+    o.batch_size = 16;
+    o.flip = true;
+    o.seed = 7;
+    o.threads = threads;
+    o.limit = 100;  // 6 batches per pass: batch 8 is in the second pass
+    DataLoader loader(ds, 1, 32, o);
+    if (skip > 0) loader.skip_to(skip);
+    std::vector<Batch> out;
+    for (int i = 0; i < 3; ++i) out.push_back(*loader.next());
+    return out;
+  };
+  const auto one = run(1, 0), three = run(3, 0), resumed = run(2, 1);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(one[i].indices, three[i].indices);
+    EXPECT_TRUE(allclose(one[i].images, three[i].images, 0, 0));
+  }
+  EXPECT_EQ(resumed[0].indices, one[1].indices);
+  EXPECT_TRUE(allclose(resumed[1].images, one[2].images, 0, 0));
+  // A new pass reshuffles.
+  EXPECT_NE(run(1, 6)[0].indices, one[0].indices);
+}
+
+TEST(Metrics, PsnrAndSsimKnownValues) {
+  const Tensor a = full({1, 1, 16, 16}, 0.0), b = full({1, 1, 16, 16}, 0.2);
+  // difference 0.2 in [-1, 1] units is 0.1 in [0, 1]: PSNR = 10 log10(1 / 0.01) = 20 dB
+  EXPECT_NEAR(psnr_per_image(a, b)[0], 20.0, 1e-5);
+  EXPECT_EQ(psnr_per_image(a, a)[0], 100.0);
+  const Tensor noise = test::randn32({2, 1, 16, 16});
+  EXPECT_NEAR(ssim_per_image(noise, noise)[0], 1.0, 1e-9);
+  EXPECT_LT(ssim_per_image(noise, mul(noise, -1.0))[0], 0.0);
+  EXPECT_VQ_ERROR(ssim_per_image(zeros({1, 1, 8, 8}), zeros({1, 1, 8, 8})),
+                  "smaller than the 11x11 window");
+}
+
+// ---- short training runs ----
+
+class TrainerRun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    images_ = test::make_image_folder(test::temp_path("train_images"), 24);
+  }
+  static std::string images_;
+};
+std::string TrainerRun::images_;
+
+TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
+  const std::string out = test::temp_path("run_outputs");
+  const TrainSummary s = train(test::tiny_config(images_, out), "");
+  EXPECT_FALSE(s.interrupted);
+  for (const char* f : {"tiny.safetensors", "tiny.last.safetensors", "tiny.metrics.jsonl",
+                        "tiny.summary.json", "samples/epoch_0001.png", "samples/epoch_0002.png"}) {
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
+  }
+  std::ifstream metrics(out + "/tiny.metrics.jsonl");
+  std::string line;
+  int step_lines = 0, val_lines = 0;
+  while (std::getline(metrics, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("val_l1")) {
+      ++val_lines;
+      continue;
+    }
+    ++step_lines;
+    for (const char* key :
+         {"step", "epoch", "loss", "l1", "commit_loss", "entropy_loss", "g_adv", "d_loss",
+          "active_codes_ema", "batch_utilization", "batch_entropy", "batch_norm_entropy",
+          "ema_entropy", "ema_norm_entropy", "lr", "images_per_s"}) {
+      EXPECT_TRUE(j.contains(key)) << key << " missing in " << line;
+    }
+    EXPECT_GE(j["batch_utilization"].get<double>(), 0.0);
+    EXPECT_LE(j["batch_norm_entropy"].get<double>(), 1.0 + 1e-9);
+  }
+  EXPECT_EQ(step_lines, 6);
+  EXPECT_EQ(val_lines, 2);
+  const auto summary = nlohmann::json::parse(s.json);
+  EXPECT_EQ(summary["steps"], 6);
+  EXPECT_EQ(summary["epochs_completed"], 2);
+  EXPECT_GT(summary["val_psnr"].get<double>(), 0.0);
+  // The discriminator started at step 2 and was trained.
+  const auto last = nn::load_checkpoint(out + "/tiny.last.safetensors");
+  EXPECT_FALSE(last.group("optimizer.discriminator.").empty());
+  EXPECT_EQ(last.state.step, 6);
+  EXPECT_EQ(last.state.epoch, 2);
+}
+
+TEST_F(TrainerRun, ResumeContinuesExactly) {
+  const std::string straight = test::temp_path("straight"), split = test::temp_path("split");
+  train(test::tiny_config(images_, straight), "");
+  TrainConfig first_half = test::tiny_config(images_, split);
+  first_half.training.epochs = 1;
+  train(first_half, "");
+  TrainConfig second_half =
+      config_of(nn::load_checkpoint(split + "/tiny.last.safetensors"), "last");
+  second_half.training.epochs = 2;
+  train(second_half, split + "/tiny.last.safetensors");
+  const auto a = load_model(straight + "/tiny.last.safetensors", kCPU),
+             b = load_model(split + "/tiny.last.safetensors", kCPU);
+  EXPECT_EQ(b.checkpoint.state.step, 6);
+  const auto sa = a.model->state_dict(), sb = b.model->state_dict();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i)
+    EXPECT_TRUE(allclose(sb[i].second, sa[i].second, 1e-6, 1e-5)) << sa[i].first;
+  const auto oa = a.checkpoint.group("optimizer.generator."),
+             ob = b.checkpoint.group("optimizer.generator.");
+  ASSERT_EQ(oa.size(), ob.size());
+  for (const auto& [name, value] : oa) {
+    auto it = std::find_if(ob.begin(), ob.end(), [&](const auto& e) { return e.first == name; });
+    ASSERT_NE(it, ob.end()) << name;
+    EXPECT_TRUE(allclose(it->second, value, 1e-6, 1e-4)) << name;
+  }
+}
+
+TEST_F(TrainerRun, StopRequestSavesAndMarksTheSummary) {
+  const std::string out = test::temp_path("interrupted");
+  TrainConfig c = test::tiny_config(images_, out);
+  c.training.epochs = 50;
+  std::thread stopper([&] {
+    // Stop once the first metrics line is out.
+    for (int i = 0; i < 600; ++i) {
+      std::ifstream m(out + "/tiny.metrics.jsonl");
+      std::string line;
+      if (std::getline(m, line)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    request_stop();
+  });
+  const TrainSummary s = train(c, "");
+  stopper.join();
+  EXPECT_TRUE(s.interrupted);
+  const auto last = nn::load_checkpoint(out + "/tiny.last.safetensors");
+  EXPECT_GT(last.state.step, 0);
+  EXPECT_LT(last.state.step, 150);
+}
+
+TEST_F(TrainerRun, DivergingRunStopsWithAClearError) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("diverge"));
+  c.training.lr = 1e30;
+  c.training.max_nonfinite_steps = 2;
+  c.training.epochs = 5;
+  EXPECT_VQ_ERROR(train(c, ""), "consecutive steps with a non-finite loss");
+}
+
+TEST_F(TrainerRun, RefusesAmpAndUnusableDevices) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("amp"));
+  c.training.use_amp = true;
+  EXPECT_VQ_ERROR(train(c, ""), "--use_amp");
+  c.training.use_amp = false;
+  c.training.device = "cuda";
+  if (!cuda_available()) EXPECT_VQ_ERROR(train(c, ""), "cuda:0 was requested");
+  c.training.device = "gpu";
+  EXPECT_VQ_ERROR(train(c, ""), "unknown device 'gpu'");
+}
+
+}  // namespace
+}  // namespace vq::train
