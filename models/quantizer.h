@@ -3,7 +3,9 @@
 // h w latent grid, M = N*h*w vectors, K codebook size.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "autograd/generator.h"
 #include "models/codebook_stats.h"
@@ -12,9 +14,15 @@
 namespace vq::models {
 
 struct QuantizerConfig {
+  std::string kind = "vq";       // "vq": a codebook of vectors; "fsq": finite scalar quantization
   int64_t n_embed = 64;          // K (the current size; codebook expansion grows it)
   std::string codebook = "ema";  // "ema": codes are running means of their vectors; "learned":
-                                 // codes are parameters moved by the codebook loss
+                                 // codes are parameters moved by the codebook loss; "simvq": a
+                                 // frozen random codebook times one learned linear map
+  int64_t codebook_dim = 0;      // > 0: look codes up in this many dims (learned projections in
+                                 // and out); 0: in the embed_dim space itself
+  bool l2_normalize = false;     // compare unit vectors (cosine distance) and use unit codes
+  bool rotation_trick = false;   // rotation-trick gradient instead of the straight-through one
   double ema_decay = 0.7;
   double ema_epsilon = 1e-5;            // Laplace smoothing of the EMA counts
   double temperature = 2.5;             // training: sample codes from softmax(-d / T); 0 = argmin
@@ -24,16 +32,23 @@ struct QuantizerConfig {
   double entropy_temperature = 1.0;     // soft assignment softmax(-d / this) for the entropy terms
   double confidence_weight = 0.0;       // weight x mean per-vector entropy (sharp assignments)
   double diversity_weight = 0.0;  // learned codebooks: mean squared cosine similarity of codes
-  std::string init = "uniform";   // "uniform" (+-1/K, the seed's), "normal", "kmeans" (first batch)
+  std::string entropy_loss =
+      "seed";                    // "seed": log K - H(mean p); "lfq": mean H(p_i) - gamma H(mean p)
+  double lfq_gamma = 1.0;        // the codebook-entropy factor of the "lfq" form
+  std::string init = "uniform";  // "uniform" (+-1/K, the seed's), "normal", "kmeans" (first batch)
   int64_t kmeans_iterations = 10;
   double dead_code_threshold = 1.0;       // EMA count below which a code is dead
   std::string dead_code_reset = "epoch";  // "off", "epoch" (at epoch end) or "step" (every step)
+  double restart_noise = 0.0;  // restarted codes get N(0, (this x rms of the vectors)^2) noise
+  double cvq_rate = 0.0;       // > 0: CVQ re-seeding, code k moves toward its nearest batch
+                               // vector by exp(-K * usage_k * this)
   int64_t low_usage_reset_interval = 1;   // epochs between low-usage resets; 0 = never
   double low_usage_reset_fraction = 0.3;  // share of least-used codes replaced then
   double active_threshold = 1.0;          // EMA count at or above which a code counts as "active"
   bool expand = false;                    // double K when the EMA says most codes are active
   int64_t expand_max_codes = 512;
   double expand_active_fraction = 0.9;
+  std::vector<int64_t> fsq_levels{8, 5, 5, 5};  // kind "fsq": levels per dimension (K = product)
 
   void validate() const;
 };
@@ -73,5 +88,9 @@ class Quantizer : public nn::Module {
   double commitment_scale_ = 1.0;
   Generator gen_;
 };
+
+// Builds the quantizer a config asks for ("vq" or "fsq").
+std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
+                                          uint64_t seed);
 
 }  // namespace vq::models

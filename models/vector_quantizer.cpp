@@ -1,56 +1,47 @@
-// The vector quantizer; see vector_quantizer.h for the math of every step.
+// The vector quantizer's forward path: lookup space, distances, code choice, losses and the
+// gradient to the encoder. See vector_quantizer.h for the math; codebook_maintenance.cpp holds
+// the updates (EMA, restarts, CVQ, k-means, expansion).
 #include "models/vector_quantizer.h"
 
-#include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "models/codebook_math.h"
 #include "nn/init.h"
 
 namespace vq::models {
 
-namespace {
-
-// ||a_i - b_j||^2 for rows a [M, D] and b [K, D], via ||a||^2 - 2 a.b + ||b||^2 (one GEMM).
-Tensor squared_distances(const Tensor& a, const Tensor& b) {
-  const Tensor a2 = sum(mul(a, a), {1}, true);          // [M, 1]
-  const Tensor b2 = sum(mul(b, b), {1}).unsqueeze(0);   // [1, K]
-  return add(sub(a2, mul(matmul(a, b.t()), 2.0)), b2);  // [M, K]
-}
-
-// Row r of `table` becomes row r of `values` for each listed row; the others stay (no graph).
-void assign_rows(const Tensor& table, const std::vector<int64_t>& rows, const Tensor& values) {
-  std::vector<float> keep(table.size(0), 1.0f);
-  for (int64_t r : rows) keep[r] = 0.0f;
-  Shape keep_shape(table.dim(), 1);
-  keep_shape[0] = table.size(0);
-  const Tensor keep_mask = from_vector(keep, keep_shape, table.device()).to(table.dtype());
-  const Tensor index = from_vector(rows, {static_cast<int64_t>(rows.size())}, table.device());
-  table.copy_(add(mul(table, keep_mask), index_add(zeros_like(table), 0, index, values)));
-}
-
-}  // namespace
-
-CodebookTable::CodebookTable(int64_t K, int64_t D, bool learned) {
-  weight = learned ? register_parameter("weight", zeros({K, D}))
-                   : register_buffer("weight", zeros({K, D}));
-  // A learned codebook keeps N_k too: it drives the statistics and dead-code restarts.
+CodebookTable::CodebookTable(int64_t K, int64_t d, const std::string& kind) {
+  weight = kind == "learned" ? register_parameter("weight", zeros({K, d}))
+                             : register_buffer("weight", zeros({K, d}));
+  // Every codebook keeps N_k: it drives the statistics and the restarts.
   cluster_size = register_buffer("cluster_size", zeros({K}));
-  if (!learned) embed_avg = register_buffer("embed_avg", zeros({K, D}));
+  if (kind == "ema") embed_avg = register_buffer("embed_avg", zeros({K, d}));
 }
 
 VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed)
     : Quantizer(seed), config_(config), embed_dim_(embed_dim) {
   config_.validate();
-  const int64_t K = config_.n_embed, D = embed_dim;
+  const int64_t K = config_.n_embed;
+  lookup_dim_ = config_.codebook_dim > 0 ? config_.codebook_dim : embed_dim;
+  if (config_.codebook_dim > 0) {
+    in_proj_ = register_module("in_proj", std::make_shared<nn::Linear>(embed_dim, lookup_dim_));
+    out_proj_ = register_module("out_proj", std::make_shared<nn::Linear>(lookup_dim_, embed_dim));
+  }
   table_ = register_module("embedding",
-                           std::make_shared<CodebookTable>(K, D, config_.codebook == "learned"));
+                           std::make_shared<CodebookTable>(K, lookup_dim_, config_.codebook));
+  if (config_.codebook == "simvq") {
+    simvq_proj_ = register_module("embedding_proj",
+                                  std::make_shared<nn::Linear>(lookup_dim_, lookup_dim_, false));
+  }
   initialized_ = register_buffer("initialized", zeros({}, DType::UInt8));
-  if (config_.init == "normal") {
+  if (config_.codebook == "simvq") {
+    // The frozen basis: random directions with unit expected length.
+    nn::init::normal_(table_->weight, 0.0, 1.0 / std::sqrt(static_cast<double>(lookup_dim_)), gen_);
+  } else if (config_.init == "normal") {
     nn::init::normal_(table_->weight, 0.0, 1.0, gen_);
-  } else {  // "uniform", and the placeholder until k-means sees data
+  } else {  // "uniform" (the seed's), and the placeholder until k-means sees data
     nn::init::uniform_(table_->weight, -1.0 / K, 1.0 / K, gen_);
   }
   NoGradGuard no_grad;
@@ -59,11 +50,21 @@ VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_di
 }
 
 bool VectorQuantizer::initialized() const {
-  return initialized_.item() != 0.0 || config_.init != "kmeans";
+  return config_.init != "kmeans" || initialized_.item() != 0.0;
 }
 
-Tensor VectorQuantizer::distances(const Tensor& z_flat) const {
-  return squared_distances(z_flat, table_->weight);
+Tensor VectorQuantizer::to_lookup_space(const Tensor& z_flat) const {
+  const Tensor h = in_proj_ ? in_proj_->forward(z_flat) : z_flat;
+  return config_.l2_normalize ? unit_rows(h) : h;
+}
+
+Tensor VectorQuantizer::codebook() const {
+  const Tensor e = simvq_proj_ ? simvq_proj_->forward(table_->weight) : table_->weight;
+  return config_.l2_normalize ? unit_rows(e) : e;
+}
+
+Tensor VectorQuantizer::distances(const Tensor& h) const {
+  return squared_distances(h, codebook());
 }
 
 Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature) {
@@ -75,107 +76,54 @@ Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature) {
   return argmin(sub(mul(d, 1.0 / temperature), gumbel), 1);
 }
 
-void VectorQuantizer::ema_update(const Tensor& z_flat, const Tensor& indices) {
-  NoGradGuard no_grad;
-  const int64_t K = config_.n_embed;
-  const double decay = config_.ema_decay;
-  const Tensor counts = bincount(indices, K).to(z_flat.dtype());  // n_k
-  table_->cluster_size.mul_(decay).add_(counts, 1.0 - decay);     // N_k
-  if (config_.codebook == "learned") return;                      // monitor only
-  const Tensor sums =
-      index_add(zeros({K, embed_dim_}, z_flat.dtype(), z_flat.device()), 0, indices, z_flat);
-  table_->embed_avg.mul_(decay).add_(sums, 1.0 - decay);  // S_k
-  // Laplace smoothing keeps unused codes' counts positive: N~_k = (N_k + eps) / (N + K eps) N.
-  // NOTE: a never-used code's S_k decays towards 0 while N~_k ~ eps, so its e_k can grow large and
-  // the code drifts out of reach (taming's behaviour; dead-code restarts are the cure).
-  const double n = sum(table_->cluster_size).item();
-  const Tensor smoothed =
-      mul(div(add(table_->cluster_size, config_.ema_epsilon), n + K * config_.ema_epsilon), n);
-  table_->weight.copy_(div(table_->embed_avg, smoothed.unsqueeze(1)));
-}
-
-int64_t VectorQuantizer::restart_codes(const std::vector<int64_t>& codes, const Tensor& z_flat) {
-  if (codes.empty()) return 0;
-  NoGradGuard no_grad;
-  const int64_t M = z_flat.size(0);
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < codes.size(); ++i) rows.push_back(gen_.next_below(M));
-  const Tensor values = index_select(
-      z_flat, 0, from_vector(rows, {static_cast<int64_t>(rows.size())}, z_flat.device()));
-  assign_rows(table_->weight, codes, values);
-  // The restarted code's statistics say "seen `count` times, always at this vector", so its
-  // mean S_k / N_k is exactly the new vector and it is not dead again at once.
-  const double count = std::max(config_.dead_code_threshold, 1.0);
-  assign_rows(table_->cluster_size, codes,
-              full({static_cast<int64_t>(codes.size())}, count, z_flat.dtype(), z_flat.device()));
-  if (table_->embed_avg.defined()) assign_rows(table_->embed_avg, codes, mul(values, count));
-  return static_cast<int64_t>(codes.size());
-}
-
-int64_t VectorQuantizer::restart_dead_codes(const Tensor& z_flat) {
-  const std::vector<double> counts = ema_counts();
-  std::vector<int64_t> dead;
-  for (int64_t k = 0; k < static_cast<int64_t>(counts.size()); ++k) {
-    if (counts[k] < config_.dead_code_threshold) dead.push_back(k);
+Tensor VectorQuantizer::quantized_with_gradient(const Tensor& h, const Tensor& codes) const {
+  if (!config_.rotation_trick) return add(h, sub(codes, h).detach());  // straight-through
+  // Rotation trick: R = I - 2 r r^T + 2 q u^T rotates u = h/|h| onto q = e/|e| (r = (u + q)/|u +
+  // q|), l = |e|/|h|; R and l are constants, so h_q = l R h equals e in value and passes l R^T g
+  // back.
+  Tensor u, q, r, scale;
+  {
+    NoGradGuard no_grad;
+    const Tensor hn = sqrt(sum(mul(h, h), {1}, true)), en = sqrt(sum(mul(codes, codes), {1}, true));
+    u = div(h, add(hn, 1e-12));
+    q = div(codes, add(en, 1e-12));
+    r = unit_rows(add(u, q));
+    scale = div(en, add(hn, 1e-12));
   }
-  return restart_codes(dead, z_flat);
-}
-
-void VectorQuantizer::kmeans_init(const Tensor& z_flat) {
-  NoGradGuard no_grad;
-  const int64_t M = z_flat.size(0), K = config_.n_embed;
-  // Start from K distinct random vectors (with repeats only when the batch has fewer than K).
-  Tensor start = M >= K ? randperm(M, gen_, z_flat.device()).narrow(0, 0, K)
-                        : randint(0, M, {K}, gen_, z_flat.device());
-  Tensor centres = index_select(z_flat, 0, start);
-  Tensor counts;
-  for (int64_t it = 0; it <= config_.kmeans_iterations; ++it) {
-    const Tensor assignment = argmin(squared_distances(z_flat, centres), 1);
-    counts = bincount(assignment, K).to(z_flat.dtype());
-    if (it == config_.kmeans_iterations) break;  // the last pass only counts
-    const Tensor sums = index_add(zeros_like(centres), 0, assignment, z_flat);
-    // An empty cluster keeps its centre.
-    const Tensor filled = gt(counts, 0.0).to(z_flat.dtype()).unsqueeze(1);
-    centres = add(mul(div(sums, clamp(counts, 1.0, 1e30).unsqueeze(1)), filled),
-                  mul(centres, rsub(1.0, filled)));
-  }
-  table_->weight.copy_(centres);
-  if (table_->embed_avg.defined()) {
-    // The EMA statistics start as if the centres had been seen `count` times: S_k = e_k N_k.
-    table_->cluster_size.copy_(counts);
-    table_->embed_avg.copy_(mul(centres, counts.unsqueeze(1)));
-  }
-  initialized_.fill_(1);
+  const Tensor r_h = sum(mul(r, h), {1}, true), u_h = sum(mul(u, h), {1}, true);
+  return mul(scale, add(sub(h, mul(r, mul(r_h, 2.0))), mul(q, mul(u_h, 2.0))));
 }
 
 QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_,
            "VectorQuantizer: expected [N, {}, h, w], got {}", embed_dim_, shape_str(z.shape()));
-  const int64_t N = z.size(0), h = z.size(2), w = z.size(3), K = config_.n_embed;
+  const int64_t N = z.size(0), height = z.size(2), width = z.size(3), K = config_.n_embed;
   const bool training = is_training();
-  const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * h * w, embed_dim_});  // [M, D]
-  if (training && !initialized()) kmeans_init(z_flat.detach());
+  const Tensor z_flat =
+      z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});  // [M, D]
+  const Tensor h = to_lookup_space(z_flat);                               // [M, d]
+  if (training && !initialized()) kmeans_init(h.detach());
 
-  // Training updates the codebook in place after this forward (EMA, restarts), while backward
-  // still needs the codes it saw: work on a snapshot (a differentiable copy for learned codes).
-  const Tensor codebook = training ? table_->weight.clone() : table_->weight;
+  // Training updates the codebook in place after this forward (EMA, restarts, CVQ), while
+  // backward still needs the codes it saw: use a snapshot (a differentiable copy when learned).
+  Tensor codebook_now = codebook();
+  if (training && codebook_now.same(table_->weight)) codebook_now = codebook_now.clone();
   // Distances carry a graph only when a soft-assignment term needs their gradient.
   const bool soft_terms = training && (config_.entropy_weight > 0 || config_.confidence_weight > 0);
-  const Tensor d = squared_distances(soft_terms ? z_flat : z_flat.detach(), codebook);
+  const Tensor d = squared_distances(soft_terms ? h : h.detach(), codebook_now);
   const Tensor indices = choose_codes(d.detach(), training ? config_.temperature : 0.0);
-  const Tensor codes = embedding(codebook, indices);  // [M, D]
+  const Tensor codes = embedding(codebook_now, indices);  // [M, d]
 
   QuantizerOutput out;
-  const Tensor commit = mse_loss(z_flat, codes.detach());
+  const Tensor commit = mse_loss(h, codes.detach());
   Tensor loss = mul(commit, config_.beta * commitment_scale_);
   out.commit_loss = commit.item();
-  if (config_.codebook == "learned") {
-    const Tensor pull = mse_loss(z_flat.detach(), codes);
+  if (config_.codebook != "ema") {
+    const Tensor pull = mse_loss(h.detach(), codes);
     loss = add(loss, pull);
     out.codebook_loss = pull.item();
     if (config_.diversity_weight > 0) {
-      const Tensor& e = codebook;
-      const Tensor unit = div(e, sqrt(add(sum(mul(e, e), {1}, true), 1e-12)));
+      const Tensor unit = unit_rows(codebook_now);
       const Tensor gram = matmul(unit, unit.t());
       // off-diagonal mean of cos^2 (the diagonal of unit vectors is exactly 1)
       const Tensor diversity =
@@ -188,29 +136,31 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
     const Tensor logits = mul(d, -1.0 / config_.entropy_temperature);
     const Tensor p = softmax(logits, 1);
     const Tensor avg = mean(p, {0});
-    const Tensor h_avg = neg(sum(mul(avg, log(clamp(avg, 1e-12, 1.0)))));
-    const Tensor entropy = rsub(std::log(static_cast<double>(K)), h_avg);
+    const Tensor h_avg = neg(sum(mul(avg, log(clamp(avg, 1e-12, 1.0)))));  // H(mean p)
+    const bool per_vector_needed = config_.confidence_weight > 0 || config_.entropy_loss == "lfq";
+    const Tensor h_each =
+        per_vector_needed ? mean(neg(sum(mul(p, log_softmax(logits, 1)), {1}))) : Tensor();
+    const Tensor entropy = config_.entropy_loss == "lfq"
+                               ? sub(h_each, mul(h_avg, config_.lfq_gamma))
+                               : rsub(std::log(static_cast<double>(K)), h_avg);
     loss = add(loss, mul(entropy, config_.entropy_weight));
     out.entropy_loss = entropy.item();
-    if (config_.confidence_weight > 0) {
-      const Tensor per_vector = neg(sum(mul(p, log_softmax(logits, 1)), {1}));
-      loss = add(loss, mul(mean(per_vector), config_.confidence_weight));
-    }
+    if (config_.confidence_weight > 0) loss = add(loss, mul(h_each, config_.confidence_weight));
   }
 
-  // Straight-through: the value of the codes, the gradient of z.
-  const Tensor z_q_flat = add(z_flat, sub(codes, z_flat).detach());
-  out.z_q = z_q_flat.view({N, h, w, embed_dim_}).permute({0, 3, 1, 2});
-  out.indices = indices.view({N, h, w});
+  const Tensor h_q = quantized_with_gradient(h, codes);
+  const Tensor z_q_flat = out_proj_ ? out_proj_->forward(h_q) : h_q;
+  out.z_q = z_q_flat.view({N, height, width, embed_dim_}).permute({0, 3, 1, 2});
+  out.indices = indices.view({N, height, width});
   out.loss = loss;
 
   const std::vector<int64_t> batch_counts = bincount(indices, K).to_vector<int64_t>();
   // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
   // codebook statistics.
-  const bool finite = std::isfinite(sum(z_flat.detach()).item());
-  if (training && finite) {
-    const Tensor inputs = z_flat.detach();
+  if (training && std::isfinite(sum(h.detach()).item())) {
+    const Tensor inputs = h.detach();
     ema_update(inputs, indices);
+    if (config_.cvq_rate > 0) cvq_reseed(inputs, d.detach());
     if (config_.dead_code_reset == "step") restart_dead_codes(inputs);
     last_inputs_ = inputs;
   }
@@ -223,109 +173,21 @@ Tensor VectorQuantizer::lookup(const Tensor& z, double temperature) {
   NoGradGuard no_grad;
   VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_,
            "VectorQuantizer: expected [N, {}, h, w], got {}", embed_dim_, shape_str(z.shape()));
-  const int64_t N = z.size(0), h = z.size(2), w = z.size(3);
-  const Tensor d = distances(z.permute({0, 2, 3, 1}).reshape({N * h * w, embed_dim_}));
-  return choose_codes(d, temperature).view({N, h, w});
+  const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
+  const Tensor h =
+      to_lookup_space(z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_}));
+  return choose_codes(distances(h), temperature).view({N, height, width});
 }
 
 Tensor VectorQuantizer::codes_for(const Tensor& indices) const {
   VQ_CHECK(indices.dim() == 3, "VectorQuantizer::codes_for: expected indices [N, h, w], got {}",
            shape_str(indices.shape()));
-  return embedding(table_->weight, indices).permute({0, 3, 1, 2}).contiguous();
+  const Tensor codes = embedding(codebook(), indices);  // [N, h, w, d]
+  return (out_proj_ ? out_proj_->forward(codes) : codes).permute({0, 3, 1, 2}).contiguous();
 }
 
 std::vector<double> VectorQuantizer::ema_counts() const {
   return table_->cluster_size.to_vector<double>();
-}
-
-std::string VectorQuantizer::end_epoch(int64_t epoch) {
-  if (!last_inputs_.defined()) return {};
-  std::vector<std::string> done;
-  if (config_.dead_code_reset == "epoch") {
-    const int64_t n = restart_dead_codes(last_inputs_);
-    if (n > 0) done.push_back(fmt::format("restarted {} dead codes", n));
-  }
-  if (config_.low_usage_reset_interval > 0 && (epoch + 1) % config_.low_usage_reset_interval == 0) {
-    const std::vector<double> counts = ema_counts();
-    std::vector<int64_t> order(counts.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return counts[a] < counts[b]; });
-    order.resize(static_cast<size_t>(std::floor(config_.low_usage_reset_fraction * counts.size())));
-    const int64_t n = restart_codes(order, last_inputs_);
-    if (n > 0) done.push_back(fmt::format("reset the {} least-used codes", n));
-  }
-  if (config_.expand) {
-    const std::string expanded = expand_codebook();
-    if (!expanded.empty()) done.push_back(expanded);
-  }
-  return fmt::format("{}", fmt::join(done, "; "));
-}
-
-std::string VectorQuantizer::expand_codebook() {
-  const int64_t K = config_.n_embed;
-  const std::vector<double> counts = ema_counts();
-  const int64_t active = std::count_if(counts.begin(), counts.end(),
-                                       [&](double c) { return c >= config_.active_threshold; });
-  if (K >= config_.expand_max_codes || active < config_.expand_active_fraction * K) return {};
-  NoGradGuard no_grad;
-  const int64_t K2 = std::min(2 * K, config_.expand_max_codes), extra = K2 - K;
-  // New codes: perturbed copies of the most used codes, each taking half of its parent's count.
-  std::vector<int64_t> order(K);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return counts[a] > counts[b]; });
-  order.resize(extra);
-  const Tensor parents = from_vector(order, {extra}, table_->weight.device());
-  const Tensor& w = table_->weight;
-  const double rms = std::sqrt(mean(mul(w, w)).item());
-  const Tensor children =
-      add(index_select(w, 0, parents),
-          mul(randn({extra, embed_dim_}, gen_, w.dtype(), w.device()), 0.01 * rms));
-  std::vector<double> halved = counts;
-  for (int64_t p : order) halved[p] /= 2;
-  std::vector<double> child_counts;
-  for (int64_t p : order) child_counts.push_back(halved[p]);
-  const Tensor cs =
-      concat({from_vector(halved, {K}, w.device()), from_vector(child_counts, {extra}, w.device())},
-             0)
-          .to(w.dtype());
-  const Tensor weight = concat({w.detach(), children}, 0);
-  table_->weight.set_data(weight.clone());
-  table_->cluster_size.set_data(cs);
-  table_->embed_avg.set_data(mul(weight, cs.unsqueeze(1)));
-  config_.n_embed = K2;
-  return fmt::format("expanded the codebook from {} to {} codes ({} of {} active by EMA counts)", K,
-                     K2, active, K);
-}
-
-void QuantizerConfig::validate() const {
-  VQ_CHECK(n_embed >= 2, "quantizer: n_embed must be >= 2, got {}", n_embed);
-  VQ_CHECK(codebook == "ema" || codebook == "learned",
-           "quantizer: codebook must be 'ema' or 'learned', got '{}'", codebook);
-  VQ_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "quantizer: ema_decay must be in [0, 1), got {}",
-           ema_decay);
-  VQ_CHECK(ema_epsilon > 0.0, "quantizer: ema_epsilon must be > 0, got {}", ema_epsilon);
-  VQ_CHECK(temperature >= 0.0, "quantizer: temperature must be >= 0, got {}", temperature);
-  VQ_CHECK(
-      beta >= 0.0 && entropy_weight >= 0.0 && confidence_weight >= 0.0 && diversity_weight >= 0.0,
-      "quantizer: loss weights must be >= 0 (beta {}, entropy {}, confidence {}, diversity {})",
-      beta, entropy_weight, confidence_weight, diversity_weight);
-  VQ_CHECK(entropy_temperature > 0.0, "quantizer: entropy_temperature must be > 0, got {}",
-           entropy_temperature);
-  VQ_CHECK(init == "uniform" || init == "normal" || init == "kmeans",
-           "quantizer: init must be uniform, normal or kmeans, got '{}'", init);
-  VQ_CHECK(dead_code_reset == "off" || dead_code_reset == "epoch" || dead_code_reset == "step",
-           "quantizer: dead_code_reset must be off, epoch or step, got '{}'", dead_code_reset);
-  VQ_CHECK(low_usage_reset_fraction >= 0.0 && low_usage_reset_fraction <= 1.0,
-           "quantizer: low_usage_reset_fraction must be in [0, 1], got {}",
-           low_usage_reset_fraction);
-  VQ_CHECK(!expand || codebook == "ema", "quantizer: codebook expansion needs the EMA codebook");
-  VQ_CHECK(!expand || expand_max_codes >= n_embed,
-           "quantizer: expand_max_codes {} is below n_embed {}", expand_max_codes, n_embed);
-  VQ_CHECK(diversity_weight == 0.0 || codebook == "learned",
-           "quantizer: the diversity loss applies to learned codebooks (the EMA codebook gets no "
-           "gradient)");
 }
 
 }  // namespace vq::models

@@ -1,46 +1,65 @@
 // The vector quantizer: each encoder vector z (one per latent pixel) is replaced by a code e_k
 // from a codebook of K vectors, and the decoder sees only codes. This file is the place to learn
-// how a VQ tokenizer's codebook lives or collapses.
+// how a VQ tokenizer's codebook lives or collapses. Size letters: M vectors, D their size, d the
+// lookup size, K codes.
 //
-//   nearest code:   k = argmin_j ||z - e_j||^2,  with ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2
+//   lookup space:   h = z, or h = W_in z in d << D dims (ViT-VQGAN's factorised codes), and with
+//                   l2_normalize h and the codes are unit vectors (cosine distance); the code
+//                   found goes back up through W_out before the decoder.
+//   nearest code:   k = argmin_j ||h - e_j||^2,  with ||h - e||^2 = ||h||^2 - 2 h.e + ||e||^2
 //                   computed for all pairs by one GEMM.
 //   training:       with temperature T > 0, k is sampled from softmax(-d / T) (Gumbel-max);
 //                   evaluation always takes the argmin.
-//   gradient:       straight-through: z_q = z + sg(e_k - z), so d(loss)/dz = d(loss)/dz_q.
-//   losses:         commitment  beta * mean((z - sg(e_k))^2)          pulls z to its code
-//                   codebook    mean((sg(z) - e_k)^2)      (learned)  pulls codes to their z
-//                   entropy     w * (log K - H(mean_i p_i)), p_i = softmax(-d_i / T_e)
-//                               spreads the batch over codes; gradient flows to z
+//   gradient:       straight-through: h_q = h + sg(e_k - h), so d(loss)/dh = d(loss)/dh_q; or the
+//                   rotation trick (Fifty et al. 2024): h_q = sg(l R) h, with R the rotation
+//                   taking h/|h| to e/|e| and l = |e|/|h|, so h_q = e_k in value while the
+//                   gradient is rotated and rescaled: d(loss)/dh = l R^T d(loss)/dh_q.
+//   losses:         commitment  beta * mean((h - sg(e_k))^2)          pulls h to its code
+//                   codebook    mean((sg(h) - e_k)^2)   (learned, simvq) pulls codes to their h
+//                   entropy     "seed": w (log K - H(mean_i p_i)),  p_i = softmax(-d_i / T_e)
+//                               "lfq":  w (mean_i H(p_i) - gamma H(mean_i p_i))
 //                   confidence  w_c * mean_i H(p_i)                    sharp assignments
 //                   diversity   w_d * mean_{j != k} cos(e_j, e_k)^2  (learned)  pushes codes apart
-//   EMA codebook:   N_k <- decay N_k + (1 - decay) n_k          (n_k: batch count of code k)
-//                   S_k <- decay S_k + (1 - decay) sum_{i: k_i = k} z_i
-//                   e_k  = S_k / N~_k, with Laplace smoothing N~_k = (N_k + eps) / (N + K eps) N
-//   dead codes:     codes whose N_k fell below a threshold are restarted on random current
-//                   encoder vectors, with N_k = threshold and S_k = threshold * e_k so the
-//                   code's mean is exactly the new vector.
-//   low-usage reset: every few epochs the least used share of codes is restarted the same way.
+//   codebooks:      "ema"     N_k <- decay N_k + (1 - decay) n_k      (n_k: batch count of code k)
+//                             S_k <- decay S_k + (1 - decay) sum_{i: k_i = k} h_i
+//                             e_k  = S_k / N~_k, Laplace-smoothed N~_k = (N_k + eps) / (N + K eps)
+//                             N
+//                   "learned" e_k are parameters moved by the codebook loss
+//                   "simvq"   e = C W: a frozen random C [K, d] times one learned W [d, d], so
+//                   every
+//                             code moves with every gradient step (Zhu et al. 2024)
+//   restarts:       codes whose N_k fell below a threshold are restarted on random current
+//                   vectors (+ optional noise), with N_k = threshold and S_k = threshold * e_k so
+//                   the code's mean is exactly the new vector; at epoch ends or every step.
+//   CVQ re-seeding: every step code k moves toward the batch vector nearest to it by
+//                   a_k = exp(-K * usage_k * rate): rarely used codes jump, busy ones barely move
+//                   (Zheng & Vedaldi 2023); N and S are kept consistent.
+//   low-usage reset: every few epochs the least used share of codes is restarted.
+//   k-means init:   codes start at k-means centres of the first batch, with N_k = cluster size
+//                   and S_k = centre * N_k.
 //   expansion:      (the seed's original behaviour) K doubles when the EMA counts call most
 //                   codes active; new codes are perturbed copies of the most used ones.
 //
 // Parameter names follow taming's EMAVectorQuantizer: embedding.weight, embedding.cluster_size
 // (N_k), embedding.embed_avg (S_k); a learned codebook (taming's VectorQuantizer2) has
-// embedding.weight and keeps embedding.cluster_size as its usage monitor. The buffer
-// `initialized` records that k-means has run, so a resumed run does not run it again.
+// embedding.weight and keeps embedding.cluster_size as its usage monitor; simvq adds
+// embedding_proj.weight (W), and factorised codes in_proj / out_proj. The buffer `initialized`
+// records that k-means has run, so a resumed run does not run it again.
 #pragma once
 
 #include <memory>
 
-#include "autograd/generator.h"
 #include "models/quantizer.h"
+#include "nn/linear.h"
 
 namespace vq::models {
 
-// Holds the codebook tensors under taming's names.
+// The codebook tensors under taming's names.
 class CodebookTable : public nn::Module {
  public:
-  CodebookTable(int64_t K, int64_t D, bool learned);
-  Tensor weight, cluster_size, embed_avg;  // [K, D] (parameter when learned), [K], [K, D]
+  // `kind` as QuantizerConfig::codebook: "learned" makes weight a parameter, "ema" adds embed_avg.
+  CodebookTable(int64_t K, int64_t d, const std::string& kind);
+  Tensor weight, cluster_size, embed_avg;  // [K, d] (a parameter when learned), [K], [K, d] (EMA)
 };
 
 class VectorQuantizer : public Quantizer {
@@ -59,26 +78,35 @@ class VectorQuantizer : public Quantizer {
   bool initialized() const;
 
   // ---- the steps of forward, public so tests can check each on crafted inputs ----
-  // Squared distances [M, K] from flattened vectors [M, D] to every code.
-  Tensor distances(const Tensor& z_flat) const;
+  // Flattened z [M, D] into the lookup space [M, d] (projection, normalisation).
+  Tensor to_lookup_space(const Tensor& z_flat) const;
+  // The codes as used for lookup [K, d] (simvq's product, unit rows with l2_normalize).
+  Tensor codebook() const;
+  // Squared distances [M, K] from lookup-space vectors [M, d] to every code.
+  Tensor distances(const Tensor& h) const;
   // Code per row: argmin (T = 0 or evaluation) or a Gumbel-max sample from softmax(-d / T).
   Tensor choose_codes(const Tensor& d, double temperature);
-  // The EMA update of N, S and the codes from one batch (no gradient).
-  void ema_update(const Tensor& z_flat, const Tensor& indices);
-  // Restarts `codes` on rows of z_flat chosen at random; returns how many were restarted.
-  int64_t restart_codes(const std::vector<int64_t>& codes, const Tensor& z_flat);
-  // Runs k-means on z_flat and makes the centres the codebook (counts carried into N and S).
-  void kmeans_init(const Tensor& z_flat);
+  // h_q with the value of `codes` and the straight-through or rotation-trick gradient to h.
+  Tensor quantized_with_gradient(const Tensor& h, const Tensor& codes) const;
+  // ---- codebook maintenance (codebook_maintenance.cpp), all without gradient ----
+  void ema_update(const Tensor& h, const Tensor& indices);
+  // Restarts `codes` on rows of h chosen at random; returns how many were restarted.
+  int64_t restart_codes(const std::vector<int64_t>& codes, const Tensor& h);
+  int64_t restart_dead_codes(const Tensor& h);
+  // CVQ: pulls each code toward its nearest row of h (distances d [M, K]) by its usage rate.
+  void cvq_reseed(const Tensor& h, const Tensor& d);
+  // Runs k-means on h and makes the centres the codebook (counts carried into N and S).
+  void kmeans_init(const Tensor& h);
 
  private:
-  int64_t restart_dead_codes(const Tensor& z_flat);
   std::string expand_codebook();
 
   QuantizerConfig config_;
-  int64_t embed_dim_;
+  int64_t embed_dim_, lookup_dim_;
   std::shared_ptr<CodebookTable> table_;
+  std::shared_ptr<nn::Linear> in_proj_, out_proj_, simvq_proj_;
   Tensor initialized_;  // buffer: 1 once the codebook was initialised from data (k-means)
-  Tensor last_inputs_;  // the latest training batch's vectors [M, D], for epoch-end restarts
+  Tensor last_inputs_;  // the latest training batch in lookup space [M, d], for epoch-end restarts
 };
 
 }  // namespace vq::models

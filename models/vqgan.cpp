@@ -6,11 +6,6 @@
 
 namespace vq::models {
 
-std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
-                                          uint64_t seed) {
-  return std::make_shared<VectorQuantizer>(config, embed_dim, seed);
-}
-
 VQModel::VQModel(const ModelConfig& model, const QuantizerConfig& quantizer, uint64_t seed)
     : config_(model) {
   config_.validate();

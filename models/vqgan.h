@@ -45,8 +45,4 @@ class VQModel : public nn::Module {
   std::shared_ptr<nn::Conv2d> quant_conv_, post_quant_conv_;
 };
 
-// Builds the quantizer a config asks for.
-std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
-                                          uint64_t seed);
-
 }  // namespace vq::models

@@ -349,7 +349,7 @@ TEST(Quantizer, DiversityLossIsZeroForOrthogonalCodes) {
 TEST(Quantizer, ConfigErrorsNameTheField) {
   QuantizerConfig c;
   c.codebook = "fancy";
-  EXPECT_VQ_ERROR(c.validate(), "codebook must be 'ema' or 'learned'");
+  EXPECT_VQ_ERROR(c.validate(), "codebook must be 'ema', 'learned' or 'simvq'");
   c = {};
   c.ema_decay = 1.0;
   EXPECT_VQ_ERROR(c.validate(), "ema_decay must be in [0, 1)");

@@ -85,7 +85,8 @@ TEST(Config, PresetsCarryTheSeedsValues) {
   EXPECT_EQ(original.quantizer.entropy_weight, 1.0);
   EXPECT_EQ(original.quantizer.dead_code_reset, "off");
   EXPECT_EQ(original.model.resolution, 256);
-  EXPECT_VQ_ERROR(preset_config("best-ever", "fmnist"), "unknown --preset 'best-ever'");
+  EXPECT_VQ_ERROR(preset_config("best-ever", "fmnist"),
+                  "unknown --preset 'best-ever': expected improved, original or best");
 }
 
 TEST(Config, JsonRoundTripAndOverrides) {

@@ -95,12 +95,15 @@ const std::vector<Field<Q>>& quantizer_fields() {
       {"kmeans_iterations", &Q::kmeans_iterations},
       {"dead_code_threshold", &Q::dead_code_threshold},
       {"dead_code_reset", &Q::dead_code_reset},
+      {"restart_noise", &Q::restart_noise},
+      {"cvq_rate", &Q::cvq_rate},
       {"low_usage_reset_interval", &Q::low_usage_reset_interval},
       {"low_usage_reset_fraction", &Q::low_usage_reset_fraction},
       {"active_threshold", &Q::active_threshold},
       {"expand", &Q::expand},
       {"expand_max_codes", &Q::expand_max_codes},
-      {"expand_active_fraction", &Q::expand_active_fraction}};
+      {"expand_active_fraction", &Q::expand_active_fraction},
+      {"fsq_levels", &Q::fsq_levels}};
   return f;
 }
 
@@ -249,8 +252,25 @@ TrainConfig preset_config(const std::string& preset, const std::string& model_co
     // The seed's monitor counted every code with a non-negative EMA count as active, i.e. all
     // of them, which is what made it expand.
     q.active_threshold = 0.0;
+  } else if (preset == "best") {
+    // Beyond the seed: a large codebook kept alive by lookup in a low-dimensional, l2-normalised
+    // space (factorised codes), EMA codes initialised by k-means, and dead codes restarted every
+    // step; no temperature or entropy penalty is needed.
+    q.n_embed = 1024;
+    q.codebook_dim = 8;
+    q.l2_normalize = true;
+    q.ema_decay = 0.8;
+    q.init = "kmeans";
+    q.dead_code_reset = "step";
+    q.dead_code_threshold = 1.0;
+    q.active_threshold = 1.0;
+    q.low_usage_reset_interval = 0;
+    q.temperature = 0.0;
+    q.entropy_weight = 0.0;
+    q.beta = 0.25;
+    q.commitment_warmup_epochs = 0;
   } else {
-    throw Error(fmt::format("unknown --preset '{}': expected improved or original", preset));
+    throw Error(fmt::format("unknown --preset '{}': expected improved, original or best", preset));
   }
   return c;
 }

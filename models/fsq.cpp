@@ -1,0 +1,129 @@
+#include "models/fsq.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+
+namespace vq::models {
+
+namespace {
+
+// Holds the usage monitor under the vector quantizer's name, embedding.cluster_size.
+class UsageTable : public nn::Module {
+ public:
+  explicit UsageTable(int64_t K) { cluster_size = register_buffer("cluster_size", zeros({K})); }
+  Tensor cluster_size;
+};
+
+}  // namespace
+
+FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int64_t embed_dim,
+                                             uint64_t seed)
+    : Quantizer(seed), config_(config), embed_dim_(embed_dim) {
+  config_.validate();
+  const auto& levels = config_.fsq_levels;
+  const int64_t n = static_cast<int64_t>(levels.size());
+  std::vector<float> half_range, offset, shift, half_width;
+  for (int64_t L : levels) {
+    basis_.push_back(num_codes_);
+    num_codes_ *= L;
+    const double a = (L - 1) * (1.0 - 1e-3) / 2.0, o = L % 2 == 0 ? 0.5 : 0.0;
+    half_range.push_back(static_cast<float>(a));
+    offset.push_back(static_cast<float>(o));
+    shift.push_back(static_cast<float>(std::atanh(o / a)));
+    half_width.push_back(static_cast<float>(L / 2));
+  }
+  VQ_CHECK(num_codes_ <= (int64_t{1} << 24),
+           "FSQ: {} codes are too many (levels multiply to more than 2^24)", num_codes_);
+  config_.n_embed = num_codes_;
+  half_range_ = from_vector(half_range, {n});
+  offset_ = from_vector(offset, {n});
+  shift_ = from_vector(shift, {n});
+  half_width_ = from_vector(half_width, {n});
+  project_in_ = register_module("project_in", std::make_shared<nn::Linear>(embed_dim, n));
+  project_out_ = register_module("project_out", std::make_shared<nn::Linear>(n, embed_dim));
+  auto usage = std::make_shared<UsageTable>(num_codes_);
+  usage_ = usage->cluster_size;
+  usage_holder_ = register_module("embedding", usage);
+}
+
+Tensor FiniteScalarQuantizer::quantize(const Tensor& h) const {
+  const Tensor bounded = sub(mul(tanh(add(h, shift_.to(h.dtype()))), half_range_.to(h.dtype())),
+                             offset_.to(h.dtype()));
+  const Tensor rounded = add(bounded, sub(round(bounded), bounded).detach());  // straight-through
+  return div(rounded, half_width_.to(h.dtype()));
+}
+
+Tensor FiniteScalarQuantizer::codes_to_indices(const Tensor& codes) const {
+  NoGradGuard no_grad;
+  const Tensor hw = half_width_.to(codes.dtype()).to(codes.device());
+  const Tensor digits = round(add(mul(codes, hw), hw));  // in [0, L_i - 1]
+  std::vector<double> basis(basis_.begin(), basis_.end());
+  const Tensor b =
+      from_vector(basis, {static_cast<int64_t>(basis.size())}, codes.device()).to(codes.dtype());
+  return sum(mul(digits, b), {1}).to(DType::Float64).to(DType::Int64);
+}
+
+Tensor FiniteScalarQuantizer::indices_to_codes(const Tensor& indices) const {
+  NoGradGuard no_grad;
+  const auto idx = indices.to_vector<int64_t>();
+  const int64_t n = static_cast<int64_t>(basis_.size());
+  const auto hw = half_width_.to_vector<float>();
+  std::vector<float> codes;
+  codes.reserve(idx.size() * n);
+  for (int64_t k : idx) {
+    VQ_CHECK(k >= 0 && k < num_codes_, "FSQ: index {} is outside [0, {})", k, num_codes_);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t digit = (k / basis_[i]) % config_.fsq_levels[i];
+      codes.push_back((static_cast<float>(digit) - hw[i]) / hw[i]);
+    }
+  }
+  Shape shape = indices.shape();
+  shape.push_back(n);
+  return from_vector(codes, shape, indices.device());
+}
+
+QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
+  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_, "FSQ: expected [N, {}, h, w], got {}",
+           embed_dim_, shape_str(z.shape()));
+  const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
+  const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});
+  const Tensor codes = quantize(project_in_->forward(z_flat));  // [M, n]
+  const Tensor indices = codes_to_indices(codes.detach());
+  QuantizerOutput out;
+  out.z_q = project_out_->forward(codes).view({N, height, width, embed_dim_}).permute({0, 3, 1, 2});
+  out.indices = indices.view({N, height, width});
+  out.loss = zeros({}, z.dtype(), z.device());  // FSQ needs no commitment or codebook loss
+  const std::vector<int64_t> counts = bincount(indices, num_codes_).to_vector<int64_t>();
+  if (is_training()) {
+    NoGradGuard no_grad;
+    const Tensor c = bincount(indices, num_codes_).to(usage_.dtype());
+    usage_.mul_(config_.ema_decay).add_(c, 1.0 - config_.ema_decay);
+  }
+  out.stats =
+      codebook_stats(counts, ema_counts(), config_.active_threshold, config_.dead_code_threshold);
+  return out;
+}
+
+Tensor FiniteScalarQuantizer::lookup(const Tensor& z, double temperature) {
+  VQ_CHECK(temperature == 0.0,
+           "FSQ assigns codes by rounding; a sampling temperature ({}) does not apply",
+           temperature);
+  NoGradGuard no_grad;
+  const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
+  const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});
+  return codes_to_indices(quantize(project_in_->forward(z_flat))).view({N, height, width});
+}
+
+Tensor FiniteScalarQuantizer::codes_for(const Tensor& indices) const {
+  VQ_CHECK(indices.dim() == 3, "FSQ::codes_for: expected indices [N, h, w], got {}",
+           shape_str(indices.shape()));
+  return project_out_->forward(indices_to_codes(indices).to(project_out_->weight().dtype()))
+      .permute({0, 3, 1, 2})
+      .contiguous();
+}
+
+std::vector<double> FiniteScalarQuantizer::ema_counts() const { return usage_.to_vector<double>(); }
+
+}  // namespace vq::models

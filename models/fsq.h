@@ -1,0 +1,47 @@
+// Finite scalar quantization (Mentzer et al. 2023), a drop-in quantizer without a learned
+// codebook: z is projected to n = len(levels) dimensions, each squashed into a bounded range
+// and rounded to one of L_i levels, so the implicit codebook is the grid of prod(L_i) points,
+// every one reachable by construction. Size letters: M vectors, D embed_dim, n levels.
+//
+//   bound:     b_i = tanh(h_i + s_i) * a_i - o_i,  a_i = (L_i - 1)(1 - 1e-3) / 2,
+//              o_i = 1/2 for even L_i (else 0), s_i = atanh(o_i / a_i)
+//   quantize:  q_i = round(b_i) with a straight-through gradient, scaled to [-1, 1] by L_i // 2
+//   index:     k = sum_i (q_i + L_i // 2) prod_{j < i} L_j   (mixed radix; and back)
+//
+// It reports the same codebook statistics as the vector quantizer; its "EMA counts" are an
+// exponential average of per-code usage (embedding.cluster_size), kept for monitoring only.
+#pragma once
+
+#include <memory>
+
+#include "models/quantizer.h"
+#include "nn/linear.h"
+
+namespace vq::models {
+
+class FiniteScalarQuantizer : public Quantizer {
+ public:
+  FiniteScalarQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed);
+
+  QuantizerOutput forward(const Tensor& z) override;
+  int64_t num_codes() const override { return num_codes_; }
+  Tensor codes_for(const Tensor& indices) const override;
+  Tensor lookup(const Tensor& z, double temperature = 0.0) override;
+  std::vector<double> ema_counts() const override;
+
+  // ---- the steps, public for tests ----
+  Tensor quantize(const Tensor& h) const;                // [M, n] -> grid points in [-1, 1]^n
+  Tensor codes_to_indices(const Tensor& codes) const;    // grid points [M, n] -> int64 [M]
+  Tensor indices_to_codes(const Tensor& indices) const;  // int64 [...] -> [..., n]
+
+ private:
+  QuantizerConfig config_;
+  int64_t embed_dim_, num_codes_ = 1;
+  std::vector<int64_t> basis_;
+  Tensor half_range_, offset_, shift_, half_width_;  // per-dimension constants [n]
+  std::shared_ptr<nn::Linear> project_in_, project_out_;
+  std::shared_ptr<nn::Module> usage_holder_;
+  Tensor usage_;
+};
+
+}  // namespace vq::models

@@ -1,0 +1,83 @@
+// Shared quantizer pieces: configuration checks, the quantizer factory, and the small math
+// helpers of codebook_math.h.
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "models/codebook_math.h"
+#include "models/fsq.h"
+#include "models/vector_quantizer.h"
+
+namespace vq::models {
+
+Tensor squared_distances(const Tensor& a, const Tensor& b) {
+  const Tensor a2 = sum(mul(a, a), {1}, true);          // [M, 1]
+  const Tensor b2 = sum(mul(b, b), {1}).unsqueeze(0);   // [1, K]
+  return add(sub(a2, mul(matmul(a, b.t()), 2.0)), b2);  // [M, K]
+}
+
+Tensor unit_rows(const Tensor& x) { return div(x, add(sqrt(sum(mul(x, x), {1}, true)), 1e-12)); }
+
+void assign_rows(const Tensor& table, const std::vector<int64_t>& rows, const Tensor& values) {
+  NoGradGuard no_grad;
+  std::vector<float> keep(table.size(0), 1.0f);
+  for (int64_t r : rows) keep[r] = 0.0f;
+  Shape keep_shape(table.dim(), 1);
+  keep_shape[0] = table.size(0);
+  const Tensor keep_mask = from_vector(keep, keep_shape, table.device()).to(table.dtype());
+  const Tensor index = from_vector(rows, {static_cast<int64_t>(rows.size())}, table.device());
+  table.copy_(add(mul(table, keep_mask), index_add(zeros_like(table), 0, index, values)));
+}
+
+std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
+                                          uint64_t seed) {
+  if (config.kind == "fsq") return std::make_shared<FiniteScalarQuantizer>(config, embed_dim, seed);
+  return std::make_shared<VectorQuantizer>(config, embed_dim, seed);
+}
+
+void QuantizerConfig::validate() const {
+  VQ_CHECK(kind == "vq" || kind == "fsq", "quantizer: kind must be 'vq' or 'fsq', got '{}'", kind);
+  if (kind == "fsq") {
+    VQ_CHECK(!fsq_levels.empty(), "quantizer: fsq_levels must list at least one level");
+    for (int64_t l : fsq_levels)
+      VQ_CHECK(l >= 2, "quantizer: every FSQ level must be >= 2, got {}", l);
+    return;
+  }
+  VQ_CHECK(n_embed >= 2, "quantizer: n_embed must be >= 2, got {}", n_embed);
+  VQ_CHECK(codebook == "ema" || codebook == "learned" || codebook == "simvq",
+           "quantizer: codebook must be 'ema', 'learned' or 'simvq', got '{}'", codebook);
+  VQ_CHECK(codebook_dim >= 0, "quantizer: codebook_dim must be >= 0 (0: no projection), got {}",
+           codebook_dim);
+  VQ_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "quantizer: ema_decay must be in [0, 1), got {}",
+           ema_decay);
+  VQ_CHECK(ema_epsilon > 0.0, "quantizer: ema_epsilon must be > 0, got {}", ema_epsilon);
+  VQ_CHECK(temperature >= 0.0, "quantizer: temperature must be >= 0, got {}", temperature);
+  VQ_CHECK(
+      beta >= 0.0 && entropy_weight >= 0.0 && confidence_weight >= 0.0 && diversity_weight >= 0.0,
+      "quantizer: loss weights must be >= 0 (beta {}, entropy {}, confidence {}, diversity {})",
+      beta, entropy_weight, confidence_weight, diversity_weight);
+  VQ_CHECK(entropy_temperature > 0.0, "quantizer: entropy_temperature must be > 0, got {}",
+           entropy_temperature);
+  VQ_CHECK(entropy_loss == "seed" || entropy_loss == "lfq",
+           "quantizer: entropy_loss must be 'seed' or 'lfq', got '{}'", entropy_loss);
+  VQ_CHECK(init == "uniform" || init == "normal" || init == "kmeans",
+           "quantizer: init must be uniform, normal or kmeans, got '{}'", init);
+  VQ_CHECK(dead_code_reset == "off" || dead_code_reset == "epoch" || dead_code_reset == "step",
+           "quantizer: dead_code_reset must be off, epoch or step, got '{}'", dead_code_reset);
+  VQ_CHECK(low_usage_reset_fraction >= 0.0 && low_usage_reset_fraction <= 1.0,
+           "quantizer: low_usage_reset_fraction must be in [0, 1], got {}",
+           low_usage_reset_fraction);
+  VQ_CHECK(restart_noise >= 0.0 && cvq_rate >= 0.0,
+           "quantizer: restart_noise and cvq_rate must be >= 0");
+  VQ_CHECK(!expand || codebook == "ema", "quantizer: codebook expansion needs the EMA codebook");
+  VQ_CHECK(!expand || expand_max_codes >= n_embed,
+           "quantizer: expand_max_codes {} is below n_embed {}", expand_max_codes, n_embed);
+  VQ_CHECK(diversity_weight == 0.0 || codebook == "learned",
+           "quantizer: the diversity loss applies to learned codebooks (the EMA codebook gets no "
+           "gradient)");
+  VQ_CHECK(codebook != "simvq" || (dead_code_reset == "off" && low_usage_reset_interval == 0 &&
+                                   init != "kmeans" && cvq_rate == 0.0 && !expand),
+           "quantizer: a simvq codebook (a frozen basis times a learned map) cannot set single "
+           "codes: use it without "
+           "restarts, low-usage resets, k-means init, CVQ or expansion");
+}
+
+}  // namespace vq::models

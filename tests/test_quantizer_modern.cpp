@@ -1,0 +1,234 @@
+// The anti-collapse mechanisms beyond the seed, on crafted inputs: factorised low-dimensional
+// codes, l2-normalised lookup, per-step restarts with noise, the rotation trick, SimVQ, CVQ
+// re-seeding, the LFQ-form entropy loss, and finite scalar quantization.
+#include <cmath>
+
+#include "models/fsq.h"
+#include "models/vector_quantizer.h"
+#include "test_util.h"
+
+namespace vq::models {
+namespace {
+
+using test::allclose;
+
+QuantizerConfig plain(int64_t K) {
+  QuantizerConfig c;
+  c.n_embed = K;
+  c.temperature = 0.0;
+  c.entropy_weight = 0.0;
+  c.dead_code_reset = "off";
+  c.low_usage_reset_interval = 0;
+  return c;
+}
+
+TEST(ModernVQ, FactorisedCodesLiveInTheLowDimensionalSpace) {
+  QuantizerConfig c = plain(16);
+  c.codebook = "learned";
+  c.codebook_dim = 4;
+  VectorQuantizer vq(c, 32, 1);
+  EXPECT_EQ(vq.table().weight.shape(), (Shape{16, 4}));
+  const auto names = vq.named_parameters();
+  EXPECT_EQ(names[0].first, "in_proj.weight");
+  EXPECT_EQ(names[0].second.shape(), (Shape{4, 32}));
+  const Tensor z = test::randn32({2, 32, 3, 3});
+  EXPECT_EQ(vq.to_lookup_space(z.permute({0, 2, 3, 1}).reshape({18, 32})).shape(), (Shape{18, 4}));
+  const auto out = vq.forward(z);
+  EXPECT_EQ(out.z_q.shape(), (Shape{2, 32, 3, 3}));  // back up through out_proj
+  add(sum(out.z_q), out.loss).backward();
+  for (const auto& [name, p] : vq.named_parameters()) EXPECT_TRUE(p.grad().defined()) << name;
+  // Decoding tokens goes through the same projection.
+  vq.eval();
+  EXPECT_TRUE(allclose(vq.codes_for(out.indices), vq.forward(z).z_q, 1e-5));
+}
+
+TEST(ModernVQ, L2NormalisedLookupUsesUnitVectors) {
+  QuantizerConfig c = plain(8);
+  c.l2_normalize = true;
+  VectorQuantizer vq(c, 6, 2);
+  const Tensor h = vq.to_lookup_space(mul(test::randn32({5, 6}), 7.0));
+  EXPECT_TRUE(allclose(sum(mul(h, h), {1}), ones({5}), 1e-5));
+  const Tensor e = vq.codebook();
+  EXPECT_TRUE(allclose(sum(mul(e, e), {1}), ones({8}), 1e-5));
+  // ||a - b||^2 = 2 - 2 cos(a, b) for unit vectors
+  EXPECT_TRUE(allclose(vq.distances(h), rsub(2.0, mul(matmul(h, e.t()), 2.0)), 1e-5));
+}
+
+TEST(ModernVQ, PerStepRestartsAddNoiseAndKeepStatisticsConsistent) {
+  QuantizerConfig c = plain(8);
+  c.dead_code_reset = "step";
+  c.dead_code_threshold = 0.5;
+  c.restart_noise = 0.01;
+  c.ema_decay = 0.99;  // one batch lifts no count above 0.01 * 16 < 0.5
+  VectorQuantizer vq(c, 2, 3);
+  const Tensor z = test::randn32({1, 2, 4, 4}, 5);
+  vq.forward(z);  // so every code is dead after the update and is restarted this very step
+  const auto counts = vq.ema_counts();
+  for (double n : counts) EXPECT_GE(n, 0.5);
+  // S_k = e_k N_k for every restarted code (all of them here)
+  EXPECT_TRUE(allclose(vq.table().embed_avg,
+                       mul(vq.table().weight, vq.table().cluster_size.unsqueeze(1)), 1e-5));
+  // Each restarted code sits near some batch vector, but not exactly on one (noise).
+  const Tensor d = vq.distances(z.permute({0, 2, 3, 1}).reshape({16, 2}));
+  const double nearest = max(min(d, 0).values).item();
+  EXPECT_GT(nearest, 0.0);
+  EXPECT_LT(nearest, 0.01);
+}
+
+TEST(ModernVQ, RotationTrickKeepsTheValueAndRotatesTheGradient) {
+  QuantizerConfig c = plain(3);
+  c.rotation_trick = true;
+  VectorQuantizer vq(c, 3, 4);
+  vq.to(DType::Float64);
+  Tensor h = from_vector<double>({0.5, -1.0, 2.0, 1.5, 0.2, -0.3}, {2, 3}).requires_grad_();
+  const Tensor e = from_vector<double>({1.0, 0.5, 0.0, -0.2, 0.9, 1.1}, {2, 3});
+  const Tensor hq = vq.quantized_with_gradient(h, e);
+  EXPECT_TRUE(allclose(hq, e, 1e-12));
+  const Tensor g = from_vector<double>({0.3, -0.7, 0.1, 1.0, 0.4, -0.2}, {2, 3});
+  hq.backward(g);
+  // Expected gradient per row: l R^T g with R = I - 2 r r^T + 2 q u^T built as explicit matrices.
+  const auto hv = h.detach().to_vector<double>(), ev = e.to_vector<double>(),
+             gv = g.to_vector<double>();
+  std::vector<double> expected;
+  for (int row = 0; row < 2; ++row) {
+    double u[3], q[3], r[3], hn = 0, en = 0, rn = 0;
+    for (int i = 0; i < 3; ++i) {
+      hn += hv[row * 3 + i] * hv[row * 3 + i];
+      en += ev[row * 3 + i] * ev[row * 3 + i];
+    }
+    hn = std::sqrt(hn);
+    en = std::sqrt(en);
+    for (int i = 0; i < 3; ++i) {
+      u[i] = hv[row * 3 + i] / hn;
+      q[i] = ev[row * 3 + i] / en;
+      r[i] = u[i] + q[i];
+      rn += r[i] * r[i];
+    }
+    for (double& v : r) v /= std::sqrt(rn);
+    for (int j = 0; j < 3; ++j) {
+      double acc = 0;
+      for (int i = 0; i < 3; ++i) {
+        const double R_ij = (i == j) - 2 * r[i] * r[j] + 2 * q[i] * u[j];  // R[i][j]
+        acc += R_ij * gv[row * 3 + i];                                     // (R^T g)_j
+      }
+      expected.push_back(en / hn * acc);
+    }
+  }
+  EXPECT_TRUE(allclose(h.grad(), from_vector<double>(expected, {2, 3}), 1e-10));
+}
+
+TEST(ModernVQ, SimVQLearnsOneMapOverAFrozenBasis) {
+  QuantizerConfig c = plain(8);
+  c.codebook = "simvq";
+  VectorQuantizer vq(c, 4, 6);
+  const auto names = vq.named_parameters();
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(names[0].first, "embedding_proj.weight");
+  // codes = C W^T
+  EXPECT_TRUE(allclose(vq.codebook(), matmul(vq.table().weight, names[0].second.t()), 1e-6));
+  const auto out = vq.forward(test::randn32({2, 4, 2, 2}));
+  out.loss.backward();
+  EXPECT_TRUE(names[0].second.grad().defined());
+  c.dead_code_reset = "step";
+  EXPECT_VQ_ERROR(c.validate(), "a simvq codebook");
+}
+
+TEST(ModernVQ, CvqMovesRareCodesToTheirNearestVector) {
+  QuantizerConfig c = plain(2);
+  c.cvq_rate = 1.0;
+  c.ema_decay = 0.0;  // N = this batch's counts
+  VectorQuantizer vq(c, 2, 7);
+  {
+    NoGradGuard no_grad;
+    vq.table().weight.copy_(from_vector<float>({0, 0, 10, 10}, {2, 2}));
+    vq.table().embed_avg.copy_(vq.table().weight);
+  }
+  // Three vectors near code 0, none near code 1: code 1 (usage 0) jumps onto the batch vector
+  // nearest to it; code 0 (usage 1) moves by exp(-2) toward its nearest vector.
+  const Tensor z =
+      from_vector<float>({0.1f, 0, 0, 0.1f, 0.3f, 0.4f}, {3, 2}).t().reshape({1, 2, 1, 3});
+  vq.forward(z);
+  const auto w = vq.table().weight.to_vector<float>();
+  EXPECT_NEAR(w[2], 0.3f, 1e-5);
+  EXPECT_NEAR(w[3], 0.4f, 1e-5);
+  const double mean_x = (0.1 + 0 + 0.3) / 3, a = std::exp(-2.0);  // EMA mean of code 0, then CVQ
+  EXPECT_NEAR(w[0], (1 - a) * mean_x + a * 0.1, 1e-4);
+}
+
+TEST(ModernVQ, LfqEntropyIsPerVectorMinusCodebookEntropy) {
+  QuantizerConfig c = plain(3);
+  c.entropy_weight = 1.0;
+  c.entropy_loss = "lfq";
+  c.lfq_gamma = 0.5;
+  c.entropy_temperature = 1.0;
+  c.codebook = "learned";
+  VectorQuantizer vq(c, 2, 8);
+  vq.to(DType::Float64);
+  {
+    NoGradGuard no_grad;
+    vq.table().weight.copy_(from_vector<double>({0, 0, 1, 0, 0, 1}, {3, 2}));
+  }
+  const Tensor h = from_vector<double>({0.2, 0.1, 0.7, 0.4}, {2, 2});
+  const Tensor p = softmax(neg(vq.distances(h)), 1);
+  const auto pv = p.to_vector<double>();
+  double per = 0, avg_h = 0;
+  for (int i = 0; i < 2; ++i) {
+    for (int k = 0; k < 3; ++k) per -= pv[i * 3 + k] * std::log(pv[i * 3 + k]) / 2;
+  }
+  for (int k = 0; k < 3; ++k) {
+    const double m = (pv[k] + pv[3 + k]) / 2;
+    avg_h -= m * std::log(m);
+  }
+  EXPECT_NEAR(vq.forward(h.t().reshape({1, 2, 1, 2})).entropy_loss, per - 0.5 * avg_h, 1e-10);
+}
+
+TEST(FSQ, GridRoundTripAndStraightThrough) {
+  QuantizerConfig c;
+  c.kind = "fsq";
+  c.fsq_levels = {8, 5, 5, 5};
+  FiniteScalarQuantizer fsq(c, 16, 1);
+  EXPECT_EQ(fsq.num_codes(), 1000);
+  // Every index maps to a grid point and back to itself.
+  const Tensor all = arange(0, 1000);
+  const Tensor codes = fsq.indices_to_codes(all);
+  EXPECT_EQ(codes.shape(), (Shape{1000, 4}));
+  EXPECT_EQ(fsq.codes_to_indices(codes).to_vector<int64_t>(), all.to_vector<int64_t>());
+  EXPECT_EQ(max(codes).item(), 1.0);
+  EXPECT_EQ(min(codes).item(), -1.0);
+  // Rounding lands on the grid: 8 levels -> multiples of 1/4 in [-1, 0.75]; 5 -> multiples of 1/2.
+  Tensor h = mul(test::randn32({200, 4}), 3.0).requires_grad_();
+  const Tensor q = fsq.quantize(h);
+  const auto qv = q.to_vector<float>();
+  for (size_t i = 0; i < qv.size(); ++i) {
+    const float step = i % 4 == 0 ? 0.25f : 0.5f;
+    EXPECT_NEAR(qv[i] / step, std::round(qv[i] / step), 1e-5) << i;
+    EXPECT_LE(qv[i], i % 4 == 0 ? 0.75f : 1.0f);
+  }
+  // The gradient passes the rounding unchanged: d q / d h = tanh'(h + s) * a / (L // 2).
+  sum(q).backward();
+  const auto hv = h.detach().to_vector<float>(), gv = h.grad().to_vector<float>();
+  const double a8 = 7 * 0.999 / 2, s8 = std::atanh(0.5 / a8);
+  const double t = std::tanh(hv[0] + s8);
+  EXPECT_NEAR(gv[0], (1 - t * t) * a8 / 4, 1e-5);
+}
+
+TEST(FSQ, ForwardStatisticsAndErrors) {
+  QuantizerConfig c;
+  c.kind = "fsq";
+  c.fsq_levels = {8, 8};
+  FiniteScalarQuantizer fsq(c, 8, 2);
+  const auto out = fsq.forward(test::randn32({4, 8, 4, 4}));
+  EXPECT_EQ(out.stats.num_codes, 64);
+  EXPECT_EQ(out.stats.num_vectors, 64);
+  EXPECT_GT(out.stats.used_codes, 1);
+  EXPECT_EQ(out.indices.shape(), (Shape{4, 4, 4}));
+  fsq.eval();
+  EXPECT_TRUE(allclose(fsq.codes_for(out.indices), out.z_q, 1e-5));
+  EXPECT_VQ_ERROR(fsq.lookup(zeros({1, 8, 2, 2}), 1.0),
+                  "a sampling temperature (1) does not apply");
+  c.fsq_levels = {8, 1};
+  EXPECT_VQ_ERROR(c.validate(), "every FSQ level must be >= 2");
+}
+
+}  // namespace
+}  // namespace vq::models
