@@ -1,13 +1,15 @@
-// Core op benchmarks: sgemm, conv2d forward / backward-data / backward-weights (the shapes of the
-// fmnist model's hot convolutions), group_norm. Each reports GFLOP/s (or GB/s for group_norm)
-// and, for the convolutions, the fraction of this machine's measured sgemm rate.
+// Op benchmarks: sgemm, conv2d forward / backward-data / backward-weights and forward+backward
+// at the fmnist model's hot shapes, group_norm, the quantizer step (distances, argmin and EMA
+// update at K = 64 and 512, D = 256, N = 64 x 8 x 8) and the perceptual net's forward. Each
+// reports GFLOP/s (or GB/s, images/s) and, for the ops, the fraction of the sgemm rate.
+#include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
+#include "models/perceptual.h"
+#include "models/vector_quantizer.h"
 
 namespace vq {
 namespace {
-
-double g_sgemm_gflops = 0.0;  // filled by the sgemm benchmark (run first)
 
 void BM_Sgemm(benchmark::State& state) {
   set_num_threads(bench::bench_threads());
@@ -15,15 +17,14 @@ void BM_Sgemm(benchmark::State& state) {
   Generator gen(1);
   const Tensor a = randn({n, n}, gen), b = randn({n, n}, gen);
   for (auto _ : state) benchmark::DoNotOptimize(matmul(a, b).raw_data());
-  const double flops = 2.0 * n * n * n;
-  bench::set_flops(state, flops);
-  g_sgemm_gflops = std::max(g_sgemm_gflops, flops * state.iterations() / 1e9);
+  bench::set_flops(state, 2.0 * n * n * n, false);
 }
 BENCHMARK(BM_Sgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // args: N, C, H, O (square images, 3x3, padding 1)
 struct ConvSetup {
-  Tensor x, w, b, dy;
+  Tensor x, w, b, dy, dx, dw, db;
+  ConvShape shape;
   double flops;
   explicit ConvSetup(benchmark::State& state) {
     set_num_threads(bench::bench_threads());
@@ -33,23 +34,33 @@ struct ConvSetup {
     w = mul(randn({O, C, 3, 3}, gen), 0.05);
     b = zeros({O});
     dy = randn({N, O, H, H}, gen);
+    dx = Tensor::empty(x.shape());
+    dw = Tensor::empty(w.shape());
+    db = Tensor::empty(b.shape());
+    shape = ConvShape{N, C, H, H, O, 3, 3, H, H, Conv2dOptions{{1, 1}, {1, 1}, {1, 1}}};
     flops = 2.0 * N * O * H * H * C * 9;
   }
 };
 
-void report(benchmark::State& state, double flops) {
-  bench::set_flops(state, flops);
-  if (g_sgemm_gflops > 0) state.counters["sgemm_fraction"] = 0;  // filled below
-}
-
 void BM_Conv2dForward(benchmark::State& state) {
   ConvSetup s(state);
-  const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
-  NoGradGuard no_grad;
-  for (auto _ : state) benchmark::DoNotOptimize(conv2d(s.x, s.w, s.b, o).raw_data());
-  report(state, s.flops);
+  for (auto _ : state) backend_for(s.x).conv2d_forward(s.shape, s.x, s.w, s.b, s.dy);
+  bench::set_flops(state, s.flops);
 }
 
+void BM_Conv2dBackwardData(benchmark::State& state) {
+  ConvSetup s(state);
+  for (auto _ : state) backend_for(s.x).conv2d_backward_data(s.shape, s.dy, s.w, s.dx);
+  bench::set_flops(state, s.flops);
+}
+
+void BM_Conv2dBackwardWeights(benchmark::State& state) {
+  ConvSetup s(state);
+  for (auto _ : state) backend_for(s.x).conv2d_backward_weight(s.shape, s.dy, s.x, s.dw, s.db);
+  bench::set_flops(state, s.flops);
+}
+
+// Through autograd, as training runs it: forward, then backward for input, weight and bias.
 void BM_Conv2dForwardBackward(benchmark::State& state) {
   ConvSetup s(state);
   const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
@@ -57,23 +68,17 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
          b = s.b.detach().requires_grad_();
   for (auto _ : state) {
     conv2d(x, w, b, o).backward(s.dy);
-    x.set_grad(Tensor());
-    w.set_grad(Tensor());
-    b.set_grad(Tensor());
+    for (Tensor* t : {&x, &w, &b}) t->set_grad(Tensor());
   }
-  report(state, 3 * s.flops);
+  bench::set_flops(state, 3 * s.flops);
 }
 
-BENCHMARK(BM_Conv2dForward)
-    ->Args({64, 64, 32, 64})
-    ->Args({64, 128, 16, 128})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_Conv2dForwardBackward)
-    ->Args({64, 64, 32, 64})
-    ->Args({64, 128, 16, 128})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+#define VQ_CONV_SHAPES Args({64, 64, 32, 64})->Args({64, 128, 16, 128})->Args({64, 128, 8, 128})
+BENCHMARK(BM_Conv2dForward)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dBackwardData)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dBackwardWeights)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dForwardBackward)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+#undef VQ_CONV_SHAPES
 
 void BM_GroupNorm(benchmark::State& state) {
   set_num_threads(bench::bench_threads());
@@ -81,10 +86,44 @@ void BM_GroupNorm(benchmark::State& state) {
   const Tensor x = randn({64, 128, 16, 16}, gen), w = ones({128}), b = zeros({128});
   NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(group_norm(x, 32, w, b).raw_data());
+  // one read and one write of x
   state.counters["GB/s"] =
       benchmark::Counter(2.0 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_GroupNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The quantizer's training step on a batch of 64 8x8 latents of 256 channels: distances by GEMM,
+// argmin, the EMA update (no sampling temperature, no entropy term: the core lookup).
+void BM_Quantizer(benchmark::State& state) {
+  set_num_threads(bench::bench_threads());
+  models::QuantizerConfig c;
+  c.n_embed = state.range(0);
+  c.temperature = 0.0;
+  c.entropy_weight = 0.0;
+  c.dead_code_reset = "off";
+  c.low_usage_reset_interval = 0;
+  models::VectorQuantizer vq(c, 256, 1);
+  Generator gen(4);
+  const Tensor z = randn({64, 256, 8, 8}, gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(vq.forward(z).indices.raw_data());
+  const double M = 64.0 * 8 * 8, K = static_cast<double>(c.n_embed);
+  bench::set_flops(state, 2.0 * M * K * 256);  // the distance GEMM dominates
+}
+BENCHMARK(BM_Quantizer)->Arg(64)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The perceptual net's forward on two batches of 64 32x32 grey images.
+void BM_PerceptualForward(benchmark::State& state) {
+  set_num_threads(bench::bench_threads());
+  models::PerceptualLoss lpips;
+  Generator gen(5);
+  const Tensor a = randn({64, 1, 32, 32}, gen), b = randn({64, 1, 32, 32}, gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(lpips.forward(a, b).raw_data());
+  state.counters["images/s"] =
+      benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_PerceptualForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace vq

@@ -32,22 +32,34 @@ def ensure_torch():
 
 
 def torch_cases(torch, F):
-    """name -> (our benchmark name, function returning a callable to time)."""
-    def conv_forward(n, c, h, o):
+    """name -> (our program, our benchmark name, function returning a callable to time)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import pytorch_vqgan
+
+    def conv_setup(n, c, h, o):
         x = torch.randn(n, c, h, h)
         w = torch.randn(o, c, 3, 3) * 0.05
         b = torch.zeros(o)
+        dy = torch.randn(n, o, h, h)
+        return x, w, b, dy
+
+    def conv_forward(n, c, h, o):
+        x, w, b, _ = conv_setup(n, c, h, o)
 
         def run():
             with torch.no_grad():
                 F.conv2d(x, w, b, padding=1)
         return run
 
+    def conv_backward(n, c, h, o, mask):
+        x, w, b, dy = conv_setup(n, c, h, o)
+        return lambda: torch.ops.aten.convolution_backward(dy, x, w, [o], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
     def conv_forward_backward(n, c, h, o):
-        x = torch.randn(n, c, h, h, requires_grad=True)
-        w = (torch.randn(o, c, 3, 3) * 0.05).requires_grad_()
-        b = torch.zeros(o, requires_grad=True)
-        dy = torch.randn(n, o, h, h)
+        x, w, b, dy = conv_setup(n, c, h, o)
+        x.requires_grad_()
+        w.requires_grad_()
+        b.requires_grad_()
 
         def run():
             F.conv2d(x, w, b, padding=1).backward(dy)
@@ -67,14 +79,48 @@ def torch_cases(torch, F):
                 F.group_norm(x, 32, w, b)
         return run
 
-    return {
-        "sgemm 2048^3": ("BM_Sgemm/2048/real_time", lambda: sgemm(2048)),
-        "conv2d fwd [64,64,32,32] 3x3->64": ("BM_Conv2dForward/64/64/32/64/real_time", lambda: conv_forward(64, 64, 32, 64)),
-        "conv2d fwd [64,128,16,16] 3x3->128": ("BM_Conv2dForward/64/128/16/128/real_time", lambda: conv_forward(64, 128, 16, 128)),
-        "conv2d fwd+bwd [64,64,32,32] 3x3->64": ("BM_Conv2dForwardBackward/64/64/32/64/real_time", lambda: conv_forward_backward(64, 64, 32, 64)),
-        "conv2d fwd+bwd [64,128,16,16] 3x3->128": ("BM_Conv2dForwardBackward/64/128/16/128/real_time", lambda: conv_forward_backward(64, 128, 16, 128)),
-        "group_norm [64,128,16,16] G=32": ("BM_GroupNorm/real_time", group_norm),
-    }
+    def quantizer(k):
+        q = pytorch_vqgan.EmaQuantizer(k=k, temperature=0.0, entropy_weight=0.0)
+        z = torch.randn(64, 256, 8, 8)
+
+        def run():
+            with torch.no_grad():
+                q(z)
+        return run
+
+    def perceptual():
+        net = pytorch_vqgan.Vgg16Distance()
+        a, b = torch.randn(64, 1, 32, 32), torch.randn(64, 1, 32, 32)
+
+        def run():
+            with torch.no_grad():
+                net(a, b)
+        return run
+
+    def train_step(perceptual_weight):
+        return pytorch_vqgan.TrainStep(batch=64, perceptual_weight=perceptual_weight)
+
+    cases = {"sgemm 2048^3": ("bench_ops", "BM_Sgemm/2048/real_time", lambda: sgemm(2048))}
+    for n, c, h, o in [(64, 64, 32, 64), (64, 128, 16, 128), (64, 128, 8, 128)]:
+        shape = f"[{n},{c},{h},{h}] 3x3->{o}"
+        args = f"{n}/{c}/{h}/{o}"
+        cases[f"conv2d fwd {shape}"] = ("bench_ops", f"BM_Conv2dForward/{args}/real_time",
+                                        lambda a=(n, c, h, o): conv_forward(*a))
+        cases[f"conv2d bwd-data {shape}"] = ("bench_ops", f"BM_Conv2dBackwardData/{args}/real_time",
+                                             lambda a=(n, c, h, o): conv_backward(*a, [True, False, False]))
+        cases[f"conv2d bwd-weights {shape}"] = ("bench_ops", f"BM_Conv2dBackwardWeights/{args}/real_time",
+                                                lambda a=(n, c, h, o): conv_backward(*a, [False, True, True]))
+        cases[f"conv2d fwd+bwd {shape}"] = ("bench_ops", f"BM_Conv2dForwardBackward/{args}/real_time",
+                                            lambda a=(n, c, h, o): conv_forward_backward(*a))
+    cases["group_norm [64,128,16,16] G=32"] = ("bench_ops", "BM_GroupNorm/real_time", group_norm)
+    for k in (64, 512):
+        cases[f"quantizer K={k} D=256 N=64x8x8"] = ("bench_ops", f"BM_Quantizer/{k}/real_time", lambda k=k: quantizer(k))
+    cases["perceptual net fwd, 2x64 32x32"] = ("bench_ops", "BM_PerceptualForward/real_time", perceptual)
+    cases["train step fmnist b64 (no perceptual)"] = ("bench_train_step", "BM_TrainStep/perceptual:0/min_time:5.000/real_time",
+                                                     lambda: train_step(0.0))
+    cases["train step fmnist b64 (+ perceptual)"] = ("bench_train_step", "BM_TrainStep/perceptual:1/min_time:5.000/real_time",
+                                                    lambda: train_step(0.005))
+    return cases
 
 
 def time_torch(make, min_time=1.0):
@@ -90,7 +136,7 @@ def time_torch(make, min_time=1.0):
 
 
 def run_ours(binary, names, threads):
-    pattern = "^(" + "|".join(re.escape(n.replace("/real_time", "")) for n in names) + ")"
+    pattern = "^(" + "|".join(re.escape(n.split("/min_time")[0].replace("/real_time", "")) for n in names) + ")"
     env = dict(os.environ, VQ_BENCH_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", "--benchmark_format=json",
                           "--benchmark_min_time=1"], env=env, check=True, capture_output=True, text=True).stdout
@@ -116,13 +162,16 @@ def main():
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     cases = {k: v for k, v in torch_cases(torch, F).items() if re.search(args.filter, k)}
-    binary = os.path.join(args.build, "bin", "bench_ops")
     ours = {k: [] for k in cases}
     theirs = {k: [] for k in cases}
+    programs = sorted({v[0] for v in cases.values()})
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds} ...", file=sys.stderr)
-        measured = run_ours(binary, [v[0] for v in cases.values()], args.threads)
-        for name, (bench_name, make) in cases.items():
+        measured = {}
+        for program in programs:
+            names = [v[1] for v in cases.values() if v[0] == program]
+            measured.update(run_ours(os.path.join(args.build, "bin", program), names, args.threads))
+        for name, (_, bench_name, make) in cases.items():
             ours[name].append(measured[bench_name])
             theirs[name].append(time_torch(make))
     print(f"\n{datetime.date.today()}, {platform.processor() or platform.machine()}, "

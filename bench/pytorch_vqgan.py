@@ -118,12 +118,16 @@ class EmaQuantizer(nn.Module):
         zf = z.permute(0, 2, 3, 1).reshape(-1, d)
         e = self.weight.clone()
         dist = (zf * zf).sum(1, keepdim=True) - 2 * zf @ e.t() + (e * e).sum(1)[None]
-        g = -torch.log(-torch.log(torch.rand_like(dist).clamp_min(1e-20)))
-        idx = torch.argmin(dist.detach() / self.t - g, 1)
+        if self.t > 0:
+            g = -torch.log(-torch.log(torch.rand_like(dist).clamp_min(1e-20)))
+            idx = torch.argmin(dist.detach() / self.t - g, 1)
+        else:
+            idx = torch.argmin(dist.detach(), 1)
         codes = e[idx]
         loss = self.beta * F.mse_loss(zf, codes.detach())
-        p = torch.softmax(-dist, 1).mean(0)
-        loss = loss + self.ew * (math.log(self.k) + (p * p.clamp(1e-12, 1).log()).sum())
+        if self.ew > 0:
+            p = torch.softmax(-dist, 1).mean(0)
+            loss = loss + self.ew * (math.log(self.k) + (p * p.clamp(1e-12, 1).log()).sum())
         with torch.no_grad():
             onehot = F.one_hot(idx, self.k).type(zf.dtype)
             self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)

@@ -177,6 +177,39 @@ void histogram(const std::string& path, const std::vector<double>& values, int b
   c.save(path);
 }
 
+void line_chart(const std::string& path, const std::vector<Series>& series,
+                const ChartLabels& labels) {
+  // A colour-blind-safe palette (Okabe-Ito), repeated when there are more series.
+  static const Color palette[] = {{0, 114, 178},   {230, 159, 0},  {0, 158, 115},
+                                  {204, 121, 167}, {86, 180, 233}, {213, 94, 0},
+                                  {0, 0, 0},       {240, 228, 66}, {128, 128, 128}};
+  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+  for (const Series& s : series) {
+    VQ_CHECK(s.x.size() == s.y.size(), "line_chart: series '{}' has {} x and {} y values", s.name,
+             s.x.size(), s.y.size());
+    for (double v : s.x) x0 = std::min(x0, v), x1 = std::max(x1, v);
+    for (double v : s.y) y0 = std::min(y0, v), y1 = std::max(y1, v);
+  }
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  const double pad = (y1 - y0) * 0.05 + 1e-9;
+  Canvas c(1100, 650);
+  Axes axes(c, x0, x1, std::min(0.0, y0 - pad), y1 + pad, labels);
+  for (size_t i = 0; i < series.size(); ++i) {
+    const Color col = palette[i % (sizeof(palette) / sizeof(palette[0]))];
+    const Series& s = series[i];
+    for (size_t k = 1; k < s.x.size(); ++k) {
+      for (int w = -1; w <= 1; ++w) {  // 3-pixel-thick lines
+        c.line(axes.x(s.x[k - 1]), axes.y(s.y[k - 1]) + w, axes.x(s.x[k]), axes.y(s.y[k]) + w, col);
+      }
+    }
+    // legend, top right inside the plot
+    const int ly = 70 + 22 * static_cast<int>(i);
+    c.fill_rect(c.width() - 300, ly + 5, c.width() - 280, ly + 9, col);
+    c.text(c.width() - 272, ly, s.name, kBlack);
+  }
+  c.save(path);
+}
+
 void scatter(const std::string& path, const std::vector<double>& x, const std::vector<double>& y,
              const std::vector<double>& size, const ChartLabels& labels) {
   VQ_CHECK(x.size() == y.size() && x.size() == size.size(),

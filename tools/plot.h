@@ -18,6 +18,14 @@ void bar_chart(const std::string& path, const std::vector<double>& values,
 // Counts of `values` in `bins` equal-width bins between their min and max.
 void histogram(const std::string& path, const std::vector<double>& values, int bins,
                const ChartLabels& labels);
+// One line per series (name, x, y), each in its own colour, with a legend.
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+};
+void line_chart(const std::string& path, const std::vector<Series>& series,
+                const ChartLabels& labels);
+
 // Points at (x, y) with radius growing with sqrt(size); points of size 0 are drawn as grey
 // crosses (e.g. unused codes).
 void scatter(const std::string& path, const std::vector<double>& x, const std::vector<double>& y,

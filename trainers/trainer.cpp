@@ -21,6 +21,7 @@
 #include "trainers/metrics.h"
 #include "trainers/model_io.h"
 #include "trainers/progress.h"
+#include "trainers/train_step.h"
 
 namespace vq::train {
 
@@ -59,14 +60,13 @@ class Run {
   TrainConfig config_;
   const TrainingConfig& t_;
   Device device_;
-  std::shared_ptr<models::VQModel> model_;
-  std::shared_ptr<models::VQGANLoss> loss_;
-  std::unique_ptr<nn::Adam> opt_g_, opt_d_;
+  std::unique_ptr<TrainStep> stepper_;
+  models::VQModel* model_ = nullptr;
+  models::VQGANLoss* loss_ = nullptr;
   nn::LrSchedule schedule_;
   std::unique_ptr<DataLoader> train_loader_;
   std::shared_ptr<Dataset> val_set_;
   std::unique_ptr<JsonlWriter> metrics_;
-  Generator disc_gen_;
 
   int64_t steps_per_epoch_ = 0, total_steps_ = 0;
   int64_t step_ = 0, epoch_ = 0;
@@ -83,10 +83,7 @@ class Run {
 };
 
 Run::Run(const TrainConfig& config, const std::string& resume_path)
-    : config_(config),
-      t_(config_.training),
-      device_(parse_device(config.training.device)),
-      disc_gen_(config.training.seed + 1) {
+    : config_(config), t_(config_.training), device_(parse_device(config.training.device)) {
   nn::LoadedCheckpoint resume;
   if (!resume_path.empty()) {
     VQ_CHECK(std::filesystem::exists(resume_path), "--resume: '{}' does not exist", resume_path);
@@ -105,16 +102,9 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
   zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
   manual_seed(t_.seed);
 
-  model_ = std::make_shared<models::VQModel>(config_.model, config_.quantizer, t_.seed);
-  loss_ = std::make_shared<models::VQGANLoss>(config_.loss, config_.model.out_channels, disc_gen_);
-  model_->to(device_);
-  loss_->to(device_);
-  opt_g_ = std::make_unique<nn::Adam>(
-      model_->named_parameters(),
-      nn::AdamOptions{.lr = t_.lr, .beta1 = t_.adam_beta1, .beta2 = t_.adam_beta2});
-  opt_d_ = std::make_unique<nn::Adam>(
-      loss_->discriminator().named_parameters(),
-      nn::AdamOptions{.lr = t_.lr, .beta1 = t_.adam_beta1, .beta2 = t_.adam_beta2});
+  stepper_ = std::make_unique<TrainStep>(config_, device_);
+  model_ = &stepper_->model();
+  loss_ = &stepper_->loss();
 
   auto train_set =
       open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
@@ -138,8 +128,8 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
   if (!resume_path.empty()) {
     model_->load_weights(resume.without({"loss.", "optimizer."}));
     loss_->discriminator().load_state_dict(resume.group("loss.discriminator."));
-    opt_g_->load_state_dict(resume.group("optimizer.generator."));
-    opt_d_->load_state_dict(resume.group("optimizer.discriminator."));
+    stepper_->generator_optimizer().load_state_dict(resume.group("optimizer.generator."));
+    stepper_->discriminator_optimizer().load_state_dict(resume.group("optimizer.discriminator."));
     step_ = resume.state.step;
     epoch_ = resume.state.epoch;
     best_val_loss_ = resume.state.best_val_loss;
@@ -191,60 +181,39 @@ void Run::log_setup() const {
 }
 
 bool Run::train_step(const Batch& batch) {
-  const Tensor x = batch.images.to(device_);
   const auto& q = config_.quantizer;
   const double epochs_done = static_cast<double>(step_) / static_cast<double>(steps_per_epoch_);
   const double commitment = q.commitment_warmup_epochs > 0
                                 ? std::min(1.0, epochs_done / q.commitment_warmup_epochs)
                                 : 1.0;
-  model_->quantizer().set_commitment_scale(commitment);
   const double lr = schedule_.lr_at(step_);
-  opt_g_->set_lr(lr);
-  opt_d_->set_lr(lr);
-
-  const auto out = model_->forward(x);
-  const auto g = loss_->generator_loss(x, out.reconstruction, out.quant.loss,
-                                       model_->decoder().last_layer_weight(), step_);
-  const double total = g.total.item();
-  if (!std::isfinite(total)) {
+  const TrainStep::Result r = stepper_->run(batch.images.to(device_), step_, commitment, lr);
+  if (!r.finite) {
     ++nonfinite_total_;
     std::fprintf(stderr,
                  "\nwarning: step %lld has a non-finite loss (%g); skipped (%lld in a row)\n",
-                 static_cast<long long>(step_), total, static_cast<long long>(++nonfinite_run_));
-    VQ_CHECK(nonfinite_run_ < t_.max_nonfinite_steps,
-             "stopping: {} consecutive steps with a non-finite loss (the run diverged; try a lower "
-             "--lr or --grad_clip). "
-             "The last good checkpoint is {} (resume with --resume)",
-             nonfinite_run_, paths(".last.safetensors"));
+                 static_cast<long long>(step_), r.loss, static_cast<long long>(++nonfinite_run_));
+    VQ_CHECK(
+        nonfinite_run_ < t_.max_nonfinite_steps,
+        "stopping: {} consecutive steps with a non-finite loss (the run diverged; try a lower --lr "
+        "or --grad_clip). The last good checkpoint is {} (resume with --resume)",
+        nonfinite_run_, paths(".last.safetensors"));
     return false;
   }
   nonfinite_run_ = 0;
-  opt_g_->zero_grad();
-  g.total.backward();
-  if (t_.grad_clip > 0) nn::clip_grad_norm_(model_->parameters(), t_.grad_clip);
-  opt_g_->step();
-
-  double d_loss = 0;
-  if (loss_->adversarial_active(step_)) {
-    const auto d = loss_->discriminator_loss(x, out.reconstruction);
-    opt_d_->zero_grad();
-    d.total.backward();
-    opt_d_->step();
-    d_loss = d.total.item();
-  }
-  const auto& s = out.quant.stats;
-  interval_images_ += x.size(0);
+  const auto& s = r.stats;
+  interval_images_ += batch.images.size(0);
   last_metrics_ = {{"step", step_ + 1},
                    {"epoch", epoch_},
-                   {"loss", total},
-                   {"l1", g.l1},
-                   {"perceptual", g.perceptual},
-                   {"commit_loss", out.quant.commit_loss},
-                   {"codebook_loss", out.quant.codebook_loss},
-                   {"entropy_loss", out.quant.entropy_loss},
-                   {"g_adv", g.g_adv},
-                   {"adaptive_weight", g.adaptive_weight},
-                   {"d_loss", d_loss},
+                   {"loss", r.loss},
+                   {"l1", r.l1},
+                   {"perceptual", r.perceptual},
+                   {"commit_loss", r.commit_loss},
+                   {"codebook_loss", r.codebook_loss},
+                   {"entropy_loss", r.entropy_loss},
+                   {"g_adv", r.g_adv},
+                   {"adaptive_weight", r.adaptive_weight},
+                   {"d_loss", r.d_loss},
                    {"num_codes", s.num_codes},
                    {"active_codes_ema", s.active_codes_ema},
                    {"batch_utilization", s.batch_utilization},
@@ -322,12 +291,13 @@ void Run::save(bool best) {
     nn::save_checkpoint(paths(".safetensors"), {{"", model_->state_dict()}}, state);
     return;
   }
-  nn::save_checkpoint(paths(".last.safetensors"),
-                      {{"", model_->state_dict()},
-                       {"loss.discriminator.", loss_->discriminator().state_dict()},
-                       {"optimizer.generator.", opt_g_->state_dict()},
-                       {"optimizer.discriminator.", opt_d_->state_dict()}},
-                      state);
+  nn::save_checkpoint(
+      paths(".last.safetensors"),
+      {{"", model_->state_dict()},
+       {"loss.discriminator.", loss_->discriminator().state_dict()},
+       {"optimizer.generator.", stepper_->generator_optimizer().state_dict()},
+       {"optimizer.discriminator.", stepper_->discriminator_optimizer().state_dict()}},
+      state);
 }
 
 void Run::end_epoch(int64_t epoch, bool complete) {
