@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
-VQ_CUDA=${VQ_CUDA:-OFF}
+VQ_CUDA=${VQ_CUDA:-AUTO}
 CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
 
 PACKAGES=(

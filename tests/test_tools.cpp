@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "autograd/node.h"
+#include "nn/safetensors.h"
 #include "test_util.h"
 #include "tools/codebook_analysis.h"
 #include "trainer_fixture.h"
@@ -100,6 +101,14 @@ TEST_F(Tool, PlotsAreWritten) {
   for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
     EXPECT_GT(std::filesystem::file_size(dir + "/" + f), 1000u) << f;
   }
+}
+
+TEST_F(Tool, InspectListsTheTrainedModel) {
+  const std::string text = nn::describe_safetensors(nn::load_safetensors(out_ + "/tiny.safetensors"));
+  EXPECT_NE(text.find("encoder.conv_in.weight                      F32   [32, 1, 3, 3]"), std::string::npos) << text;
+  EXPECT_NE(text.find("quantize.embedding.cluster_size"), std::string::npos);
+  EXPECT_NE(text.find("vqgan.training_state"), std::string::npos);
+  EXPECT_NE(text.find("\"preset\": \"improved\""), std::string::npos);
 }
 
 TEST_F(Tool, LoadErrorsAreClear) {

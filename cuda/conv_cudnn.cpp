@@ -1,0 +1,289 @@
+// conv2d on cuDNN's legacy convolution API (still in cuDNN 9, in libcudnn_cnn): forward,
+// backward-data and backward-filter, plus bias add (cudnnAddTensor) and the bias gradient
+// (cudnnConvolutionBackwardBias), float32 and float64, NCHW / OIHW.
+// Each shape gets a plan (descriptors, RAII) the first time it is seen; each direction of a plan
+// picks its algorithm once, from cuDNN's heuristics (cudnnGet*Algorithm_v7: no benchmarking, so
+// the choice does not depend on timing noise), and keeps it with its workspace size. Workspaces
+// come from the caching allocator. float32 uses CUDNN_FMA_MATH (no TF32) unless TF32 is allowed.
+// Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
+#include <cudnn.h>
+#include <fmt/format.h>
+
+#include <array>
+#include <climits>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "cuda/allocator.h"
+#include "cuda/check.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_settings.h"
+
+namespace vq::cuda {
+
+namespace {
+
+// ---- RAII descriptors ----
+
+template <class H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
+class Descriptor {
+ public:
+  Descriptor() { VQ_CUDNN_CHECK(Create(&handle_)); }
+  ~Descriptor() { Destroy(handle_); }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  H get() const { return handle_; }
+
+ private:
+  H handle_ = nullptr;
+};
+
+using TensorDesc =
+    Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc =
+    Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using ConvDesc = Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
+                            cudnnDestroyConvolutionDescriptor>;
+
+// One handle for the process, created on first use (needs a GPU), never destroyed (see
+// gemm_cublas.cpp).
+cudnnHandle_t cudnn_handle() {
+  static const cudnnHandle_t handle = [] {
+    cudnnHandle_t h = nullptr;
+    VQ_CUDNN_CHECK(cudnnCreate(&h));
+    return h;
+  }();
+  return handle;
+}
+
+int to_int(int64_t v, const ConvShape& s) {
+  VQ_CHECK(v <= INT_MAX,
+           "conv2d on cuda: input [{}, {}, {}, {}] with weight [{}, {}, {}, {}] exceeds cuDNN's "
+           "32-bit sizes",
+           s.N, s.C, s.H, s.W, s.O, s.C, s.kH, s.kW);
+  return static_cast<int>(v);
+}
+
+// ---- plans ----
+
+template <class Algo>
+struct Choice {
+  Algo algo;
+  cudnnMathType_t math;
+  size_t workspace;
+};
+
+struct Plan {
+  TensorDesc x, y, bias;
+  FilterDesc w;
+  ConvDesc conv;
+  cudnnMathType_t requested_math = CUDNN_DEFAULT_MATH;
+  std::unique_ptr<Choice<cudnnConvolutionFwdAlgo_t>> forward;
+  std::unique_ptr<Choice<cudnnConvolutionBwdDataAlgo_t>> backward_data;
+  std::unique_ptr<Choice<cudnnConvolutionBwdFilterAlgo_t>> backward_filter;
+};
+
+struct PlanKey {
+  std::array<int64_t, 13> dims;  // N C H W O kH kW sH sW pH pW dH dW
+  DType dtype;
+  bool tf32;
+  bool operator==(const PlanKey&) const = default;
+};
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    size_t h = static_cast<size_t>(k.dtype) * 2 + k.tf32;
+    for (int64_t d : k.dims) h = h * 1000003u ^ static_cast<size_t>(d);
+    return h;
+  }
+};
+
+std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, bool tf32) {
+  const auto& o = s.options;
+  const cudnnDataType_t type = dtype == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  auto plan = std::make_unique<Plan>();
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
+                                            to_int(s.C, s), to_int(s.H, s), to_int(s.W, s)));
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
+                                            to_int(s.O, s), to_int(s.OH, s), to_int(s.OW, s)));
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias.get(), CUDNN_TENSOR_NCHW, type, 1,
+                                            to_int(s.O, s), 1, 1));
+  VQ_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w.get(), type, CUDNN_TENSOR_NCHW, to_int(s.O, s),
+                                            to_int(s.C, s), to_int(s.kH, s), to_int(s.kW, s)));
+  VQ_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+      plan->conv.get(), to_int(o.padding[0], s), to_int(o.padding[1], s), to_int(o.stride[0], s),
+      to_int(o.stride[1], s), to_int(o.dilation[0], s), to_int(o.dilation[1], s),
+      CUDNN_CROSS_CORRELATION, type));
+  // float32 without TF32 must stay on FMA kernels; DEFAULT would allow TF32 on Ampere and newer.
+  plan->requested_math = (type == CUDNN_DATA_FLOAT && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv.get(), plan->requested_math));
+  // The op computed OH, OW with PyTorch's formula; cuDNN must agree or the buffers are wrong.
+  int n = 0, c = 0, h = 0, w = 0;
+  VQ_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan->conv.get(), plan->x.get(),
+                                                       plan->w.get(), &n, &c, &h, &w));
+  VQ_CHECK(n == s.N && c == s.O && h == s.OH && w == s.OW,
+           "conv2d on cuda: cuDNN computes output [{}, {}, {}, {}] but the op expects [{}, {}, {}, "
+           "{}]",
+           n, c, h, w, s.N, s.O, s.OH, s.OW);
+  return plan;
+}
+
+// The first algorithm of cuDNN's ranked heuristic list that is supported for this shape, keeps
+// to the requested math (no TF32 unless allowed) and reports its workspace size.
+template <class Algo, class Perf, class GetAlgos, class GetWorkspace>
+std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos&& get_algos,
+                                     GetWorkspace&& get_workspace) {
+  // Ask with the requested math type: another direction may have switched the descriptor.
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), plan.requested_math));
+  std::vector<Perf> perf(32);
+  int returned = 0;
+  VQ_CUDNN_CHECK(get_algos(static_cast<int>(perf.size()), &returned, perf.data()));
+  for (int i = 0; i < returned; ++i) {
+    const Perf& p = perf[i];
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    // Without TF32 the algorithm must run in FMA math whatever the heuristic reports; one that
+    // has no FMA kernel fails the workspace query below and is skipped.
+    const cudnnMathType_t math =
+        plan.requested_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : p.mathType;
+    VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), math));
+    size_t workspace = 0;
+    if (get_workspace(p.algo, &workspace) != CUDNN_STATUS_SUCCESS) continue;
+    return std::make_unique<Choice<Algo>>(Choice<Algo>{p.algo, math, workspace});
+  }
+  throw Error(fmt::format(
+      "conv2d on cuda: cuDNN offers no usable {} algorithm for this shape ({} candidates{})",
+      direction, returned, plan.requested_math == CUDNN_FMA_MATH ? ", float32 without TF32" : ""));
+}
+
+// Plans are looked up and used under one lock: the descriptors' math type is switched per call.
+std::mutex& conv_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+Plan& plan_for(const ConvShape& s, DType dtype) {
+  // Never destroyed, like the handle: descriptors must not outlive cuDNN at exit.
+  static auto& plans = *new std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash>();
+  const auto& o = s.options;
+  const bool tf32 = allow_tf32();
+  const PlanKey key{{s.N, s.C, s.H, s.W, s.O, s.kH, s.kW, o.stride[0], o.stride[1], o.padding[0],
+                     o.padding[1], o.dilation[0], o.dilation[1]},
+                    dtype,
+                    tf32};
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, make_plan(s, dtype, tf32)).first;
+  return *it->second;
+}
+
+// alpha = 1, beta = 0 (or 1 to accumulate) in the precision cuDNN expects for the data type.
+struct Scalars {
+  float f[2] = {1.0f, 0.0f};
+  double d[2] = {1.0, 0.0};
+  bool is_double;
+  explicit Scalars(DType dtype) : is_double(dtype == DType::Float64) {}
+  const void* one() const { return is_double ? static_cast<const void*>(&d[0]) : &f[0]; }
+  const void* zero() const { return is_double ? static_cast<const void*>(&d[1]) : &f[1]; }
+};
+
+void check_dtype(const Tensor& t) {
+  VQ_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64,
+           "conv2d on cuda: unsupported dtype {}", dtype_name(t.dtype()));
+}
+
+}  // namespace
+
+void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
+                                 const Tensor& bias, const Tensor& y) {
+  check_dtype(x);
+  std::lock_guard<std::mutex> lock(conv_mutex());
+  cudnnHandle_t h = cudnn_handle();
+  Plan& p = plan_for(s, x.dtype());
+  if (!p.forward) {
+    p.forward = choose<cudnnConvolutionFwdAlgo_t, cudnnConvolutionFwdAlgoPerf_t>(
+        p, "forward",
+        [&](int n, int* got, cudnnConvolutionFwdAlgoPerf_t* out) {
+          return cudnnGetConvolutionForwardAlgorithm_v7(h, p.x.get(), p.w.get(), p.conv.get(),
+                                                        p.y.get(), n, got, out);
+        },
+        [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, p.x.get(), p.w.get(), p.conv.get(),
+                                                         p.y.get(), algo, bytes);
+        });
+  }
+  const Scalars k(x.dtype());
+  DeviceBuffer workspace(p.forward->workspace);
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.forward->math));
+  VQ_CUDNN_CHECK(cudnnConvolutionForward(
+      h, k.one(), p.x.get(), x.raw_data(), p.w.get(), w.raw_data(), p.conv.get(), p.forward->algo,
+      workspace.get(), workspace.size(), k.zero(), p.y.get(), y.raw_data()));
+  if (bias.defined()) {
+    // y += bias, broadcast over N, OH, OW
+    VQ_CUDNN_CHECK(cudnnAddTensor(h, k.one(), p.bias.get(), bias.raw_data(), k.one(), p.y.get(),
+                                  y.raw_data()));
+  }
+}
+
+void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
+                                       const Tensor& dx) {
+  check_dtype(dy);
+  std::lock_guard<std::mutex> lock(conv_mutex());
+  cudnnHandle_t h = cudnn_handle();
+  Plan& p = plan_for(s, dy.dtype());
+  if (!p.backward_data) {
+    p.backward_data = choose<cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdDataAlgoPerf_t>(
+        p, "backward-data",
+        [&](int n, int* got, cudnnConvolutionBwdDataAlgoPerf_t* out) {
+          return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w.get(), p.y.get(), p.conv.get(),
+                                                             p.x.get(), n, got, out);
+        },
+        [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w.get(), p.y.get(), p.conv.get(),
+                                                              p.x.get(), algo, bytes);
+        });
+  }
+  const Scalars k(dy.dtype());
+  DeviceBuffer workspace(p.backward_data->workspace);
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_data->math));
+  VQ_CUDNN_CHECK(cudnnConvolutionBackwardData(h, k.one(), p.w.get(), w.raw_data(), p.y.get(),
+                                              dy.raw_data(), p.conv.get(), p.backward_data->algo,
+                                              workspace.get(), workspace.size(), k.zero(),
+                                              p.x.get(), dx.raw_data()));
+}
+
+void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
+                                         const Tensor& dw, const Tensor& dbias) {
+  check_dtype(dy);
+  std::lock_guard<std::mutex> lock(conv_mutex());
+  cudnnHandle_t h = cudnn_handle();
+  Plan& p = plan_for(s, dy.dtype());
+  if (!p.backward_filter) {
+    p.backward_filter =
+        choose<cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionBwdFilterAlgoPerf_t>(
+            p, "backward-filter",
+            [&](int n, int* got, cudnnConvolutionBwdFilterAlgoPerf_t* out) {
+              return cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                  h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), n, got, out);
+            },
+            [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+              return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                  h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), algo, bytes);
+            });
+  }
+  const Scalars k(dy.dtype());
+  DeviceBuffer workspace(p.backward_filter->workspace);
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_filter->math));
+  // dw is overwritten (beta = 0), as the interface asks.
+  VQ_CUDNN_CHECK(
+      cudnnConvolutionBackwardFilter(h, k.one(), p.x.get(), x.raw_data(), p.y.get(), dy.raw_data(),
+                                     p.conv.get(), p.backward_filter->algo, workspace.get(),
+                                     workspace.size(), k.zero(), p.w.get(), dw.raw_data()));
+  if (dbias.defined()) {
+    // dbias[o] = sum of dy over N, OH, OW
+    VQ_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, k.one(), p.y.get(), dy.raw_data(), k.zero(),
+                                                p.bias.get(), dbias.raw_data()));
+  }
+}
+
+}  // namespace vq::cuda

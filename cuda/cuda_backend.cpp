@@ -1,0 +1,144 @@
+// CudaBackend: registration, the device probe, memory (the caching allocator), copies with dtype
+// conversion, host transfers, fills, arange and the Philox random streams, plus the TF32 switch.
+// Transfers use cudaMemcpy on pageable host memory: it waits for queued work, so a tensor read
+// back to the host always sees every kernel queued before.
+#include "cuda/cuda_backend.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+
+#include "cuda/allocator.h"
+#include "cuda/check.h"
+#include "cuda/cuda_settings.h"
+#include "cuda/kernels.h"
+#include "cuda/tensor_args.h"
+
+#ifndef VQ_CUDA_ARCHITECTURES
+#define VQ_CUDA_ARCHITECTURES "?"
+#endif
+
+namespace vq::cuda {
+
+static_assert(static_cast<int>(ReduceKind::Sum) == static_cast<int>(ReduceOp::Sum) &&
+                  static_cast<int>(ReduceKind::Max) == static_cast<int>(ReduceOp::Max) &&
+                  static_cast<int>(ReduceKind::Min) == static_cast<int>(ReduceOp::Min),
+              "ReduceKind must mirror vq::ReduceOp");
+
+namespace {
+std::atomic<bool> tf32_allowed{false};
+}
+
+void set_allow_tf32(bool allow) { tf32_allowed = allow; }
+bool allow_tf32() { return tf32_allowed; }
+
+void throw_unsupported_dtype(const char* op, DType dtype) {
+  throw Error(fmt::format("{} on cuda: unsupported dtype {}", op, dtype_name(dtype)));
+}
+
+void register_cuda_backend() {
+  // Never destroyed: storages released during static destruction still call into it.
+  static CudaBackend* backend = new CudaBackend();
+  register_backend(DeviceType::CUDA, backend);
+}
+
+namespace {
+const bool registered_at_startup = (register_cuda_backend(), true);
+}
+
+// ---- device ----
+
+void CudaBackend::probe() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    reason_ = fmt::format("cudaGetDeviceCount failed: {}", cudaGetErrorString(status));
+    if (status == cudaErrorInsufficientDriver) {
+      // The runtime says the same whether the driver is missing or too old; tell them apart.
+      int driver = 0, runtime = 0;
+      (void)cudaDriverGetVersion(&driver);
+      (void)cudaRuntimeGetVersion(&runtime);
+      (void)cudaGetLastError();
+      reason_ +=
+          driver == 0
+              ? std::string(" (no NVIDIA driver is installed on this machine)")
+              : fmt::format(" (the driver supports CUDA {}.{}, this build needs {}.{})",
+                            driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    }
+    return;
+  }
+  if (count == 0) {
+    reason_ = "cudaGetDeviceCount reports no CUDA devices";
+    return;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) (void)cudaGetLastError();
+  const cudaError_t image = probe_kernel_image();
+  if (image != cudaSuccess) {
+    (void)cudaGetLastError();
+    reason_ = fmt::format(
+        "GPU 0 ({}, compute capability {}.{}) cannot run this build's kernels, compiled for CUDA "
+        "architectures {}: {}; rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{}",
+        prop.name, prop.major, prop.minor, VQ_CUDA_ARCHITECTURES, cudaGetErrorString(image),
+        prop.major, prop.minor);
+    return;
+  }
+  usable_ = 1;
+}
+
+int CudaBackend::device_count() {
+  std::call_once(probed_, [this] { probe(); });
+  return usable_;
+}
+
+std::string CudaBackend::why_unavailable() {
+  std::call_once(probed_, [this] { probe(); });
+  return reason_;
+}
+
+// ---- memory ----
+
+void* CudaBackend::allocate(size_t nbytes) { return CachingAllocator::instance().allocate(nbytes); }
+
+void CudaBackend::deallocate(void* ptr, size_t) { CachingAllocator::instance().deallocate(ptr); }
+
+void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  for_each_strided<2>({&dst, &src}, [&](const Strided<2>& s, int64_t n) {
+    launch_copy(s, n, dst.dtype(), src.dtype());
+  });
+}
+
+void CudaBackend::copy_from_host(const void* host, const Tensor& dst) {
+  const size_t nbytes = dst.numel() * dtype_size(dst.dtype());
+  if (nbytes == 0) return;
+  VQ_CUDA_CHECK(cudaMemcpy(dst.raw_data(), host, nbytes, cudaMemcpyHostToDevice));
+}
+
+void CudaBackend::copy_to_host(const Tensor& src, void* host) {
+  const size_t nbytes = src.numel() * dtype_size(src.dtype());
+  if (nbytes == 0) return;
+  VQ_CUDA_CHECK(cudaMemcpy(host, src.raw_data(), nbytes, cudaMemcpyDeviceToHost));
+}
+
+void CudaBackend::fill(const Tensor& dst, double value) {
+  for_each_strided<1>(
+      {&dst}, [&](const Strided<1>& s, int64_t n) { launch_fill(s, n, dst.dtype(), value); });
+}
+
+void CudaBackend::arange(const Tensor& dst, int64_t start) {
+  launch_arange(dst.raw_data(), dst.dtype(), dst.numel(), start);
+}
+
+// ---- random: element i of the stream depends only on (seed, offset, i), as on the CPU ----
+
+void CudaBackend::uniform(const Tensor& dst, double lo, double hi, uint64_t seed, uint64_t offset) {
+  launch_uniform(dst.raw_data(), dst.dtype(), dst.numel(), lo, hi, seed, offset);
+}
+
+void CudaBackend::normal(const Tensor& dst, double mean, double std, uint64_t seed,
+                         uint64_t offset) {
+  launch_normal(dst.raw_data(), dst.dtype(), dst.numel(), mean, std, seed, offset);
+}
+
+}  // namespace vq::cuda

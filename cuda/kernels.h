@@ -1,0 +1,126 @@
+// The launchers of our own CUDA kernels: plain host functions over raw device pointers and sizes,
+// implemented in the .cu files and called by the backend (cuda_backend.cpp and friends), which
+// turns tensors into these arguments. The seam exists because nvcc cannot compile the tensor
+// headers (fmt 9 in C++20), so no .cu file sees a Tensor; it also keeps the kernels readable.
+//
+// Size letters: n elements; [A, X, B] reductions (outer, axis, inner); P = N*C planes, H W input,
+// OH OW output; N C S = batch, channels, H*W; G groups; I indices. All launches go to the legacy
+// default stream and are checked (vq::Error on failure); none synchronises.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "autograd/dtype.h"
+#include "autograd/elementwise_math.h"
+
+namespace vq::cuda {
+
+// Operands of an elementwise kernel viewed with one common shape (operand 0 is the output).
+// Dimensions are coalesced on the host first; more than kMaxDims are split into several
+// launches. Strides are in elements of each operand's own dtype (they may be 0: broadcasting).
+constexpr int kMaxDims = 8;
+template <int N>
+struct Strided {
+  void* data[N];
+  int64_t sizes[kMaxDims];
+  int64_t strides[N][kMaxDims];
+  int ndim;
+  bool dense;  // every operand steps by 1: element i sits at offset i
+};
+
+// Mirrors vq::ReduceOp (backend.h cannot be included here); cuda_backend checks they agree.
+enum class ReduceKind : uint8_t { Sum, Max, Min };
+
+// Adam constants, computed on the host exactly as optim_cpu.cpp does.
+struct AdamArgs {
+  double step_size, sqrt_bc2, beta1, beta2, eps, weight_decay, decay;
+  bool decoupled;
+};
+
+struct Planes {
+  int64_t P, H, W, OH, OW;
+};
+
+[[noreturn]] void throw_unsupported_dtype(const char* op, DType dtype);
+
+// ---- elementwise.cu ----
+void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src);
+void launch_fill(const Strided<1>& s, int64_t n, DType dtype, double value);
+void launch_arange(void* dst, DType dtype, int64_t n, int64_t start);
+void launch_uniform(void* dst, DType dtype, int64_t n, double lo, double hi, uint64_t seed,
+                    uint64_t offset);
+void launch_normal(void* dst, DType dtype, int64_t n, double mean, double std, uint64_t seed,
+                   uint64_t offset);
+void launch_unary(UnaryOp op, UnaryParams p, DType dtype, const Strided<2>& s, int64_t n);
+// s: dx, dout, saved
+void launch_unary_backward(UnaryOp op, UnaryParams p, DType dtype, const Strided<3>& s, int64_t n);
+void launch_binary(BinaryOp op, DType dtype, const Strided<3>& s, int64_t n);
+// s: out (uint8), a, b (of in_dtype)
+void launch_compare(CompareOp op, DType in_dtype, const Strided<3>& s, int64_t n);
+// s: out, cond (uint8), a, b
+void launch_where(DType dtype, const Strided<4>& s, int64_t n);
+// Whether this build's kernels can run on the current GPU (no image for its architecture is the
+// usual failure); also creates the context.
+cudaError_t probe_kernel_image();
+
+// ---- reduce.cu ----
+void launch_reduce(ReduceKind op, DType dtype, const void* x, void* out, int64_t A, int64_t X,
+                   int64_t B);
+void launch_arg_reduce(bool min, DType dtype, const void* x, void* values, int64_t* indices,
+                       int64_t A, int64_t X, int64_t B);
+void launch_softmax(DType dtype, const void* x, void* y, int64_t A, int64_t X, int64_t B, bool log);
+void launch_softmax_backward(DType dtype, const void* dy, const void* y, void* dx, int64_t A,
+                             int64_t X, int64_t B, bool log);
+
+// ---- resample.cu ----
+void launch_upsample_nearest2d(DType dtype, const void* x, void* y, Planes d, int64_t scale);
+void launch_upsample_nearest2d_backward(DType dtype, const void* dy, void* dx, Planes d,
+                                        int64_t scale);
+void launch_avg_pool2d(DType dtype, const void* x, void* y, Planes d, int64_t k, int64_t stride,
+                       int64_t pad);
+void launch_avg_pool2d_backward(DType dtype, const void* dy, void* dx, Planes d, int64_t k,
+                                int64_t stride, int64_t pad);
+void launch_max_pool2d(DType dtype, const void* x, void* y, int64_t* indices, Planes d, int64_t k,
+                       int64_t stride);
+void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indices, void* dx,
+                                Planes d);
+
+// ---- norm.cu (w, b, dx, dweight, dbias may be null: absent) ----
+void launch_group_norm(DType dtype, const void* x, const void* w, const void* b, int64_t N,
+                       int64_t C, int64_t S, int64_t G, double eps, void* y, void* mean,
+                       void* rstd);
+void launch_group_norm_backward(DType dtype, const void* dy, const void* x, const void* w,
+                                const void* mean, const void* rstd, int64_t N, int64_t C, int64_t S,
+                                int64_t G, void* dx, void* dweight, void* dbias);
+void launch_batch_norm_stats(DType dtype, const void* x, int64_t N, int64_t C, int64_t S,
+                             void* mean, void* var);
+void launch_batch_norm_apply(DType dtype, const void* x, const void* mean, const void* invstd,
+                             const void* w, const void* b, int64_t N, int64_t C, int64_t S,
+                             void* y);
+void launch_batch_norm_backward(DType dtype, const void* dy, const void* x, const void* mean,
+                                const void* invstd, const void* w, bool training, int64_t N,
+                                int64_t C, int64_t S, void* dx, void* dweight, void* dbias);
+
+// ---- index.cu (index values are already range-checked by the op) ----
+// out [A, I, B] = x [A, X, B] at index [I]; any dtype (moves elem_size-byte elements).
+void launch_index_select(size_t elem_size, const void* x, int64_t A, int64_t X, int64_t B,
+                         const int64_t* index, int64_t I, void* out);
+// out [A, X, B] += src [A, I, B] at index [I]
+void launch_index_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B, const int64_t* index,
+                      int64_t I, const void* src);
+// out [A, I, B] = x [A, X, B] at index [A, I, B]
+void launch_gather(size_t elem_size, const void* x, int64_t A, int64_t X, int64_t B,
+                   const int64_t* index, int64_t I, void* out);
+// out [A, X, B] += src [A, I, B] at index [A, I, B]
+void launch_scatter_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B,
+                        const int64_t* index, int64_t I, const void* src);
+void launch_bincount(const int64_t* indices, int64_t n, int64_t* counts, int64_t K);
+
+// ---- optim.cu ----
+void launch_adam(DType dtype, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
+                 int64_t n, const AdamArgs& a);
+
+}  // namespace vq::cuda

@@ -1,0 +1,573 @@
+// The CUDA backend against the CPU reference: every op family runs on both devices with the same
+// inputs and is compared with a per-op tolerance (each says why); float64 forward + backward
+// passes compare every input's gradient; transfers, device-mismatch errors, random streams and
+// the caching allocator. Every test skips (with the reason) without a GPU, except the one that
+// checks the error a user gets on such a machine.
+#include "test_util.h"
+
+#if VQ_WITH_CUDA_BACKEND
+#include "cuda/allocator.h"
+#include "cuda/cuda_settings.h"
+#endif
+
+namespace vq {
+namespace {
+
+using test::allclose;
+using test::randn32;
+using test::randn64;
+
+const Device kCuda{DeviceType::CUDA, 0};
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// fn on the CPU inputs and on CUDA copies of them: the CUDA result must stay on the GPU and
+// match within atol + rtol * |expected|.
+::testing::AssertionResult cuda_matches_cpu(const Fn& fn, const std::vector<Tensor>& inputs,
+                                            double atol, double rtol) {
+  std::vector<Tensor> gpu;
+  for (const Tensor& t : inputs) gpu.push_back(t.to(kCuda));
+  const Tensor expected = fn(inputs);
+  const Tensor actual = fn(gpu);
+  if (actual.device() != kCuda) {
+    return ::testing::AssertionFailure() << "result is on " << actual.device().str();
+  }
+  return allclose(actual, expected, atol, rtol);
+}
+
+// Forward and backward of fn on both devices (float64 leaves; integer inputs such as indices pass
+// through): the outputs and the gradient of sum(v * fn(x)) w.r.t. every floating input agree.
+::testing::AssertionResult grads_match(const Fn& fn, const std::vector<Tensor>& inputs,
+                                       double atol = 1e-10, double rtol = 1e-9) {
+  auto run = [&](Device device, std::vector<Tensor>& grads) {
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : inputs) {
+      Tensor leaf = t.to(device).clone().detach();
+      if (is_floating(leaf.dtype())) leaf.requires_grad_(true);
+      leaves.push_back(leaf);
+    }
+    const Tensor out = fn(leaves);
+    Generator gen(77);
+    sum(mul(out, randn(out.shape(), gen, out.dtype()).to(device))).backward();
+    for (const Tensor& leaf : leaves) grads.push_back(leaf.grad());
+    return out.detach();
+  };
+  std::vector<Tensor> cpu_grads, gpu_grads;
+  const Tensor cpu_out = run(kCPU, cpu_grads), gpu_out = run(kCuda, gpu_grads);
+  if (auto r = allclose(gpu_out, cpu_out, atol, rtol); !r) return r << " (forward)";
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!cpu_grads[i].defined()) continue;
+    if (!gpu_grads[i].defined()) return ::testing::AssertionFailure() << "no CUDA grad " << i;
+    if (auto r = allclose(gpu_grads[i], cpu_grads[i], atol, rtol); !r) {
+      return r << " (gradient of input " << i << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+Tensor positive64(const Shape& shape, uint64_t seed) { return add(abs(randn64(shape, seed)), 0.5); }
+
+// ---- availability, transfers, devices ----
+
+TEST(CudaAvailability, ClearErrorWithoutGpu) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is present; this checks the message without one";
+#if VQ_WITH_CUDA_BACKEND
+  // The backend must be registered by its static initializer (vq_backends links it whole).
+  ASSERT_TRUE(backend_registered(DeviceType::CUDA));
+#endif
+  if (backend_registered(DeviceType::CUDA)) {
+    EXPECT_VQ_ERROR(zeros({2}, DType::Float32, parse_device("cuda")), "no usable GPU was found");
+  } else {
+    EXPECT_VQ_ERROR(zeros({2}, DType::Float32, parse_device("cuda")),
+                    "this build has no CUDA backend");
+  }
+}
+
+TEST(CudaTransfer, RoundTripsEveryDtype) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn32({3, 5}, 1);
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8, DType::Float16,
+                   DType::BFloat16}) {
+    const Tensor host = mul(abs(x), 10.0).to(dt);
+    const Tensor back = host.to(kCuda).to(kCPU);
+    EXPECT_EQ(back.device(), kCPU);
+    EXPECT_TRUE(allclose(back.to(DType::Float64), host.to(DType::Float64), 0, 0))
+        << dtype_name(dt);  // bytes are copied: exact
+  }
+  // Non-contiguous views go through a strided copy on the side they live.
+  const Tensor t = randn64({4, 6}, 2).transpose(0, 1);
+  EXPECT_TRUE(allclose(t.to(kCuda).to(kCPU), t, 0, 0));
+  EXPECT_TRUE(allclose(t.to(kCuda).transpose(0, 1).contiguous(), t.transpose(0, 1), 0, 0));
+  EXPECT_EQ(full({1}, 2.5, DType::Float32, kCuda).item(), 2.5);
+  // copy_ across devices into a strided destination
+  Tensor dst = zeros({6, 4}, DType::Float64, kCuda);
+  dst.transpose(0, 1).copy_(t.transpose(0, 1));
+  EXPECT_TRUE(allclose(dst, t, 0, 0));
+}
+
+TEST(CudaTransfer, MismatchedDevicesAreAnError) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor a = ones({2, 2}), b = ones({2, 2}, DType::Float32, kCuda);
+  EXPECT_VQ_ERROR(add(a, b), "on different devices");
+  EXPECT_VQ_ERROR(matmul(b, a), "on different devices");
+  EXPECT_VQ_ERROR(conv2d(ones({1, 1, 3, 3}), ones({1, 1, 3, 3}, DType::Float32, kCuda)),
+                  "on different devices");
+  EXPECT_VQ_ERROR(zeros({1}, DType::Float32, parse_device("cuda:7")), "GPU(s) are visible");
+}
+
+// ---- factories, copies, random streams ----
+
+TEST(CudaFactory, FillArangeAndConversionsMatchCpuExactly) {
+  VQ_SKIP_WITHOUT_CUDA();
+  // Same conversion code paths (through double, halves via float with round-to-nearest-even):
+  // results are bit-identical.
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8}) {
+    EXPECT_TRUE(allclose(arange(3, 300, dt, kCuda), arange(3, 300, dt), 0, 0));
+    EXPECT_TRUE(allclose(full({7, 3}, 42.75, dt, kCuda), full({7, 3}, 42.75, dt), 0, 0));
+  }
+  const Tensor v = mul(randn32({1000}, 3), 300.0);    // includes values beyond float16's precision
+  const Tensor small = mul(randn32({200}, 4), 1e-6);  // float16 subnormals
+  for (const Tensor& x : {v, small, abs(v)}) {
+    for (DType to : {DType::Float16, DType::BFloat16, DType::Float64}) {
+      EXPECT_TRUE(
+          allclose(x.to(kCuda).to(to).to(DType::Float32), x.to(to).to(DType::Float32), 0, 0))
+          << dtype_name(to);
+    }
+  }
+  // float -> integer conversions truncate; inputs stay in uint8's range to avoid UB
+  const Tensor u = mul(abs(randn32({500}, 5)), 40.0);
+  for (DType to : {DType::Int64, DType::UInt8}) {
+    EXPECT_TRUE(allclose(u.to(kCuda).to(to), u.to(to), 0, 0)) << dtype_name(to);
+  }
+  // fill_ on a strided view touches only the view
+  Tensor g = zeros({4, 6}, DType::Float32, kCuda), c = zeros({4, 6});
+  g.narrow(1, 1, 3).transpose(0, 1).fill_(5.0);
+  c.narrow(1, 1, 3).transpose(0, 1).fill_(5.0);
+  EXPECT_TRUE(allclose(g, c, 0, 0));
+}
+
+TEST(CudaCopy, BroadcastPermutedAndManyDimViews) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn64({3, 1, 5}, 6);
+  EXPECT_TRUE(cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) {
+        return in[0].expand({3, 4, 5}).contiguous();
+      },
+      {x}, 0, 0));
+  // Ten dims that cannot be merged: more than the kernel's 8, split into several launches.
+  const Tensor big = randn32({2, 3, 2, 3, 2, 3, 2, 3, 2, 3}, 7);
+  EXPECT_TRUE(cuda_matches_cpu(
+      [](const std::vector<Tensor>& in) {
+        return in[0].permute({9, 0, 8, 1, 7, 2, 6, 3, 5, 4}).contiguous();
+      },
+      {big}, 0, 0));
+}
+
+TEST(CudaRandom, StreamsMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    Generator cpu_gen(123), gpu_gen(123);
+    // uniform: shared Philox bits and explicitly rounded lo + scale * u: bit for bit
+    const auto u_cpu = uniform({1001}, -2.0, 3.0, cpu_gen, dt).to_vector<double>();
+    const auto u_gpu = uniform({1001}, -2.0, 3.0, gpu_gen, dt, kCuda).to_vector<double>();
+    EXPECT_EQ(u_cpu, u_gpu) << dtype_name(dt);
+    EXPECT_EQ(cpu_gen.offset(), gpu_gen.offset());
+    // normal: same bits, but logf/cosf of the GPU's libm may differ from glibc's by an ulp or two
+    const Tensor n_cpu = randn({1001}, cpu_gen, dt);
+    const Tensor n_gpu = randn({1001}, gpu_gen, dt, kCuda);
+    EXPECT_TRUE(allclose(n_gpu, n_cpu, 1e-6, 1e-6)) << dtype_name(dt);
+  }
+  Generator a(5), b(5);
+  EXPECT_TRUE(allclose(randint(0, 10, {300}, a, kCuda), randint(0, 10, {300}, b), 0, 0));
+}
+
+// ---- elementwise ----
+
+TEST(CudaElementwise, UnaryOpsMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const std::vector<std::pair<const char*, Tensor (*)(const Tensor&)>> any_sign = {
+      {"neg", neg},   {"abs", abs},    {"exp", exp},   {"sigmoid", sigmoid},
+      {"tanh", tanh}, {"relu", relu},  {"silu", silu}, {"softplus", softplus},
+      {"sign", sign}, {"round", round}};
+  const std::vector<std::pair<const char*, Tensor (*)(const Tensor&)>> positive = {
+      {"sqrt", sqrt}, {"rsqrt", rsqrt}, {"log", log}};
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    // float32: the GPU's libm (expf, tanhf, log1pf...) is within 2 ulp of glibc and FMA
+    // contraction changes the last bit of polynomials; float64 differs only in the last bits.
+    const double tol = dt == DType::Float32 ? 2e-6 : 1e-13;
+    const Tensor x = mul(randn64({37, 29}, 8), 3.0).to(dt);
+    const Tensor p = add(abs(x), 0.1);
+    for (const auto& [name, fn] : any_sign) {
+      EXPECT_TRUE(cuda_matches_cpu([fn](const auto& in) { return fn(in[0]); }, {x}, tol, tol))
+          << name << " " << dtype_name(dt);
+    }
+    for (const auto& [name, fn] : positive) {
+      EXPECT_TRUE(cuda_matches_cpu([fn](const auto& in) { return fn(in[0]); }, {p}, tol, tol))
+          << name << " " << dtype_name(dt);
+    }
+    EXPECT_TRUE(cuda_matches_cpu(
+        [](const auto& in) {
+          return add(mul(clamp(leaky_relu(in[0], 0.2), -1.0, 2.0), 3.0), pow(in[1], 1.7));
+        },
+        {x, p}, tol, tol))
+        << dtype_name(dt);
+    // a strided (transposed) input
+    EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return silu(in[0].t()); }, {x}, tol, tol));
+  }
+}
+
+TEST(CudaElementwise, BinaryCompareWhereWithBroadcasting) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor a = randn64({4, 1, 6}, 9), b = positive64({5, 1}, 10);
+  // + - * / max min are correctly rounded on both devices: exact. pow goes through libm.
+  EXPECT_TRUE(cuda_matches_cpu(
+      [](const auto& in) {
+        return add(sub(mul(in[0], in[1]), div(in[0], in[1])),
+                   add(maximum(in[0], in[1]), minimum(in[0], in[1])));
+      },
+      {a, b}, 0, 0));
+  // a transposed (strided) operand against a contiguous one
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return mul(in[0].t(), in[1]); },
+                               {randn64({6, 4}, 41), randn64({4, 6}, 42)}, 0, 0));
+  EXPECT_TRUE(
+      cuda_matches_cpu([](const auto& in) { return pow(in[1], in[0]); }, {a, b}, 1e-13, 1e-13));
+  const Tensor i = arange(-20, 20, DType::Int64).reshape({8, 5});
+  const Tensor j = add(arange(1, 6, DType::Int64), scalar_tensor(0, DType::Int64));
+  EXPECT_TRUE(cuda_matches_cpu(
+      [](const auto& in) { return sub(mul(in[0], in[1]), maximum(in[0], in[1])); }, {i, j}, 0, 0));
+  const std::vector<Tensor (*)(const Tensor&, const Tensor&)> comparisons = {eq, ne, lt,
+                                                                             le, gt, ge};
+  for (auto cmp : comparisons) {
+    EXPECT_TRUE(
+        cuda_matches_cpu([cmp](const auto& in) { return cmp(in[0], round(in[1])); }, {a, b}, 0, 0));
+  }
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return where(gt(in[0], 0.0), in[0], in[1]); },
+                               {a, b}, 0, 0));
+}
+
+TEST(CudaElementwise, GradientsMatchCpuF64) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn64({5, 7}, 11), p = positive64({5, 7}, 12), b = randn64({7}, 13);
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return add(mul(silu(in[0]), tanh(in[1])), div(sigmoid(in[2]), sqrt(in[1])));
+      },
+      {x, p, b}));
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return add(pow(in[1], in[0]), mul(log(in[1]), softplus(leaky_relu(in[0], 0.1))));
+      },
+      {x, p}));
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return add(maximum(in[0], in[2]), where(gt(in[0], 0.3), exp(in[0]), rsqrt(in[1])));
+      },
+      {x, p, b}));
+  // losses are composites of the same kernels
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return add(add(l1_loss(in[0], in[1]), mse_loss(in[0], in[1])),
+                   binary_cross_entropy_with_logits(in[0], sigmoid(in[1])));
+      },
+      {x, p}));
+}
+
+// ---- reductions and softmax ----
+
+TEST(CudaReduce, SumMaxMinArgOverRowsAndColumns) {
+  VQ_SKIP_WITHOUT_CUDA();
+  // Both devices accumulate float sums in double: results agree to float rounding of the total.
+  for (const Shape& shape : std::vector<Shape>{{3, 10000}, {3, 3000, 70}, {2, 5, 3, 4}, {1}}) {
+    const Tensor x = randn32(shape, 14), x64 = randn64(shape, 14);
+    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+      EXPECT_TRUE(
+          cuda_matches_cpu([d](const auto& in) { return sum(in[0], {d}); }, {x}, 1e-5, 1e-6));
+      EXPECT_TRUE(
+          cuda_matches_cpu([d](const auto& in) { return sum(in[0], {d}); }, {x64}, 1e-12, 1e-12));
+      // max/min/argmax/argmin select elements: exact
+      for (bool is_min : {false, true}) {
+        EXPECT_TRUE(cuda_matches_cpu(
+            [d, is_min](const auto& in) {
+              const ValuesIndices r = is_min ? min(in[0], d) : max(in[0], d);
+              return add(r.values, r.indices.to(in[0].dtype()));
+            },
+            {x}, 0, 0));
+      }
+    }
+    EXPECT_TRUE(
+        cuda_matches_cpu([](const auto& in) { return add(max(in[0]), min(in[0])); }, {x}, 0, 0));
+    if (x64.numel() > 1) {
+      EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return var(in[0]); }, {x64}, 1e-12, 1e-10));
+    }
+  }
+  // ties pick the first index; NaN wins (the first NaN); integer sums are exact
+  const Tensor ties = from_vector<float>({1, 3, 3, 0, NAN, 2, NAN, 5, 5, 1, 5, -1}, {3, 4});
+  for (int64_t d : {0, 1}) {
+    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return argmax(in[0], d); }, {ties}, 0, 0));
+    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return argmin(in[0], d); }, {ties}, 0, 0));
+    EXPECT_TRUE(
+        cuda_matches_cpu([d](const auto& in) { return max(in[0], d).values; }, {ties}, 0, 0));
+  }
+  const Tensor ints = arange(0, 600, DType::Int64).reshape({6, 10, 10});
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return sum(in[0], {1}); }, {ints}, 0, 0));
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return sum(in[0], {0, 2}); }, {ints}, 0, 0));
+}
+
+TEST(CudaReduce, SoftmaxForwardAndBackward) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = mul(randn64({4, 300, 3}, 15), 4.0);
+  for (int64_t d : {0, 1, 2}) {
+    // float32: exp differs by an ulp between libms; sums in double on both
+    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return softmax(in[0], d); },
+                                 {x.to(DType::Float32)}, 1e-6, 1e-5));
+    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return log_softmax(in[0], d); },
+                                 {x.to(DType::Float32)}, 1e-5, 1e-5));
+    EXPECT_TRUE(grads_match([d](const auto& in) { return softmax(in[0], d); }, {x}));
+    EXPECT_TRUE(grads_match([d](const auto& in) { return log_softmax(in[0], d); }, {x}));
+  }
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return add(sum(in[0], {1}), mean(mul(in[0], in[0]), {0, 2}));
+      },
+      {x}));
+}
+
+// ---- linear algebra ----
+
+TEST(CudaLinalg, MatmulBmmLinearAndTf32Switch) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor a = randn64({2, 3, 33, 65}, 16), b = randn64({65, 17}, 17);
+  const Tensor w = randn64({17, 65}, 18), bias = randn64({17}, 19);
+  // float32 without TF32: only the summation order differs, error ~ K * eps * |a||b|
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
+                               {a.to(DType::Float32), b.to(DType::Float32)}, 1e-4, 1e-4));
+  EXPECT_TRUE(grads_match([](const auto& in) { return matmul(in[0], in[1]); }, {a, b}));
+  EXPECT_TRUE(
+      grads_match([](const auto& in) { return linear(in[0], in[1], in[2]); }, {a, w, bias}));
+  // transposed operands, broadcast batches and K == 0
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        return bmm(in[0].transpose(1, 2), in[1].expand({3, 65, 9}));
+      },
+      {randn64({3, 65, 33}, 20), randn64({1, 65, 9}, 21)}));
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
+                               {randn64({4, 0}, 22), randn64({0, 3}, 23)}, 0, 0));
+#if VQ_WITH_CUDA_BACKEND
+  // TF32 rounds operands to 10-bit mantissas: about 1e-3 relative per product.
+  cuda::set_allow_tf32(true);
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
+                               {a.to(DType::Float32), b.to(DType::Float32)}, 5e-2, 1e-2));
+  cuda::set_allow_tf32(false);
+  EXPECT_FALSE(cuda::allow_tf32());
+#endif
+}
+
+// ---- convolution ----
+
+struct ConvCase {
+  Shape x, w;
+  Conv2dOptions o;
+};
+
+TEST(CudaConv, ForwardAndBackwardMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const std::vector<ConvCase> cases = {
+      {{2, 3, 9, 8}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}}},    // 3x3 same
+      {{2, 4, 9, 9}, {6, 4, 4, 4}, {{2, 2}, {1, 1}, {1, 1}}},    // PatchGAN 4x4 stride 2
+      {{1, 3, 10, 7}, {2, 3, 3, 3}, {{2, 2}, {0, 0}, {1, 1}}},   // stride leaves a remainder
+      {{2, 5, 6, 6}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}}},    // 1x1 (quant_conv)
+      {{1, 2, 11, 11}, {3, 2, 3, 3}, {{1, 2}, {2, 1}, {2, 1}}},  // dilation, mixed strides
+  };
+  for (const ConvCase& c : cases) {
+    const Tensor x = randn64(c.x, 24), w = randn64(c.w, 25), b = randn64({c.w[0]}, 26);
+    const Conv2dOptions o = c.o;
+    // float64: cuDNN and im2col differ only in summation order
+    EXPECT_TRUE(
+        grads_match([o](const auto& in) { return conv2d(in[0], in[1], in[2], o); }, {x, w, b}))
+        << shape_str(c.x) << " * " << shape_str(c.w);
+    EXPECT_TRUE(
+        grads_match([o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }, {x, w}));
+    // float32 (FMA math): cuDNN may pick Winograd/FFT-style algorithms that transform the sums
+    // (errors up to ~1e-4 relative on these sizes); oneDNN on the CPU sums in its own order
+    EXPECT_TRUE(cuda_matches_cpu([o](const auto& in) { return conv2d(in[0], in[1], in[2], o); },
+                                 {x.to(DType::Float32), w.to(DType::Float32), b.to(DType::Float32)},
+                                 5e-4, 5e-4));
+  }
+}
+
+// ---- resampling ----
+
+TEST(CudaResample, UpsampleAndPoolingMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn64({2, 3, 8, 6}, 27);
+  // Gathers in the CPU's order: float64 results are (nearly always exactly) equal.
+  EXPECT_TRUE(grads_match([](const auto& in) { return upsample_nearest2d(in[0], 2); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return upsample_nearest2d(in[0], 3); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return avg_pool2d(in[0], 2, 2); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return avg_pool2d(in[0], 3, 2, 1); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 2, 2); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 3, 1); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return pad(in[0], {1, 2, 0, 1}, 0.5); }, {x}));
+}
+
+// ---- normalisation ----
+
+TEST(CudaNorm, GroupNormAndBatchNormMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = add(mul(randn64({2, 8, 5, 3}, 28), 2.0), 1.0);
+  const Tensor w = randn64({8}, 29), b = randn64({8}, 30);
+  for (int64_t G : {1, 2, 8}) {
+    // statistics in double on both devices (the CPU sums float rows in float first)
+    EXPECT_TRUE(grads_match([G](const auto& in) { return group_norm(in[0], G, in[1], in[2]); },
+                            {x, w, b}, 1e-9, 1e-8));
+    EXPECT_TRUE(cuda_matches_cpu([G](const auto& in) { return group_norm(in[0], G, in[1], in[2]); },
+                                 {x.to(DType::Float32), w.to(DType::Float32), b.to(DType::Float32)},
+                                 1e-5, 1e-5));
+  }
+  EXPECT_TRUE(grads_match([](const auto& in) { return group_norm(in[0], 4, Tensor(), Tensor()); },
+                          {x}, 1e-9, 1e-8));
+  for (bool training : {true, false}) {
+    // running statistics are updated in place on each device: compare them too
+    Tensor rm_cpu = randn64({8}, 31), rv_cpu = positive64({8}, 32);
+    Tensor rm_gpu = rm_cpu.to(kCuda), rv_gpu = rv_cpu.to(kCuda);
+    EXPECT_TRUE(grads_match(
+        [&](const auto& in) {
+          const bool gpu = in[0].device().is_cuda();
+          return batch_norm(in[0], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu, in[1], in[2],
+                            training);
+        },
+        {x, w, b}, 1e-9, 1e-8))
+        << "training " << training;
+    EXPECT_TRUE(allclose(rm_gpu, rm_cpu, 1e-12, 1e-10));
+    EXPECT_TRUE(allclose(rv_gpu, rv_cpu, 1e-12, 1e-10));
+  }
+}
+
+// ---- indexing ----
+
+TEST(CudaIndex, SelectGatherAndAtomicAccumulation) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn64({6, 7, 5}, 33);
+  const Tensor idx = from_vector<int64_t>({3, 0, 3, 6, 1, 3}, {6});  // duplicates accumulate
+  // float64 atomics add duplicates in any order: last-bit differences only
+  EXPECT_TRUE(grads_match([&](const auto& in) { return index_select(in[0], 1, in[1]); }, {x, idx},
+                          1e-12, 1e-12));
+  EXPECT_TRUE(grads_match([](const auto& in) { return index_add(in[0], 1, in[2], in[1]); },
+                          {x, randn64({6, 6, 5}, 34), idx}, 1e-12, 1e-12));
+  const Tensor gidx = from_vector<int64_t>({0, 2, 2, 1, 0, 0, 1, 2, 2, 2, 1, 0}, {2, 2, 3});
+  const Tensor src = randn64({2, 2, 3}, 35);
+  EXPECT_TRUE(grads_match([](const auto& in) { return gather(in[0], 1, in[1]); },
+                          {randn64({2, 3, 3}, 36), gidx}, 1e-12, 1e-12));
+  EXPECT_TRUE(grads_match([](const auto& in) { return scatter_add(in[0], 1, in[2], in[1]); },
+                          {randn64({2, 3, 3}, 37), src, gidx}, 1e-12, 1e-12));
+  EXPECT_TRUE(grads_match([](const auto& in) { return embedding(in[0], in[1]); },
+                          {randn64({10, 4}, 38), from_vector<int64_t>({9, 1, 1, 0}, {2, 2})}, 1e-12,
+                          1e-12));
+  // integer and uint8 accumulations are exact (uint8 goes through a 32-bit compare-and-swap)
+  Generator gen(9);
+  const Tensor classes = randint(0, 13, {5000}, gen);
+  EXPECT_TRUE(
+      cuda_matches_cpu([](const auto& in) { return bincount(in[0], 13); }, {classes}, 0, 0));
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return one_hot(in[0], 13, DType::UInt8); },
+                               {classes.narrow(0, 0, 50)}, 0, 0));
+  EXPECT_TRUE(cuda_matches_cpu(
+      [](const auto& in) {
+        return index_add(zeros({4, 3}, DType::UInt8, in[0].device()), 0, in[0],
+                         ones({6, 3}, DType::UInt8, in[0].device()));
+      },
+      {from_vector<int64_t>({1, 1, 3, 1, 0, 3}, {6})}, 0, 0));
+  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return index_select(in[0], 0, in[1]); },
+                               {arange(0, 12, DType::Int64).reshape({4, 3}).to(DType::Float16),
+                                from_vector<int64_t>({3, 0}, {2})},
+                               0, 0));
+}
+
+// ---- optimizer ----
+
+TEST(CudaOptim, FusedAdamMatchesCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  for (bool decoupled : {false, true}) {
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      Tensor p_cpu = randn64({257}, 39).to(dt), m_cpu = zeros({257}, dt), v_cpu = zeros({257}, dt);
+      Tensor p_gpu = p_cpu.to(kCuda), m_gpu = m_cpu.to(kCuda), v_gpu = v_cpu.to(kCuda);
+      for (int64_t step = 1; step <= 5; ++step) {
+        const Tensor g = randn64({257}, 40 + step).to(dt);
+        const AdamStep hp{1e-2, 0.9, 0.999, 1e-8, 0.05, step, decoupled};
+        adam_step_(p_cpu, g, m_cpu, v_cpu, hp);
+        adam_step_(p_gpu, g.to(kCuda), m_gpu, v_gpu, hp);
+      }
+      // float32: FMA contraction on the GPU changes the last bit of each step
+      const double tol = dt == DType::Float32 ? 1e-6 : 1e-14;
+      EXPECT_TRUE(allclose(p_gpu, p_cpu, tol, tol)) << "decoupled " << decoupled;
+      EXPECT_TRUE(allclose(m_gpu, m_cpu, tol, tol));
+      EXPECT_TRUE(allclose(v_gpu, v_cpu, tol, tol));
+    }
+  }
+}
+
+// ---- a small network end to end ----
+
+TEST(CudaNetwork, ResBlockStyleStackGradientsMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = randn64({2, 4, 6, 6}, 50), w1 = mul(randn64({8, 4, 3, 3}, 51), 0.3);
+  const Tensor b1 = randn64({8}, 52), w2 = mul(randn64({4, 8, 1, 1}, 53), 0.3);
+  const Tensor gw = randn64({8}, 54), gb = randn64({8}, 55), target = randn64({2, 4, 12, 12}, 56);
+  EXPECT_TRUE(grads_match(
+      [](const auto& in) {
+        Tensor h = conv2d(in[0], in[1], in[2], {{1, 1}, {1, 1}, {1, 1}});
+        h = silu(group_norm(h, 4, in[3], in[4]));
+        h = upsample_nearest2d(conv2d(h, in[5]), 2);
+        return mse_loss(add(h, 1.0), in[6]);
+      },
+      {x, w1, b1, gw, gb, w2, target}, 1e-9, 1e-8));
+}
+
+// ---- the caching allocator ----
+
+#if VQ_WITH_CUDA_BACKEND
+TEST(CudaAllocator, SizeClassesStatsAndReuse) {
+  VQ_SKIP_WITHOUT_CUDA();
+  using cuda::CachingAllocator;
+  EXPECT_EQ(CachingAllocator::round_size(0), 512u);
+  EXPECT_EQ(CachingAllocator::round_size(513), 1024u);
+  EXPECT_EQ(CachingAllocator::round_size(size_t{1} << 20), size_t{1} << 20);
+  EXPECT_EQ(CachingAllocator::round_size((size_t{1} << 20) + 1), size_t{2} << 20);
+  EXPECT_EQ(CachingAllocator::round_size(size_t{5} << 20), size_t{6} << 20);
+
+  CachingAllocator& alloc = CachingAllocator::instance();
+  alloc.empty_cache();
+  const cuda::AllocatorStats before = alloc.stats();
+  EXPECT_EQ(before.cached, 0u);
+  {
+    const Tensor t = Tensor::empty({1000}, DType::Float32, kCuda);  // 4000 B -> the 4096 class
+    const cuda::AllocatorStats during = alloc.stats();
+    EXPECT_EQ(during.allocated - before.allocated, 4096u);
+    EXPECT_EQ(during.requested - before.requested, 4000u);
+    EXPECT_GE(during.reserved, during.allocated);
+    EXPECT_GE(during.peak_allocated, during.allocated);
+  }
+  const cuda::AllocatorStats after = alloc.stats();
+  EXPECT_EQ(after.allocated, before.allocated);
+  EXPECT_EQ(after.cached, 4096u);  // kept for reuse, still reserved
+  {
+    const Tensor t = Tensor::empty({1010}, DType::Float32, kCuda);  // same class: a cache hit
+    EXPECT_EQ(alloc.stats().cache_hits, after.cache_hits + 1);
+    EXPECT_EQ(alloc.stats().device_mallocs, after.device_mallocs);
+  }
+  alloc.empty_cache();
+  const cuda::AllocatorStats emptied = alloc.stats();
+  EXPECT_EQ(emptied.cached, 0u);
+  EXPECT_EQ(emptied.reserved, emptied.allocated);  // only live blocks stay reserved
+}
+
+TEST(CudaAllocator, OutOfMemoryIsAClearError) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const int64_t huge = int64_t{1} << 40;  // 1 TiB: more than any GPU has
+  EXPECT_VQ_ERROR(Tensor::empty({huge}, DType::UInt8, kCuda), "CUDA out of memory");
+  EXPECT_VQ_ERROR(Tensor::empty({huge}, DType::UInt8, kCuda), "1099511627776 bytes requested");
+  // The failure is not sticky: the device keeps working.
+  EXPECT_EQ(sum(ones({3}, DType::Float32, kCuda)).item(), 3.0);
+}
+#endif
+
+}  // namespace
+}  // namespace vq
