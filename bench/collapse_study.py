@@ -13,6 +13,7 @@ Runs (all 250 steps = 5 epochs x 50 steps of 64 images, seed 42, perceptual term
   +restarts   taming + dead-code restarts at each epoch end
   +T3         taming + sampling temperature 3.0
   best-1024   --preset best (K 1024)
+  best-1024 const LR   the same with the seed presets' constant learning rate 2e-4
   best-64     --preset best with K 64
   fsq-1000    finite scalar quantization, levels [8, 5, 5, 5] (1000 codes)
 
@@ -47,6 +48,7 @@ RUNS = [
     ("+restarts", "improved", merged(TAMING, {"quantizer": {"dead_code_reset": "epoch", "dead_code_threshold": 1.0}})),
     ("+T3", "improved", merged(TAMING, {"quantizer": {"temperature": 3.0}})),
     ("best-1024", "best", {}),
+    ("best-1024 const LR", "best", {"training": {"lr": 2e-4, "lr_schedule": "constant", "warmup_steps": 0}}),
     ("best-64", "best", {"quantizer": {"n_embed": 64}}),
     ("fsq-1000", "best", {"quantizer": {"kind": "fsq", "fsq_levels": [8, 5, 5, 5]}}),
 ]
@@ -71,7 +73,7 @@ def main():
     for name, preset, overrides in RUNS:
         if only and name not in only:
             continue
-        folder = os.path.join(args.out, name.replace("+", "plus_"))
+        folder = os.path.join(args.out, name.replace("+", "plus_").replace(" ", "_"))
         os.makedirs(folder, exist_ok=True)
         summary_path = os.path.join(folder, "run.summary.json")
         if not os.path.exists(summary_path):

@@ -29,11 +29,7 @@ std::string Tool::images_, Tool::out_;
 
 TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
   auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
-  train::LoaderOptions lo;
-  lo.batch_size = 5;
-  lo.shuffle = false;
-  lo.repeat = false;
-  lo.drop_last = false;
+  train::LoaderOptions lo = train::LoaderOptions::single_pass(5);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
   const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
   EXPECT_EQ(r.num_images, 24);
@@ -72,11 +68,7 @@ TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
 
 TEST_F(Tool, SampledAssignmentUsesTheTemperature) {
   auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
-  train::LoaderOptions lo;
-  lo.batch_size = 24;
-  lo.shuffle = false;
-  lo.repeat = false;
-  lo.drop_last = false;
+  train::LoaderOptions lo = train::LoaderOptions::single_pass(24);
   train::DataLoader a(train::open_dataset(images_, 1, 16), 1, 16, lo),
       b(train::open_dataset(images_, 1, 16), 1, 16, lo);
   const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0);
@@ -89,11 +81,7 @@ TEST_F(Tool, SampledAssignmentUsesTheTemperature) {
 
 TEST_F(Tool, PlotsAreWritten) {
   auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
-  train::LoaderOptions lo;
-  lo.batch_size = 8;
-  lo.shuffle = false;
-  lo.repeat = false;
-  lo.drop_last = false;
+  train::LoaderOptions lo = train::LoaderOptions::single_pass(8);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
   const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
   const std::string dir = test::temp_path("plots");
@@ -104,8 +92,11 @@ TEST_F(Tool, PlotsAreWritten) {
 }
 
 TEST_F(Tool, InspectListsTheTrainedModel) {
-  const std::string text = nn::describe_safetensors(nn::load_safetensors(out_ + "/tiny.safetensors"));
-  EXPECT_NE(text.find("encoder.conv_in.weight                      F32   [32, 1, 3, 3]"), std::string::npos) << text;
+  const std::string text =
+      nn::describe_safetensors(nn::load_safetensors(out_ + "/tiny.safetensors"));
+  EXPECT_NE(text.find("encoder.conv_in.weight                      F32   [32, 1, 3, 3]"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("quantize.embedding.cluster_size"), std::string::npos);
   EXPECT_NE(text.find("vqgan.training_state"), std::string::npos);
   EXPECT_NE(text.find("\"preset\": \"improved\""), std::string::npos);

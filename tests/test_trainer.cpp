@@ -141,11 +141,7 @@ TEST(Data, ImageFolderSkipsCorruptFilesAndRejectsEmptyFolders) {
   std::ofstream(dir + "/notes.txt") << "ignored";
   const auto ds = open_dataset(dir, 1, 16);
   EXPECT_EQ(ds->size(), 7);  // six images + the broken one (found when loaded)
-  LoaderOptions o;
-  o.batch_size = 7;
-  o.shuffle = false;
-  o.repeat = false;
-  o.drop_last = false;
+  LoaderOptions o = LoaderOptions::single_pass(7);
   o.report_bad = false;
   DataLoader loader(ds, 1, 16, o);
   const auto batch = loader.next();

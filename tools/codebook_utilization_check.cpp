@@ -54,12 +54,7 @@ int main(int argc, char** argv) {
              "--in_channels {} disagrees with the model's {} channels", in_channels,
              mc.in_channels);
     if (!loaded.note.empty()) std::printf("note: %s\n", loaded.note.c_str());
-    train::LoaderOptions lo;
-    lo.batch_size = batch_size;
-    lo.shuffle = false;
-    lo.repeat = false;
-    lo.drop_last = false;
-    lo.limit = limit;
+    train::LoaderOptions lo = train::LoaderOptions::single_pass(batch_size, limit);
     train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
                              mc.in_channels, mc.resolution, lo);
     std::printf("codebook_utilization_check: %s on %s\n", model_path.c_str(),

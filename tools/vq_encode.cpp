@@ -34,12 +34,7 @@ int main(int argc, char** argv) {
     const Device dev = parse_device(device);
     const train::LoadedModel loaded = train::load_model(model_path, dev, model_config);
     const auto& mc = loaded.config.model;
-    train::LoaderOptions lo;
-    lo.batch_size = batch_size;
-    lo.shuffle = false;
-    lo.repeat = false;
-    lo.drop_last = false;
-    lo.limit = limit;
+    train::LoaderOptions lo = train::LoaderOptions::single_pass(batch_size, limit);
     train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
                              mc.in_channels, mc.resolution, lo);
     std::vector<Tensor> parts;

@@ -87,12 +87,7 @@ int main(int argc, char** argv) {
     bar.finish(fmt::format("cross-entropy {:.3f}", loss_avg));
 
     NoGradGuard no_grad;
-    train::LoaderOptions eo;
-    eo.batch_size = 200;
-    eo.shuffle = false;
-    eo.repeat = false;
-    eo.drop_last = false;
-    eo.limit = eval_images;
+    train::LoaderOptions eo = train::LoaderOptions::single_pass(200, eval_images);
     train::DataLoader test(train::open_dataset("fashion-mnist:test", 1, 32), 1, 32, eo);
     int64_t correct = 0, total = 0;
     while (auto batch = test.next()) {

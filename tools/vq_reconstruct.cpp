@@ -40,12 +40,7 @@ int main(int argc, char** argv) {
     const train::LoadedModel loaded =
         train::load_model(model_path, parse_device(device), model_config);
     const auto& mc = loaded.config.model;
-    train::LoaderOptions lo;
-    lo.batch_size = num;
-    lo.shuffle = false;
-    lo.repeat = false;
-    lo.drop_last = false;
-    lo.limit = num;
+    train::LoaderOptions lo = train::LoaderOptions::single_pass(num, num);
     train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
                              mc.in_channels, mc.resolution, lo);
     auto batch = loader.next();

@@ -231,12 +231,7 @@ bool Run::train_step(const Batch& batch) {
 Validation Run::validate() {
   model_->eval();
   NoGradGuard no_grad;
-  LoaderOptions lo;
-  lo.batch_size = t_.batch_size;
-  lo.shuffle = false;
-  lo.repeat = false;
-  lo.drop_last = false;
-  lo.limit = t_.val_limit;
+  LoaderOptions lo = LoaderOptions::single_pass(t_.batch_size, t_.val_limit);
   lo.threads = t_.loader_threads;
   DataLoader loader(val_set_, config_.model.in_channels, config_.model.resolution, lo);
   Validation v;

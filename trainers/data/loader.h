@@ -33,6 +33,17 @@ struct LoaderOptions {
   int64_t threads = 1;
   int64_t prefetch = 4;    // batches decoded ahead
   bool report_bad = true;  // print skipped images to stderr
+  // One ordered pass over (the first `limit` of) the images, keeping a final partial batch:
+  // what evaluation and encoding use.
+  static LoaderOptions single_pass(int64_t batch_size, int64_t limit = 0) {
+    LoaderOptions o;
+    o.batch_size = batch_size;
+    o.shuffle = false;
+    o.repeat = false;
+    o.drop_last = false;
+    o.limit = limit;
+    return o;
+  }
 };
 
 struct Batch {
