@@ -182,6 +182,28 @@ TEST(ModernVQ, LfqEntropyIsPerVectorMinusCodebookEntropy) {
   EXPECT_NEAR(vq.forward(h.t().reshape({1, 2, 1, 2})).entropy_loss, per - 0.5 * avg_h, 1e-10);
 }
 
+TEST(ModernVQ, BestSettingsWorkUpTo16384Codes) {
+  // The best preset's quantizer with the largest codebook it is meant for, on a batch with fewer
+  // vectors than codes (k-means then starts from repeated vectors, restarts fill the rest).
+  QuantizerConfig c = plain(16384);
+  c.codebook_dim = 8;
+  c.l2_normalize = true;
+  c.init = "kmeans";
+  c.kmeans_iterations = 2;
+  c.dead_code_reset = "step";
+  c.ema_decay = 0.8;
+  VectorQuantizer vq(c, 16, 9);
+  const auto out = vq.forward(test::randn32({4, 16, 8, 8}, 10));
+  EXPECT_EQ(out.stats.num_codes, 16384);
+  EXPECT_GT(out.stats.used_codes, 100);
+  EXPECT_TRUE(std::isfinite(out.loss.item()));
+  const auto idx = out.indices.to_vector<int64_t>();
+  EXPECT_LT(*std::max_element(idx.begin(), idx.end()), 16384);
+  // Every code was restarted on a batch vector, so all of them sit on the unit sphere's data.
+  const auto counts = vq.ema_counts();
+  EXPECT_GE(*std::min_element(counts.begin(), counts.end()), 1.0);
+}
+
 TEST(FSQ, GridRoundTripAndStraightThrough) {
   QuantizerConfig c;
   c.kind = "fsq";
