@@ -4,6 +4,7 @@
 // CPU and GPU. Written once as host/device code; the CPU and CUDA kernels both include it.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -56,6 +57,11 @@ VQ_HD float philox_normal_at(uint64_t seed, uint64_t offset, uint64_t i) {
   const float radius = sqrtf(-2.0f * logf(u1));
   return radius * cosf(6.283185307179586f * u2);
 }
+
+// lo + scale * u with one rounding (a fused multiply-add) on every compiler and device, so the
+// CPU and CUDA random tensors are equal bit for bit whatever each compiler would contract.
+VQ_HD float philox_affine(float lo, float scale, float u) { return fmaf(scale, u, lo); }
+VQ_HD double philox_affine(double lo, double scale, double u) { return fma(scale, u, lo); }
 
 // Counters a stream of n elements consumes (uniform: 4 per call, normal: 2 per call).
 VQ_HD uint64_t philox_uniform_counters(uint64_t n) { return (n + 3) / 4; }

@@ -131,7 +131,8 @@ std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, bool tf32) {
 }
 
 // The first algorithm of cuDNN's ranked heuristic list that is supported for this shape, keeps
-// to the requested math (no TF32 unless allowed) and reports its workspace size.
+// to the requested math (no TF32 unless allowed) and reports its workspace size; deterministic
+// algorithms are preferred, so a run repeats exactly where cuDNN allows it.
 template <class Algo, class Perf, class GetAlgos, class GetWorkspace>
 std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos&& get_algos,
                                      GetWorkspace&& get_workspace) {
@@ -140,17 +141,20 @@ std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos
   std::vector<Perf> perf(32);
   int returned = 0;
   VQ_CUDNN_CHECK(get_algos(static_cast<int>(perf.size()), &returned, perf.data()));
-  for (int i = 0; i < returned; ++i) {
-    const Perf& p = perf[i];
-    if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    // Without TF32 the algorithm must run in FMA math whatever the heuristic reports; one that
-    // has no FMA kernel fails the workspace query below and is skipped.
-    const cudnnMathType_t math =
-        plan.requested_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : p.mathType;
-    VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), math));
-    size_t workspace = 0;
-    if (get_workspace(p.algo, &workspace) != CUDNN_STATUS_SUCCESS) continue;
-    return std::make_unique<Choice<Algo>>(Choice<Algo>{p.algo, math, workspace});
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < returned; ++i) {
+      const Perf& p = perf[i];
+      if (p.status != CUDNN_STATUS_SUCCESS) continue;
+      if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
+      // Without TF32 the algorithm must run in FMA math whatever the heuristic reports; one that
+      // has no FMA kernel fails the workspace query below and is skipped.
+      const cudnnMathType_t math =
+          plan.requested_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : p.mathType;
+      VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), math));
+      size_t workspace = 0;
+      if (get_workspace(p.algo, &workspace) != CUDNN_STATUS_SUCCESS) continue;
+      return std::make_unique<Choice<Algo>>(Choice<Algo>{p.algo, math, workspace});
+    }
   }
   throw Error(fmt::format(
       "conv2d on cuda: cuDNN offers no usable {} algorithm for this shape ({} candidates{})",

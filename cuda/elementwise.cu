@@ -3,9 +3,9 @@
 // The scalar math is the CPU's own (elementwise_math.h, philox.h), so the two backends compute
 // the same expressions; dense operands index directly, others through strided_offsets.
 // Size letters: n elements. float16/bfloat16 are storage types: only copy and fill touch them.
-// NOTE: nvcc fuses a*b+c into one FMA where the CPU build (ISO C++, no contraction) rounds
-// twice, so float results may differ in the last bit; the random streams use explicitly rounded
-// __fmul_rn/__fadd_rn so uniform() matches the CPU bit for bit.
+// NOTE: both compilers may fuse a*b+c into one FMA, differently, so float results may differ in
+// the last bit; the random streams use philox_affine (an explicit FMA on both sides), so
+// uniform() and normal()'s affine step match the CPU bit for bit.
 #include <type_traits>
 
 #include "cuda/launch.cuh"
@@ -176,25 +176,17 @@ __global__ void arange_kernel(T* out, int64_t n, int64_t start) {
   VQ_GRID_LOOP(i, n) out[i] = static_cast<T>(start + i);
 }
 
-// lo + scale * u rounded after each operation, as the CPU computes it (no FMA).
-__device__ __forceinline__ float affine_rn(float lo, float scale, float u) {
-  return __fadd_rn(lo, __fmul_rn(scale, u));
-}
-__device__ __forceinline__ double affine_rn(double lo, double scale, double u) {
-  return __dadd_rn(lo, __dmul_rn(scale, u));
-}
-
 template <class T>
 __global__ void uniform_kernel(T* out, int64_t n, T lo, T scale, uint64_t seed, uint64_t offset) {
   VQ_GRID_LOOP(i, n) {
-    out[i] = affine_rn(lo, scale, static_cast<T>(philox_uniform_at(seed, offset, i)));
+    out[i] = philox_affine(lo, scale, static_cast<T>(philox_uniform_at(seed, offset, i)));
   }
 }
 
 template <class T>
 __global__ void normal_kernel(T* out, int64_t n, T mean, T std, uint64_t seed, uint64_t offset) {
   VQ_GRID_LOOP(i, n) {
-    out[i] = affine_rn(mean, std, static_cast<T>(philox_normal_at(seed, offset, i)));
+    out[i] = philox_affine(mean, std, static_cast<T>(philox_normal_at(seed, offset, i)));
   }
 }
 

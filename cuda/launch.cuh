@@ -107,8 +107,8 @@ __device__ A block_reduce(A v, F combine, A identity) {
   return result;
 }
 
-// a * b rounded on its own: keeps nvcc from fusing it into a following add (the CPU build does not
-// contract), where matching the CPU's summation bit for bit is cheap.
+// a * b rounded on its own: keeps nvcc from fusing it into a following add, where matching the
+// CPU's summation order and rounding is cheap (NOTE: the CPU build may contract elsewhere).
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 

@@ -101,6 +101,26 @@ TEST(Config, JsonRoundTripAndOverrides) {
   EXPECT_EQ(b.quantizer.temperature, 3.0);
   EXPECT_EQ(b.training.batch_size, 128);
   EXPECT_EQ(b.quantizer.ema_decay, 0.85);  // untouched
+  // Every quantizer field survives the round trip (a checkpoint's config rebuilds its model).
+  TrainConfig best = preset_config("best", "fmnist");
+  best.quantizer.rotation_trick = true;
+  best.quantizer.entropy_loss = "lfq";
+  best.quantizer.lfq_gamma = 0.5;
+  best.quantizer.codebook = "simvq";
+  best.quantizer.kind = "fsq";
+  best.quantizer.fsq_levels = {8, 8, 4};
+  TrainConfig back = preset_config("improved", "fmnist");
+  back.merge_json(best.to_json(), "best");
+  EXPECT_EQ(back.quantizer.codebook_dim, 8);
+  EXPECT_TRUE(back.quantizer.l2_normalize);
+  EXPECT_TRUE(back.quantizer.rotation_trick);
+  EXPECT_EQ(back.quantizer.entropy_loss, "lfq");
+  EXPECT_EQ(back.quantizer.lfq_gamma, 0.5);
+  EXPECT_EQ(back.quantizer.codebook, "simvq");
+  EXPECT_EQ(back.quantizer.kind, "fsq");
+  EXPECT_EQ(back.quantizer.fsq_levels, (std::vector<int64_t>{8, 8, 4}));
+  EXPECT_EQ(back.quantizer.init, "kmeans");
+  EXPECT_EQ(back.training.lr_schedule, "cosine");
   EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embedd": 3}})", "f.json"),
                   "f.json: unknown key \"quantizer.n_embedd\"");
   EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embed": 1.5}})", "f.json"),
@@ -250,6 +270,30 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   EXPECT_FALSE(last.group("optimizer.discriminator.").empty());
   EXPECT_EQ(last.state.step, 6);
   EXPECT_EQ(last.state.epoch, 2);
+}
+
+TEST_F(TrainerRun, EveryQuantizerKindSavesAndLoadsBack) {
+  // The stored config must rebuild the exact model: factorised l2 codes and FSQ change its tensors.
+  for (const std::string kind : {"factorised", "fsq"}) {
+    const std::string out = test::temp_path("kind_" + kind);
+    TrainConfig c = test::tiny_config(images_, out);
+    c.training.epochs = 1;
+    c.training.steps_per_epoch = 2;
+    if (kind == "fsq") {
+      c.quantizer.kind = "fsq";
+      c.quantizer.fsq_levels = {4, 4};
+    } else {
+      c.quantizer.codebook_dim = 4;
+      c.quantizer.l2_normalize = true;
+      c.quantizer.init = "kmeans";
+      c.quantizer.dead_code_reset = "step";
+    }
+    train(c, "");
+    const auto loaded = load_model(out + "/tiny.safetensors", kCPU);
+    EXPECT_EQ(loaded.model->quantizer().num_codes(), 16) << kind;
+    EXPECT_EQ(loaded.config.quantizer.kind, c.quantizer.kind) << kind;
+    EXPECT_EQ(loaded.config.quantizer.codebook_dim, c.quantizer.codebook_dim) << kind;
+  }
 }
 
 TEST_F(TrainerRun, ResumeContinuesExactly) {

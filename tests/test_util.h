@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -72,9 +73,19 @@ inline Tensor randn32(const Shape& shape, uint64_t seed = 1) {
     }                                                                                        \
   } while (0)
 
+// Skips a CUDA test where no GPU can be used, with the reason. On a machine that is meant to have
+// one, set VQ_REQUIRE_CUDA=1: the test then fails with the backend's reason instead of skipping
+// (an old driver must not turn a GPU run into a green run of skips).
 #define VQ_SKIP_WITHOUT_CUDA()                                                              \
   do {                                                                                      \
     if (!::vq::cuda_available()) {                                                          \
+      if (std::getenv("VQ_REQUIRE_CUDA") != nullptr) {                                      \
+        try {                                                                               \
+          ::vq::zeros({1}, ::vq::DType::Float32, ::vq::Device{::vq::DeviceType::CUDA, 0});  \
+        } catch (const ::vq::Error& vq_error_) {                                            \
+          FAIL() << "VQ_REQUIRE_CUDA is set but CUDA is unusable: " << vq_error_.what();    \
+        }                                                                                   \
+      }                                                                                     \
       GTEST_SKIP() << (::vq::backend_registered(::vq::DeviceType::CUDA)                     \
                            ? "no GPU on this machine; CUDA-vs-CPU checks need one"          \
                            : "built without the CUDA backend (VQ_CUDA=OFF or no toolkit)"); \

@@ -80,8 +80,12 @@ const std::vector<Field<M>>& model_fields() {
 
 const std::vector<Field<Q>>& quantizer_fields() {
   static const std::vector<Field<Q>> f = {
+      {"kind", &Q::kind},
       {"n_embed", &Q::n_embed},
       {"codebook", &Q::codebook},
+      {"codebook_dim", &Q::codebook_dim},
+      {"l2_normalize", &Q::l2_normalize},
+      {"rotation_trick", &Q::rotation_trick},
       {"ema_decay", &Q::ema_decay},
       {"ema_epsilon", &Q::ema_epsilon},
       {"temperature", &Q::temperature},
@@ -91,6 +95,8 @@ const std::vector<Field<Q>>& quantizer_fields() {
       {"entropy_temperature", &Q::entropy_temperature},
       {"confidence_weight", &Q::confidence_weight},
       {"diversity_weight", &Q::diversity_weight},
+      {"entropy_loss", &Q::entropy_loss},
+      {"lfq_gamma", &Q::lfq_gamma},
       {"init", &Q::init},
       {"kmeans_iterations", &Q::kmeans_iterations},
       {"dead_code_threshold", &Q::dead_code_threshold},

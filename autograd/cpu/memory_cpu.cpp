@@ -253,7 +253,7 @@ void CpuBackend::uniform(const Tensor& dst, double lo, double hi, uint64_t seed,
     const T a = static_cast<T>(lo), scale = static_cast<T>(hi - lo);
     parallel_for(dst.numel(), 16384, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
-        out[i] = a + scale * static_cast<T>(philox_uniform_at(seed, offset, i));
+        out[i] = philox_affine(a, scale, static_cast<T>(philox_uniform_at(seed, offset, i)));
     });
   });
 }
@@ -266,7 +266,7 @@ void CpuBackend::normal(const Tensor& dst, double mean, double std, uint64_t see
     const T m = static_cast<T>(mean), s = static_cast<T>(std);
     parallel_for(dst.numel(), 16384, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
-        out[i] = m + s * static_cast<T>(philox_normal_at(seed, offset, i));
+        out[i] = philox_affine(m, s, static_cast<T>(philox_normal_at(seed, offset, i)));
     });
   });
 }
