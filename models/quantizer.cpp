@@ -80,4 +80,31 @@ void QuantizerConfig::validate() const {
            "restarts, low-usage resets, k-means init, CVQ or expansion");
 }
 
+std::string QuantizerConfig::describe(int64_t embed_dim) const {
+  if (kind == "fsq") {
+    int64_t codes = 1;
+    for (int64_t l : fsq_levels) codes *= l;
+    return fmt::format("FSQ, levels [{}] = {} codes, D {} projected to {} dims",
+                       fmt::join(fsq_levels, ", "), codes, embed_dim, fsq_levels.size());
+  }
+  std::string lookup = codebook_dim > 0 ? fmt::format(", lookup in {} dims", codebook_dim) : "";
+  if (l2_normalize) lookup += ", l2-normalised";
+  if (rotation_trick) lookup += ", rotation trick";
+  const std::string entropy =
+      entropy_loss == "lfq" ? fmt::format("entropy {} (lfq, gamma {})", entropy_weight, lfq_gamma)
+                            : fmt::format("entropy {}", entropy_weight);
+  const std::string low_usage =
+      low_usage_reset_interval > 0
+          ? fmt::format("{:.0f}% every {} epoch(s)", 100 * low_usage_reset_fraction,
+                        low_usage_reset_interval)
+          : "off";
+  return fmt::format(
+      "K {} x D {}, {}{}, decay {}, temperature {}, beta {} (warm-up {} epochs), {}, init {}, "
+      "dead-code reset {} (< {}), low-usage reset {}{}, expansion {}",
+      n_embed, embed_dim, codebook, lookup, ema_decay, temperature, beta, commitment_warmup_epochs,
+      entropy, init, dead_code_reset, dead_code_threshold, low_usage,
+      cvq_rate > 0 ? fmt::format(", CVQ rate {}", cvq_rate) : "",
+      expand ? fmt::format("to {}", expand_max_codes) : "off");
+}
+
 }  // namespace vq::models

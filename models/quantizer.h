@@ -1,5 +1,5 @@
-// The quantizer interface shared by the vector quantizer (vector_quantizer.h) and, later, scalar
-// quantizers, plus the configuration of all of them. Size letters: N batch, D code dimension,
+// The quantizer interface shared by the vector quantizer (vector_quantizer.h) and finite scalar
+// quantization (fsq.h), plus the configuration of both. Size letters: N batch, D code dimension,
 // h w latent grid, M = N*h*w vectors, K codebook size.
 #pragma once
 
@@ -51,6 +51,8 @@ struct QuantizerConfig {
   std::vector<int64_t> fsq_levels{8, 5, 5, 5};  // kind "fsq": levels per dimension (K = product)
 
   void validate() const;
+  // One line naming the settings in effect (for run headers), e.g. "K 64 x D 256, ema, ...".
+  std::string describe(int64_t embed_dim) const;
 };
 
 struct QuantizerOutput {

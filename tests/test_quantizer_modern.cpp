@@ -252,5 +252,21 @@ TEST(FSQ, ForwardStatisticsAndErrors) {
   EXPECT_VQ_ERROR(c.validate(), "every FSQ level must be >= 2");
 }
 
+// The run header names the settings in effect: the grid for FSQ, the lookup options for VQ.
+TEST(QuantizerConfig, DescribeNamesTheSettingsInEffect) {
+  QuantizerConfig c;
+  c.kind = "fsq";
+  EXPECT_EQ(c.describe(256), "FSQ, levels [8, 5, 5, 5] = 1000 codes, D 256 projected to 4 dims");
+  c = plain(1024);
+  c.codebook_dim = 8;
+  c.l2_normalize = true;
+  c.entropy_loss = "lfq";
+  c.entropy_weight = 0.1;
+  EXPECT_EQ(c.describe(256),
+            "K 1024 x D 256, ema, lookup in 8 dims, l2-normalised, decay 0.7, temperature 0, beta "
+            "10 (warm-up 5 epochs), entropy 0.1 (lfq, gamma 1), init uniform, dead-code reset off "
+            "(< 1), low-usage reset off, expansion off");
+}
+
 }  // namespace
 }  // namespace vq::models

@@ -1,15 +1,19 @@
 // The analysis tool on a tiny trained model: its numbers agree with each other and with an
 // independent count, the files it writes, and the command-line errors.
+#include <array>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 
 #include "autograd/node.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
 #include "tools/codebook_analysis.h"
+#include "tools/plot.h"
 #include "trainer_fixture.h"
+#include "trainers/data/image.h"
 #include "trainers/model_io.h"
 #include "trainers/trainer.h"
 
@@ -89,6 +93,30 @@ TEST_F(Tool, PlotsAreWritten) {
   for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
     EXPECT_GT(std::filesystem::file_size(dir + "/" + f), 1000u) << f;
   }
+}
+
+// Each of a dozen series gets its own colour in the legend, which sits beside the plot area.
+TEST(LineChart, GivesEverySeriesItsOwnColourAndRejectsRaggedSeries) {
+  std::vector<Series> series;
+  for (int i = 0; i < 12; ++i) {
+    series.push_back({fmt::format("run {}", i), {0.0, 1.0, 2.0}, {0.0, 0.5 * i, 1.0 * i}});
+  }
+  const std::string path = test::temp_path("lines") + "/lines.png";
+  line_chart(path, series, {"title", "step", "value"});
+  const train::Image8 png = train::decode_image(path, 3);
+  ASSERT_EQ(png.width, 1350);
+  ASSERT_EQ(png.height, 650);
+  // The legend swatch of series i: a 24x5 block at a known place right of the plot area.
+  std::set<std::array<uint8_t, 3>> swatches;
+  for (int i = 0; i < 12; ++i) {
+    const int64_t px = png.width - 250 + 12, py = 70 + 22 * i + 6;
+    const uint8_t* p = &png.pixels[(py * png.width + px) * 3];
+    swatches.insert({p[0], p[1], p[2]});
+  }
+  EXPECT_EQ(swatches.size(), 12u);
+  EXPECT_FALSE(swatches.contains({255, 255, 255}));
+  series[3].y.pop_back();
+  EXPECT_VQ_ERROR(line_chart(path, series, {}), "series 'run 3' has 3 x and 2 y values");
 }
 
 TEST_F(Tool, InspectListsTheTrainedModel) {

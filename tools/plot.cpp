@@ -101,10 +101,12 @@ std::string tick_text(double v, double step) {
 // The plot area of a chart and its data ranges: axes, ticks, grid, title and labels drawn.
 class Axes {
  public:
-  Axes(Canvas& c, double x0, double x1, double y0, double y1, const ChartLabels& labels)
+  // right_margin leaves room beside the plot area (e.g. for a legend).
+  Axes(Canvas& c, double x0, double x1, double y0, double y1, const ChartLabels& labels,
+       int right_margin = 30)
       : c_(c), x0_(x0), x1_(x1 > x0 ? x1 : x0 + 1), y0_(y0), y1_(y1 > y0 ? y1 : y0 + 1) {
     left_ = 110;
-    right_ = c.width() - 30;
+    right_ = c.width() - right_margin;
     top_ = 60;
     bottom_ = c.height() - 80;
     c.text((c.width() - Canvas::text_width(labels.title)) / 2, 18, labels.title, kBlack);
@@ -179,10 +181,11 @@ void histogram(const std::string& path, const std::vector<double>& values, int b
 
 void line_chart(const std::string& path, const std::vector<Series>& series,
                 const ChartLabels& labels) {
-  // A colour-blind-safe palette (Okabe-Ito), repeated when there are more series.
-  static const Color palette[] = {{0, 114, 178},   {230, 159, 0},  {0, 158, 115},
-                                  {204, 121, 167}, {86, 180, 233}, {213, 94, 0},
-                                  {0, 0, 0},       {240, 228, 66}, {128, 128, 128}};
+  // Okabe-Ito's colour-blind-safe colours (without its yellow, too faint on white) and five of
+  // Tol's, so a dozen series stay distinct; repeated beyond that.
+  static const Color palette[] = {{0, 114, 178},  {230, 159, 0}, {0, 158, 115},   {204, 121, 167},
+                                  {86, 180, 233}, {213, 94, 0},  {0, 0, 0},       {136, 34, 85},
+                                  {153, 153, 51}, {51, 34, 136}, {128, 128, 128}, {68, 170, 153}};
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   for (const Series& s : series) {
     VQ_CHECK(s.x.size() == s.y.size(), "line_chart: series '{}' has {} x and {} y values", s.name,
@@ -192,8 +195,9 @@ void line_chart(const std::string& path, const std::vector<Series>& series,
   }
   if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   const double pad = (y1 - y0) * 0.05 + 1e-9;
-  Canvas c(1100, 650);
-  Axes axes(c, x0, x1, std::min(0.0, y0 - pad), y1 + pad, labels);
+  constexpr int kLegendWidth = 250;  // beside the plot, so it never hides a line
+  Canvas c(1100 + kLegendWidth, 650);
+  Axes axes(c, x0, x1, std::min(0.0, y0 - pad), y1 + pad, labels, kLegendWidth + 30);
   for (size_t i = 0; i < series.size(); ++i) {
     const Color col = palette[i % (sizeof(palette) / sizeof(palette[0]))];
     const Series& s = series[i];
@@ -202,10 +206,9 @@ void line_chart(const std::string& path, const std::vector<Series>& series,
         c.line(axes.x(s.x[k - 1]), axes.y(s.y[k - 1]) + w, axes.x(s.x[k]), axes.y(s.y[k]) + w, col);
       }
     }
-    // legend, top right inside the plot
     const int ly = 70 + 22 * static_cast<int>(i);
-    c.fill_rect(c.width() - 300, ly + 5, c.width() - 280, ly + 9, col);
-    c.text(c.width() - 272, ly, s.name, kBlack);
+    c.fill_rect(c.width() - kLegendWidth, ly + 4, c.width() - kLegendWidth + 24, ly + 9, col);
+    c.text(c.width() - kLegendWidth + 32, ly, s.name, kBlack);
   }
   c.save(path);
 }

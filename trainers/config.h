@@ -58,7 +58,9 @@ struct TrainConfig {
 //   "improved": K 64, decay 0.7, T 2.5, entropy 2.0, beta 10 with 5-epoch warm-up, resets
 //   "original": the collapsing setup: K 256 growing to 512, decay 0.85, T 1.2, entropy 1.0, no
 //   resets
-// Both on the named model config ("fmnist" or "seed256").
+//   "best": beyond the seed: K 1024, 8-dim l2-normalised lookup, EMA, k-means init, per-step
+//   dead-code restarts, cosine LR
+// All on the named model config ("fmnist" or "seed256").
 TrainConfig preset_config(const std::string& preset, const std::string& model_config);
 
 }  // namespace vq::train

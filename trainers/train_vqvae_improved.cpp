@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   flags.add_bool("use_amp", &t.use_amp,
                  "mixed precision (refused: no float16/bfloat16 kernels in this build)");
   flags.add_string("preset", &preset,
-                   "improved (the seed's fixes) or original (the collapsing setup)");
+                   "improved (the seed's fixes), original (the collapsing setup) or best (a large "
+                   "codebook kept alive, beyond the seed)");
   flags.add_string("model_config", &model_config,
                    "fmnist (32x32 grey, 8x8 latents) or seed256 (256x256 RGB, 16x16)");
   flags.add_string(

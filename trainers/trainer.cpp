@@ -147,7 +147,6 @@ std::string Run::paths(const std::string& suffix) const {
 }
 
 void Run::log_setup() const {
-  const auto& q = config_.quantizer;
   std::printf("train_vqvae_improved: preset '%s', model '%s' (%lld parameters), %s, %d threads\n",
               t_.preset.c_str(), config_.model.name.c_str(),
               static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
@@ -156,19 +155,7 @@ void Run::log_setup() const {
               train_loader_->dataset().describe().c_str(), val_set_->describe().c_str(),
               static_cast<long long>(t_.val_limit > 0 ? std::min(t_.val_limit, val_set_->size())
                                                       : val_set_->size()));
-  std::printf(
-      "  codebook:   K %lld x D %lld, %s, decay %g, temperature %g, beta %g (warm-up %g epochs), "
-      "entropy %g, "
-      "init %s, dead-code reset %s (< %g), low-usage reset %s, expansion %s\n",
-      static_cast<long long>(q.n_embed), static_cast<long long>(config_.model.embed_dim),
-      q.codebook.c_str(), q.ema_decay, q.temperature, q.beta, q.commitment_warmup_epochs,
-      q.entropy_weight, q.init.c_str(), q.dead_code_reset.c_str(), q.dead_code_threshold,
-      q.low_usage_reset_interval > 0
-          ? fmt::format("{:.0f}% every {} epoch(s)", 100 * q.low_usage_reset_fraction,
-                        q.low_usage_reset_interval)
-                .c_str()
-          : "off",
-      q.expand ? fmt::format("to {}", q.expand_max_codes).c_str() : "off");
+  std::printf("  codebook:   %s\n", config_.quantizer.describe(config_.model.embed_dim).c_str());
   std::printf("  loss:       L1 %g, adversarial %g (from step %lld), perceptual %g\n",
               config_.loss.l1_weight, config_.loss.adversarial_weight,
               static_cast<long long>(config_.loss.disc_start), config_.loss.perceptual_weight);
