@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
@@ -14,6 +15,7 @@
 #include "tools/plot.h"
 #include "trainer_fixture.h"
 #include "trainers/data/image.h"
+#include "trainers/metrics.h"
 #include "trainers/model_io.h"
 #include "trainers/trainer.h"
 
@@ -140,6 +142,90 @@ TEST_F(Tool, LoadErrorsAreClear) {
   nn::save_safetensors(plain, {{"encoder.conv_in.weight", zeros({64, 1, 3, 3})}});
   EXPECT_VQ_ERROR(train::load_model(plain, kCPU), "pass --model_config");
   EXPECT_VQ_ERROR(train::load_model(plain, kCPU, "fmnist"), "the weights do not fit the model");
+}
+
+// Runs one of the tool programs (built next to each other) with its output captured; returns
+// the exit status and appends the output to `text`.
+int run_tool(const std::string& args, std::string* text) {
+  const std::string log = test::temp_path("tool_log") + "/out.txt";
+  const int status = std::system(
+      fmt::format("OMP_NUM_THREADS=1 {}/{} > {} 2>&1", VQ_TOOLS_BIN_DIR, args, log).c_str());
+  std::ifstream in(log);
+  text->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return status;
+}
+
+// The programs end to end on the tiny model: their files hold what the library computes.
+TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
+  const std::string model = out_ + "/tiny.safetensors", dir = test::temp_path("programs");
+  auto loaded = train::load_model(model, kCPU);
+  NoGradGuard no_grad;
+  Tensor all = Tensor::empty({24, 1, 16, 16});
+  const auto ds = train::open_dataset(images_, 1, 16);
+  for (int64_t i = 0; i < 24; ++i) ds->load(i, false, all.data<float>() + i * 256);
+  const Tensor expected_indices = loaded.model->encode_indices(all);
+  std::string text;
+
+  ASSERT_EQ(run_tool(fmt::format("vq_encode --model_path {} --data_dir {} --output {}/tokens."
+                                 "safetensors --batch_size 7",
+                                 model, images_, dir),
+                     &text),
+            0)
+      << text;
+  const nn::SafetensorsFile tokens = nn::load_safetensors(dir + "/tokens.safetensors");
+  ASSERT_EQ(tokens.tensors.size(), 1u);
+  EXPECT_EQ(tokens.tensors[0].first, "indices");
+  EXPECT_EQ(tokens.tensors[0].second.to_vector<int64_t>(), expected_indices.to_vector<int64_t>());
+  const auto names = nlohmann::json::parse(tokens.metadata.at("images"));
+  ASSERT_EQ(names.size(), 24u);
+  EXPECT_EQ(names[5].get<std::string>(), ds->item_name(5));
+  EXPECT_EQ(tokens.metadata.at("num_codes"), "16");
+
+  ASSERT_EQ(run_tool(fmt::format("vq_reconstruct --model_path {} --data_dir {} --output_dir {} "
+                                 "--num 5 --save_tensors",
+                                 model, images_, dir),
+                     &text),
+            0)
+      << text;
+  const nn::SafetensorsFile recon = nn::load_safetensors(dir + "/reconstructions.safetensors");
+  std::map<std::string, Tensor> t(recon.tensors.begin(), recon.tensors.end());
+  EXPECT_EQ(t.at("inputs").shape(), (Shape{5, 1, 16, 16}));
+  EXPECT_EQ(t.at("reconstructions").shape(), (Shape{5, 1, 16, 16}));
+  EXPECT_EQ(t.at("indices").to_vector<int64_t>(),
+            expected_indices.narrow(0, 0, 5).to_vector<int64_t>());
+  const auto psnr = train::psnr_per_image(t.at("reconstructions"), t.at("inputs"));
+  std::ifstream csv(dir + "/metrics.csv");
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "index,image,psnr,ssim");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(std::getline(csv, line));
+    EXPECT_EQ(line.rfind(fmt::format("{},{},{:.4f},", i, ds->item_name(i), psnr[i]), 0), 0u)
+        << line;
+  }
+  EXPECT_FALSE(std::getline(csv, line));
+  EXPECT_GT(std::filesystem::file_size(dir + "/reconstructions.png"), 100u);
+
+  ASSERT_EQ(run_tool(fmt::format("codebook_utilization_check --model_path {} --data_dir {} "
+                                 "--output_dir {}",
+                                 model, images_, dir),
+                     &text),
+            0)
+      << text;
+  const auto summary = nlohmann::json::parse(std::ifstream(dir + "/summary.json"));
+  const auto counts = bincount(expected_indices.reshape({-1}), 16).to_vector<int64_t>();
+  EXPECT_EQ(summary.at("used_codes").get<int64_t>(),
+            std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; }));
+  EXPECT_EQ(summary.at("num_images").get<int64_t>(), 24);
+  // A data set that does not fit the model is refused with a message naming the flag.
+  EXPECT_NE(run_tool(fmt::format("codebook_utilization_check --model_path {} --data_dir {} "
+                                 "--image_size 32",
+                                 model, images_),
+                     &text),
+            0);
+  EXPECT_NE(text.find("--image_size 32 disagrees with the model, which was trained at 16x16"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -7,22 +7,20 @@
 #include "autograd/ops.h"
 #include "nn/atomic_file.h"
 #include "tools/codebook_analysis.h"
-#include "trainers/flags.h"
-#include "trainers/model_io.h"
+#include "tools/model_flags.h"
 
 int main(int argc, char** argv) {
   using namespace vq;
-  std::string model_path, data_dir = "fashion-mnist:test", output_dir = "codebook_analysis",
-                          device = "cpu", model_config;
-  int64_t image_size = 0, in_channels = 0, batch_size = 32, num_threads = 0, limit = 0, seed = 0;
+  tools::ModelFlags model_flags;
+  std::string data_dir = "fashion-mnist:test", output_dir = "codebook_analysis";
+  int64_t image_size = 0, in_channels = 0, batch_size = 32, limit = 0, seed = 0;
   double temperature = 0.0;
   bool plot = false, save_details = false;
   train::Flags flags(
       "codebook_utilization_check",
       "Counts which codes a trained VQGAN really uses over a whole data set, next to what its EMA "
       "statistics claim.");
-  flags.add_string("model_path", &model_path,
-                   "model or checkpoint (.safetensors) written by train_vqvae_improved");
+  model_flags.add_to(flags, "model or checkpoint (.safetensors) written by train_vqvae_improved");
   flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
   flags.add_string("output_dir", &output_dir, "where summary.json (and CSVs, plots) go");
   flags.add_int("image_size", &image_size,
@@ -35,17 +33,11 @@ int main(int argc, char** argv) {
   flags.add_double(
       "temperature", &temperature,
       "0: nearest code (argmin); T > 0: sample codes from softmax(-d/T) as in training", 0);
-  flags.add_string("device", &device, "cpu, cuda or cuda:N");
-  flags.add_int("num_threads", &num_threads, "CPU threads; 0 = all cores", 0);
   flags.add_int("limit", &limit, "use only the first N images; 0 = all", 0);
   flags.add_int("seed", &seed, "seed for sampled assignment (temperature > 0)", 0);
-  flags.add_string("model_config", &model_config,
-                   "fmnist or seed256, only for plain weight files without our config");
   try {
     if (!flags.parse(argc, argv)) return 0;
-    if (num_threads > 0) set_num_threads(static_cast<int>(num_threads));
-    const train::LoadedModel loaded =
-        train::load_model(model_path, parse_device(device), model_config);
+    const train::LoadedModel loaded = model_flags.load();
     const models::ModelConfig& mc = loaded.config.model;
     VQ_CHECK(image_size == 0 || image_size == mc.resolution,
              "--image_size {} disagrees with the model, which was trained at {}x{}", image_size,
@@ -54,10 +46,9 @@ int main(int argc, char** argv) {
              "--in_channels {} disagrees with the model's {} channels", in_channels,
              mc.in_channels);
     if (!loaded.note.empty()) std::printf("note: %s\n", loaded.note.c_str());
-    train::LoaderOptions lo = train::LoaderOptions::single_pass(batch_size, limit);
-    train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
-                             mc.in_channels, mc.resolution, lo);
-    std::printf("codebook_utilization_check: %s on %s\n", model_path.c_str(),
+    train::DataLoader loader =
+        tools::model_data(data_dir, mc, train::LoaderOptions::single_pass(batch_size, limit));
+    std::printf("codebook_utilization_check: %s on %s\n", model_flags.model_path.c_str(),
                 loader.dataset().describe().c_str());
     const tools::CodebookReport report = tools::analyze_codebook(
         *loaded.model, loader, temperature, loaded.config.quantizer.active_threshold,
@@ -67,7 +58,8 @@ int main(int argc, char** argv) {
       nn::write_file_atomically(output_dir + "/" + name, [&](std::ostream& out) { out << text; });
     };
     write("summary.json",
-          tools::report_summary_json(report, model_path, loader.dataset().describe()) + "\n");
+          tools::report_summary_json(report, model_flags.model_path, loader.dataset().describe()) +
+              "\n");
     if (save_details) {
       write("per_code.csv", tools::per_code_csv(report));
       write("per_batch.csv", tools::per_batch_csv(report));

@@ -7,36 +7,28 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "nn/safetensors.h"
-#include "trainers/data/loader.h"
-#include "trainers/flags.h"
-#include "trainers/model_io.h"
+#include "tools/model_flags.h"
 #include "trainers/progress.h"
 
 int main(int argc, char** argv) {
   using namespace vq;
-  std::string model_path, data_dir = "fashion-mnist:test", output, device = "cpu", model_config;
-  int64_t batch_size = 64, num_threads = 0, limit = 0;
+  tools::ModelFlags model_flags;
+  std::string data_dir = "fashion-mnist:test", output;
+  int64_t batch_size = 64, limit = 0;
   train::Flags flags("vq_encode", "Encodes a data set into VQ code indices (tokens).");
-  flags.add_string("model_path", &model_path, "model or checkpoint (.safetensors)");
+  model_flags.add_to(flags);
   flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
   flags.add_string("output", &output,
                    "output .safetensors file (tensor \"indices\", int64 [N, h, w])");
   flags.add_int("batch_size", &batch_size, "images per batch", 1);
   flags.add_int("limit", &limit, "encode only the first N images; 0 = all", 0);
-  flags.add_string("device", &device, "cpu, cuda or cuda:N");
-  flags.add_int("num_threads", &num_threads, "CPU threads; 0 = all cores", 0);
-  flags.add_string("model_config", &model_config,
-                   "fmnist or seed256, only for plain weight files without our config");
   try {
     if (!flags.parse(argc, argv)) return 0;
     VQ_CHECK(!output.empty(), "--output is required (a .safetensors file)");
-    if (num_threads > 0) set_num_threads(static_cast<int>(num_threads));
-    const Device dev = parse_device(device);
-    const train::LoadedModel loaded = train::load_model(model_path, dev, model_config);
-    const auto& mc = loaded.config.model;
-    train::LoaderOptions lo = train::LoaderOptions::single_pass(batch_size, limit);
-    train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
-                             mc.in_channels, mc.resolution, lo);
+    const train::LoadedModel loaded = model_flags.load();
+    const Device dev = parse_device(model_flags.device);
+    train::DataLoader loader = tools::model_data(
+        data_dir, loaded.config.model, train::LoaderOptions::single_pass(batch_size, limit));
     std::vector<Tensor> parts;
     nlohmann::json names = nlohmann::json::array();
     train::ProgressBar bar("encoding", loader.batches_per_pass(), 20);
@@ -52,7 +44,7 @@ int main(int argc, char** argv) {
     const Tensor indices = concat(parts, 0);
     nn::save_safetensors(output, {{"indices", indices}},
                          {{"images", names.dump()},
-                          {"model_path", model_path},
+                          {"model_path", model_flags.model_path},
                           {"num_codes", std::to_string(loaded.model->quantizer().num_codes())},
                           {"data", loader.dataset().describe()}});
     std::printf("vq_encode: %lld images -> indices %s (K = %lld) in %s%s\n",

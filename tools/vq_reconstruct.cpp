@@ -9,44 +9,34 @@
 #include "autograd/ops.h"
 #include "nn/atomic_file.h"
 #include "nn/safetensors.h"
+#include "tools/model_flags.h"
 #include "trainers/data/image.h"
-#include "trainers/data/loader.h"
-#include "trainers/flags.h"
 #include "trainers/metrics.h"
-#include "trainers/model_io.h"
 
 int main(int argc, char** argv) {
   using namespace vq;
-  std::string model_path, data_dir = "fashion-mnist:test", output_dir = "reconstructions",
-                          device = "cpu", model_config;
-  int64_t num = 16, num_threads = 0;
+  tools::ModelFlags model_flags;
+  std::string data_dir = "fashion-mnist:test", output_dir = "reconstructions";
+  int64_t num = 16;
   bool save_tensors = false;
   train::Flags flags("vq_reconstruct",
                      "Reconstructs images through a trained VQGAN and measures PSNR and SSIM.");
-  flags.add_string("model_path", &model_path, "model or checkpoint (.safetensors)");
+  model_flags.add_to(flags);
   flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
   flags.add_string("output_dir", &output_dir,
                    "where reconstructions.png, metrics.csv (and tensors) go");
   flags.add_int("num", &num, "how many images (the first N of the data set)", 1);
   flags.add_bool("save_tensors", &save_tensors,
                  "also write inputs, reconstructions (float32, [-1, 1]) and code indices");
-  flags.add_string("device", &device, "cpu, cuda or cuda:N");
-  flags.add_int("num_threads", &num_threads, "CPU threads; 0 = all cores", 0);
-  flags.add_string("model_config", &model_config,
-                   "fmnist or seed256, only for plain weight files without our config");
   try {
     if (!flags.parse(argc, argv)) return 0;
-    if (num_threads > 0) set_num_threads(static_cast<int>(num_threads));
-    const train::LoadedModel loaded =
-        train::load_model(model_path, parse_device(device), model_config);
-    const auto& mc = loaded.config.model;
-    train::LoaderOptions lo = train::LoaderOptions::single_pass(num, num);
-    train::DataLoader loader(train::open_dataset(data_dir, mc.in_channels, mc.resolution, "test"),
-                             mc.in_channels, mc.resolution, lo);
+    const train::LoadedModel loaded = model_flags.load();
+    train::DataLoader loader = tools::model_data(data_dir, loaded.config.model,
+                                                 train::LoaderOptions::single_pass(num, num));
     auto batch = loader.next();
     VQ_CHECK(batch.has_value(), "no readable images in {}", loader.dataset().describe());
     NoGradGuard no_grad;
-    const Tensor x = batch->images.to(parse_device(device));
+    const Tensor x = batch->images.to(parse_device(model_flags.device));
     const Tensor indices = loaded.model->encode_indices(x);
     const Tensor recon = clamp(loaded.model->decode_indices(indices), -1.0, 1.0).cpu();
     const auto psnr = train::psnr_per_image(recon, batch->images);
@@ -69,7 +59,7 @@ int main(int argc, char** argv) {
       nn::save_safetensors(
           output_dir + "/reconstructions.safetensors",
           {{"inputs", batch->images}, {"reconstructions", recon}, {"indices", indices.cpu()}},
-          {{"images", names.dump()}, {"model_path", model_path}});
+          {{"images", names.dump()}, {"model_path", model_flags.model_path}});
     }
     std::printf(
         "vq_reconstruct: %zu images from %s\n  mean PSNR %.2f dB, mean SSIM %.4f\n  wrote "

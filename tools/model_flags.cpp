@@ -1,0 +1,27 @@
+#include "tools/model_flags.h"
+
+#include "autograd/ops.h"
+
+namespace vq::tools {
+
+void ModelFlags::add_to(train::Flags& flags, const std::string& model_help) {
+  flags.add_string("model_path", &model_path, model_help);
+  flags.add_string("device", &device, "cpu, cuda or cuda:N");
+  flags.add_int("num_threads", &num_threads, "CPU threads; 0 = all cores", 0);
+  flags.add_string("model_config", &model_config,
+                   "fmnist or seed256, only for plain weight files without our config");
+}
+
+train::LoadedModel ModelFlags::load() const {
+  if (num_threads > 0) set_num_threads(static_cast<int>(num_threads));
+  return train::load_model(model_path, parse_device(device), model_config);
+}
+
+train::DataLoader model_data(const std::string& data_dir, const models::ModelConfig& model,
+                             const train::LoaderOptions& options) {
+  return train::DataLoader(
+      train::open_dataset(data_dir, model.in_channels, model.resolution, "test"), model.in_channels,
+      model.resolution, options);
+}
+
+}  // namespace vq::tools
