@@ -144,12 +144,16 @@ TEST_F(Tool, LoadErrorsAreClear) {
   EXPECT_VQ_ERROR(train::load_model(plain, kCPU, "fmnist"), "the weights do not fit the model");
 }
 
-// Runs one of the tool programs (built next to each other) with its output captured; returns
-// the exit status and appends the output to `text`.
-int run_tool(const std::string& args, std::string* text) {
+// Runs a tool program (they are built next to each other) on a model and a data folder with
+// more arguments; returns the exit status, with the program's output in `text`.
+int run_tool(const std::string& program, const std::string& model, const std::string& data,
+             const std::string& args, std::string* text) {
   const std::string log = test::temp_path("tool_log") + "/out.txt";
-  const int status = std::system(
-      fmt::format("OMP_NUM_THREADS=1 {}/{} > {} 2>&1", VQ_TOOLS_BIN_DIR, args, log).c_str());
+  const int status =
+      std::system(fmt::format("OMP_NUM_THREADS=1 {}/{} --model_path {} --data_dir {} "
+                              "{} > {} 2>&1",
+                              VQ_TOOLS_BIN_DIR, program, model, data, args, log)
+                      .c_str());
   std::ifstream in(log);
   text->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   return status;
@@ -166,13 +170,11 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   const Tensor expected_indices = loaded.model->encode_indices(all);
   std::string text;
 
-  ASSERT_EQ(run_tool(fmt::format("vq_encode --model_path {} --data_dir {} --output {}/tokens."
-                                 "safetensors --batch_size 7",
-                                 model, images_, dir),
-                     &text),
+  const std::string tokens_file = dir + "/tokens.safetensors";
+  ASSERT_EQ(run_tool("vq_encode", model, images_, "--batch_size 7 --output " + tokens_file, &text),
             0)
       << text;
-  const nn::SafetensorsFile tokens = nn::load_safetensors(dir + "/tokens.safetensors");
+  const nn::SafetensorsFile tokens = nn::load_safetensors(tokens_file);
   ASSERT_EQ(tokens.tensors.size(), 1u);
   EXPECT_EQ(tokens.tensors[0].first, "indices");
   EXPECT_EQ(tokens.tensors[0].second.to_vector<int64_t>(), expected_indices.to_vector<int64_t>());
@@ -181,9 +183,7 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   EXPECT_EQ(names[5].get<std::string>(), ds->item_name(5));
   EXPECT_EQ(tokens.metadata.at("num_codes"), "16");
 
-  ASSERT_EQ(run_tool(fmt::format("vq_reconstruct --model_path {} --data_dir {} --output_dir {} "
-                                 "--num 5 --save_tensors",
-                                 model, images_, dir),
+  ASSERT_EQ(run_tool("vq_reconstruct", model, images_, "--num 5 --save_tensors --output_dir " + dir,
                      &text),
             0)
       << text;
@@ -206,11 +206,7 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   EXPECT_FALSE(std::getline(csv, line));
   EXPECT_GT(std::filesystem::file_size(dir + "/reconstructions.png"), 100u);
 
-  ASSERT_EQ(run_tool(fmt::format("codebook_utilization_check --model_path {} --data_dir {} "
-                                 "--output_dir {}",
-                                 model, images_, dir),
-                     &text),
-            0)
+  ASSERT_EQ(run_tool("codebook_utilization_check", model, images_, "--output_dir " + dir, &text), 0)
       << text;
   const auto summary = nlohmann::json::parse(std::ifstream(dir + "/summary.json"));
   const auto counts = bincount(expected_indices.reshape({-1}), 16).to_vector<int64_t>();
@@ -218,11 +214,7 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
             std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; }));
   EXPECT_EQ(summary.at("num_images").get<int64_t>(), 24);
   // A data set that does not fit the model is refused with a message naming the flag.
-  EXPECT_NE(run_tool(fmt::format("codebook_utilization_check --model_path {} --data_dir {} "
-                                 "--image_size 32",
-                                 model, images_),
-                     &text),
-            0);
+  EXPECT_NE(run_tool("codebook_utilization_check", model, images_, "--image_size 32", &text), 0);
   EXPECT_NE(text.find("--image_size 32 disagrees with the model, which was trained at 16x16"),
             std::string::npos)
       << text;
