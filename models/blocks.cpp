@@ -46,7 +46,7 @@ Tensor AttnBlock::forward(const Tensor& x) {
   const Tensor v = v_->forward(h).reshape({N, C, S});                  // [N, C, S]
   // weights[n, i, j]: how much position i attends to position j
   const Tensor weights = softmax(mul(bmm(q, k), 1.0 / std::sqrt(static_cast<double>(C))), 2);
-  const Tensor attended = bmm(v, weights.transpose(1, 2)).reshape({N, C, H, W});  // [N, C, S]
+  const Tensor attended = bmm(v, weights.transpose(1, 2)).reshape({N, C, H, W});
   return add(x, proj_out_->forward(attended));
 }
 

@@ -1,6 +1,7 @@
 // Codebook maintenance of the vector quantizer (no gradients): the EMA update, restarts of dead
 // or rarely used codes, CVQ re-seeding, k-means initialisation and the seed's codebook expansion.
-// All of them keep N (cluster_size) and S (embed_avg) consistent with the codes: S_k = e_k N~_k.
+// All of them keep N (cluster_size) and S (embed_avg) consistent with the codes: S_k = e_k N_k
+// (the EMA update divides by the smoothed N~_k, which differs from N_k only by the tiny eps).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -32,8 +33,10 @@ void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices) {
   if (config_.codebook != "ema") return;                       // a usage monitor only
   const Tensor sums = index_add(zeros({K, lookup_dim_}, h.dtype(), h.device()), 0, indices, h);
   table_->embed_avg.mul_(decay).add_(sums, 1.0 - decay);  // S_k
-  // NOTE: a never-used code's S_k decays towards 0 while N~_k ~ eps, so its e_k can grow large and
-  // the code drifts out of reach (taming's behaviour; restarts are the cure).
+  // NOTE: like taming's EmbeddingEMA, the codebook starts with S_k = e_k but N_k = 0, so the first
+  // update divides each unused code's decayed S_k by a smoothed count near eps and flings it far
+  // out, from where it shrinks back by a factor `decay` per step while unused. Restarts (or k-means
+  // init, which sets S and N consistently) give such codes a real place in the data.
   table_->weight.copy_(div(
       table_->embed_avg, smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1)));
 }
@@ -71,13 +74,15 @@ int64_t VectorQuantizer::restart_dead_codes(const Tensor& h) {
 void VectorQuantizer::cvq_reseed(const Tensor& h, const Tensor& d) {
   NoGradGuard no_grad;
   const int64_t K = config_.n_embed;
-  // a_k = exp(-K * usage_k * rate): 1 for an unused code, exp(-rate) at uniform usage.
+  // The pull a_k = exp(-K * usage_k * cvq_rate) with usage_k = N_k / sum(N): K usage_k is 1 at
+  // uniform use, so a busy code moves by exp(-cvq_rate) of the way and an unused one all the way.
   const double total = std::max(sum(table_->cluster_size).item(), 1e-12);
-  const Tensor rate =
+  const Tensor pull =
       exp(mul(table_->cluster_size, -static_cast<double>(K) * config_.cvq_rate / total))
           .unsqueeze(1);
-  const Tensor anchors = index_select(h, 0, argmin(d, 0));  // the batch vector nearest each code
-  const Tensor moved = add(mul(table_->weight, rsub(1.0, rate)), mul(anchors, rate));
+  // The batch vector nearest each code, by the distances this forward used (before the update).
+  const Tensor anchors = index_select(h, 0, argmin(d, 0));
+  const Tensor moved = add(mul(table_->weight, rsub(1.0, pull)), mul(anchors, pull));
   if (table_->embed_avg.defined()) {
     // Keep S_k / N~_k equal to the moved code.
     table_->embed_avg.copy_(
@@ -104,9 +109,12 @@ void VectorQuantizer::kmeans_init(const Tensor& h) {
     centres = add(mul(div(sums, clamp(counts, 1.0, 1e30).unsqueeze(1)), filled),
                   mul(centres, rsub(1.0, filled)));
   }
+  // The EMA statistics start as if the centres had been seen `count` times: S_k = e_k N_k. An
+  // empty cluster counts as seen once at its centre; with N_k = 0 the first EMA update would
+  // move it to the origin.
+  counts = clamp(counts, 1.0, 1e30);
   table_->weight.copy_(centres);
   table_->cluster_size.copy_(counts);
-  // The EMA statistics start as if the centres had been seen `count` times: S_k = e_k N_k.
   if (table_->embed_avg.defined()) table_->embed_avg.copy_(mul(centres, counts.unsqueeze(1)));
   initialized_.fill_(1);
 }
@@ -114,6 +122,12 @@ void VectorQuantizer::kmeans_init(const Tensor& h) {
 std::string VectorQuantizer::end_epoch(int64_t epoch) {
   if (!last_inputs_.defined()) return {};
   std::vector<std::string> done;
+  // Expansion is decided on the epoch's real counts, before resets revive codes (a restarted code
+  // has a count of at least 1 and would look active).
+  if (config_.expand) {
+    const std::string expanded = expand_codebook();
+    if (!expanded.empty()) done.push_back(expanded);
+  }
   if (config_.dead_code_reset == "epoch") {
     const int64_t n = restart_dead_codes(last_inputs_);
     if (n > 0) done.push_back(fmt::format("restarted {} dead codes", n));
@@ -127,10 +141,6 @@ std::string VectorQuantizer::end_epoch(int64_t epoch) {
     order.resize(static_cast<size_t>(std::floor(config_.low_usage_reset_fraction * counts.size())));
     const int64_t n = restart_codes(order, last_inputs_);
     if (n > 0) done.push_back(fmt::format("reset the {} least-used codes", n));
-  }
-  if (config_.expand) {
-    const std::string expanded = expand_codebook();
-    if (!expanded.empty()) done.push_back(expanded);
   }
   return fmt::format("{}", fmt::join(done, "; "));
 }

@@ -16,8 +16,7 @@ bool has_attention(const ModelConfig& c, int64_t resolution) {
 }  // namespace
 
 Level::Level(int64_t in_channels, int64_t out_channels, int64_t blocks, bool attention,
-             double dropout)
-    : out_channels_(out_channels) {
+             double dropout) {
   block_ = register_module("block", std::make_shared<nn::ModuleList>());
   attn_ = register_module("attn", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < blocks; ++i) {

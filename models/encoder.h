@@ -23,12 +23,10 @@ class Level : public nn::Module {
   Level(int64_t in_channels, int64_t out_channels, int64_t blocks, bool attention, double dropout);
   void set_resample(const char* name, std::shared_ptr<nn::UnaryModule> resample);
   Tensor forward(const Tensor& x) const;  // blocks (+attention), then the resampling
-  int64_t out_channels() const { return out_channels_; }
 
  private:
   std::shared_ptr<nn::ModuleList> block_, attn_;
   std::shared_ptr<nn::UnaryModule> resample_;
-  int64_t out_channels_;
 };
 
 // The middle of both networks: block_1, attn_1, block_2 at constant width.

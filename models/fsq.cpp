@@ -28,31 +28,34 @@ FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int6
   for (int64_t L : levels) {
     basis_.push_back(num_codes_);
     num_codes_ *= L;
+    // a: the half range, shrunk by 1e-3 so that |b| stays below the outermost rounding edge and
+    // rounding can never produce an extra level. o: an even L has no level at 0, so its range is
+    // shifted by half a step (L = 8 gives levels -4..3). s: makes h = 0 map to b = 0.
     const double a = (L - 1) * (1.0 - 1e-3) / 2.0, o = L % 2 == 0 ? 0.5 : 0.0;
     half_range.push_back(static_cast<float>(a));
     offset.push_back(static_cast<float>(o));
     shift.push_back(static_cast<float>(std::atanh(o / a)));
     half_width.push_back(static_cast<float>(L / 2));
   }
+  // Indices are summed in the codes' float32 dtype, exact only up to 2^24.
   VQ_CHECK(num_codes_ <= (int64_t{1} << 24),
            "FSQ: {} codes are too many (levels multiply to more than 2^24)", num_codes_);
-  config_.n_embed = num_codes_;
   half_range_ = from_vector(half_range, {n});
   offset_ = from_vector(offset, {n});
   shift_ = from_vector(shift, {n});
   half_width_ = from_vector(half_width, {n});
   project_in_ = register_module("project_in", std::make_shared<nn::Linear>(embed_dim, n));
   project_out_ = register_module("project_out", std::make_shared<nn::Linear>(n, embed_dim));
-  auto usage = std::make_shared<UsageTable>(num_codes_);
-  usage_ = usage->cluster_size;
-  usage_holder_ = register_module("embedding", usage);
+  usage_ = register_module("embedding", std::make_shared<UsageTable>(num_codes_))->cluster_size;
 }
 
 Tensor FiniteScalarQuantizer::quantize(const Tensor& h) const {
-  const Tensor bounded = sub(mul(tanh(add(h, shift_.to(h.dtype()))), half_range_.to(h.dtype())),
-                             offset_.to(h.dtype()));
+  // The per-dimension constants are plain tensors (not state to save): bring them to h.
+  auto like_h = [&](const Tensor& c) { return c.to(h.dtype()).to(h.device()); };
+  const Tensor bounded =
+      sub(mul(tanh(add(h, like_h(shift_))), like_h(half_range_)), like_h(offset_));
   const Tensor rounded = add(bounded, sub(round(bounded), bounded).detach());  // straight-through
-  return div(rounded, half_width_.to(h.dtype()));
+  return div(rounded, like_h(half_width_));
 }
 
 Tensor FiniteScalarQuantizer::codes_to_indices(const Tensor& codes) const {
@@ -62,7 +65,7 @@ Tensor FiniteScalarQuantizer::codes_to_indices(const Tensor& codes) const {
   std::vector<double> basis(basis_.begin(), basis_.end());
   const Tensor b =
       from_vector(basis, {static_cast<int64_t>(basis.size())}, codes.device()).to(codes.dtype());
-  return sum(mul(digits, b), {1}).to(DType::Float64).to(DType::Int64);
+  return sum(mul(digits, b), {1}).to(DType::Int64);  // exact: whole numbers below 2^24
 }
 
 Tensor FiniteScalarQuantizer::indices_to_codes(const Tensor& indices) const {
@@ -95,11 +98,11 @@ QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
   out.z_q = project_out_->forward(codes).view({N, height, width, embed_dim_}).permute({0, 3, 1, 2});
   out.indices = indices.view({N, height, width});
   out.loss = zeros({}, z.dtype(), z.device());  // FSQ needs no commitment or codebook loss
-  const std::vector<int64_t> counts = bincount(indices, num_codes_).to_vector<int64_t>();
+  const Tensor batch_counts = bincount(indices, num_codes_);
+  const std::vector<int64_t> counts = batch_counts.to_vector<int64_t>();
   if (is_training()) {
     NoGradGuard no_grad;
-    const Tensor c = bincount(indices, num_codes_).to(usage_.dtype());
-    usage_.mul_(config_.ema_decay).add_(c, 1.0 - config_.ema_decay);
+    usage_.mul_(config_.ema_decay).add_(batch_counts.to(usage_.dtype()), 1.0 - config_.ema_decay);
   }
   out.stats =
       codebook_stats(counts, ema_counts(), config_.active_threshold, config_.dead_code_threshold);
@@ -110,6 +113,8 @@ Tensor FiniteScalarQuantizer::lookup(const Tensor& z, double temperature) {
   VQ_CHECK(temperature == 0.0,
            "FSQ assigns codes by rounding; a sampling temperature ({}) does not apply",
            temperature);
+  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_, "FSQ: expected [N, {}, h, w], got {}",
+           embed_dim_, shape_str(z.shape()));
   NoGradGuard no_grad;
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
   const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});

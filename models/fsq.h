@@ -40,8 +40,7 @@ class FiniteScalarQuantizer : public Quantizer {
   std::vector<int64_t> basis_;
   Tensor half_range_, offset_, shift_, half_width_;  // per-dimension constants [n]
   std::shared_ptr<nn::Linear> project_in_, project_out_;
-  std::shared_ptr<nn::Module> usage_holder_;
-  Tensor usage_;
+  Tensor usage_;  // EMA of per-code usage, the buffer embedding.cluster_size
 };
 
 }  // namespace vq::models

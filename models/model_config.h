@@ -1,5 +1,5 @@
 // Architecture of the VQGAN (taming-transformers' ddconfig plus the codebook size and dimension)
-// and the built-in reference configs from DESIGN.md.
+// and the two built-in reference configs (the seed's Fashion-MNIST and 256x256 models).
 //
 //   fmnist : 32x32 grey, ch 64, ch_mult (1,2,2), 1 res block, no attention levels -> 8x8 latents
 //   seed256: 256x256 RGB, ch 128, ch_mult (1,1,2,2,4), 2 res blocks, attention at 16 -> 16x16

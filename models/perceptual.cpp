@@ -92,7 +92,7 @@ PerceptualLoss::PerceptualLoss() {
             ->conv);
   }
   requires_grad_(false);  // a fixed metric: gradients flow through it to the images only
-  source_ = "random VGG16 features (no perceptual weights file given), lin uniform 1/C";
+  source_ = "random VGG16 features (untrained: no weights loaded), lin uniform 1/C";
 }
 
 std::vector<Tensor> PerceptualLoss::features(const Tensor& x) {

@@ -67,6 +67,14 @@ void QuantizerConfig::validate() const {
            low_usage_reset_fraction);
   VQ_CHECK(restart_noise >= 0.0 && cvq_rate >= 0.0,
            "quantizer: restart_noise and cvq_rate must be >= 0");
+  VQ_CHECK(kmeans_iterations >= 0 && low_usage_reset_interval >= 0,
+           "quantizer: kmeans_iterations ({}) and low_usage_reset_interval ({}) must be >= 0",
+           kmeans_iterations, low_usage_reset_interval);
+  VQ_CHECK(dead_code_threshold >= 0.0 && active_threshold >= 0.0,
+           "quantizer: dead_code_threshold ({}) and active_threshold ({}) must be >= 0",
+           dead_code_threshold, active_threshold);
+  VQ_CHECK(expand_active_fraction > 0.0 && expand_active_fraction <= 1.0,
+           "quantizer: expand_active_fraction must be in (0, 1], got {}", expand_active_fraction);
   VQ_CHECK(!expand || codebook == "ema", "quantizer: codebook expansion needs the EMA codebook");
   VQ_CHECK(!expand || expand_max_codes >= n_embed,
            "quantizer: expand_max_codes {} is below n_embed {}", expand_max_codes, n_embed);

@@ -28,7 +28,7 @@ struct QuantizerConfig {
   double temperature = 2.5;             // training: sample codes from softmax(-d / T); 0 = argmin
   double beta = 10.0;                   // commitment loss weight
   double commitment_warmup_epochs = 5;  // beta ramps linearly from 0 over these epochs
-  double entropy_weight = 2.0;          // weight x (log K - H(mean soft assignment))
+  double entropy_weight = 2.0;          // weight of the entropy term (form: entropy_loss)
   double entropy_temperature = 1.0;     // soft assignment softmax(-d / this) for the entropy terms
   double confidence_weight = 0.0;       // weight x mean per-vector entropy (sharp assignments)
   double diversity_weight = 0.0;  // learned codebooks: mean squared cosine similarity of codes
@@ -56,12 +56,12 @@ struct QuantizerConfig {
 };
 
 struct QuantizerOutput {
-  Tensor z_q;                 // [N, D, h, w]: the codes, with the straight-through gradient to z
+  Tensor z_q;                 // [N, D, h, w]: the codes, with the chosen gradient to z
   Tensor indices;             // int64 [N, h, w]
   Tensor loss;                // the quantizer's weighted loss terms, summed (scalar)
-  double commit_loss = 0;     // unweighted mean((z - sg(code))^2)
-  double codebook_loss = 0;   // unweighted mean((sg(z) - code)^2), learned codebooks
-  double entropy_loss = 0;    // unweighted log K - H(mean soft assignment)
+  double commit_loss = 0;     // unweighted mean((h - sg(code))^2), h: z in the lookup space
+  double codebook_loss = 0;   // unweighted mean((sg(h) - code)^2), learned codebooks
+  double entropy_loss = 0;    // unweighted entropy term ("seed" or "lfq" form)
   double diversity_loss = 0;  // unweighted
   CodebookStats stats;        // of this batch (and the EMA counts after its update)
 };

@@ -58,8 +58,8 @@ Tensor VectorQuantizer::to_lookup_space(const Tensor& z_flat) const {
   return config_.l2_normalize ? unit_rows(h) : h;
 }
 
-Tensor VectorQuantizer::codebook() const {
-  const Tensor e = simvq_proj_ ? simvq_proj_->forward(table_->weight) : table_->weight;
+Tensor VectorQuantizer::codebook(const Tensor& table) const {
+  const Tensor e = simvq_proj_ ? simvq_proj_->forward(table) : table;
   return config_.l2_normalize ? unit_rows(e) : e;
 }
 
@@ -78,9 +78,9 @@ Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature) {
 
 Tensor VectorQuantizer::quantized_with_gradient(const Tensor& h, const Tensor& codes) const {
   if (!config_.rotation_trick) return add(h, sub(codes, h).detach());  // straight-through
-  // Rotation trick: R = I - 2 r r^T + 2 q u^T rotates u = h/|h| onto q = e/|e| (r = (u + q)/|u +
-  // q|), l = |e|/|h|; R and l are constants, so h_q = l R h equals e in value and passes l R^T g
-  // back.
+  // Rotation trick: R = I - 2 r r^T + 2 q u^T rotates u = h/|h| onto q = e/|e|, with
+  // r = (u + q) / |u + q|, and l = |e|/|h|. R and l are constants, so h_q = l R h equals e in
+  // value and passes l R^T g back.
   Tensor u, q, r, scale;
   {
     NoGradGuard no_grad;
@@ -104,13 +104,13 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   const Tensor h = to_lookup_space(z_flat);                               // [M, d]
   if (training && !initialized()) kmeans_init(h.detach());
 
-  // Training updates the codebook in place after this forward (EMA, restarts, CVQ), while
-  // backward still needs the codes it saw: use a snapshot (a differentiable copy when learned).
-  Tensor codebook_now = codebook();
-  if (training && codebook_now.same(table_->weight)) codebook_now = codebook_now.clone();
+  // Training updates the table in place after this forward (EMA, restarts, CVQ), while backward
+  // still needs the codes it saw: build them from a snapshot (a differentiable copy when learned).
+  const Tensor codebook_now = codebook(training ? table_->weight.clone() : table_->weight);
   // Distances carry a graph only when a soft-assignment term needs their gradient.
   const bool soft_terms = training && (config_.entropy_weight > 0 || config_.confidence_weight > 0);
-  const Tensor d = squared_distances(soft_terms ? h : h.detach(), codebook_now);
+  const Tensor d = soft_terms ? squared_distances(h, codebook_now)
+                              : squared_distances(h.detach(), codebook_now.detach());
   const Tensor indices = choose_codes(d.detach(), training ? config_.temperature : 0.0);
   const Tensor codes = embedding(codebook_now, indices);  // [M, d]
 
@@ -157,15 +157,17 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   const std::vector<int64_t> batch_counts = bincount(indices, K).to_vector<int64_t>();
   // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
   // codebook statistics.
-  if (training && std::isfinite(sum(h.detach()).item())) {
-    const Tensor inputs = h.detach();
+  const bool update = training && std::isfinite(sum(h.detach()).item());
+  const Tensor inputs = h.detach();
+  if (update) {
     ema_update(inputs, indices);
     if (config_.cvq_rate > 0) cvq_reseed(inputs, d.detach());
-    if (config_.dead_code_reset == "step") restart_dead_codes(inputs);
     last_inputs_ = inputs;
   }
+  // The statistics come before this step's restarts, so the codes they revive still count dead.
   out.stats = codebook_stats(batch_counts, ema_counts(), config_.active_threshold,
                              config_.dead_code_threshold);
+  if (update && config_.dead_code_reset == "step") restart_dead_codes(inputs);
   return out;
 }
 

@@ -9,12 +9,13 @@
 //   nearest code:   k = argmin_j ||h - e_j||^2,  with ||h - e||^2 = ||h||^2 - 2 h.e + ||e||^2
 //                   computed for all pairs by one GEMM.
 //   training:       with temperature T > 0, k is sampled from softmax(-d / T) (Gumbel-max);
-//                   evaluation always takes the argmin.
+//                   evaluation takes the argmin (lookup() can sample, for the analysis tool).
 //   gradient:       straight-through: h_q = h + sg(e_k - h), so d(loss)/dh = d(loss)/dh_q; or the
 //                   rotation trick (Fifty et al. 2024): h_q = sg(l R) h, with R the rotation
 //                   taking h/|h| to e/|e| and l = |e|/|h|, so h_q = e_k in value while the
 //                   gradient is rotated and rescaled: d(loss)/dh = l R^T d(loss)/dh_q.
-//   losses:         commitment  beta * mean((h - sg(e_k))^2)          pulls h to its code
+//   losses:         commitment  beta * c * mean((h - sg(e_k))^2)      pulls h to its code
+//                               (c ramps 0 -> 1 over the commitment warm-up epochs)
 //                   codebook    mean((sg(h) - e_k)^2)   (learned, simvq) pulls codes to their h
 //                   entropy     "seed": w (log K - H(mean_i p_i)),  p_i = softmax(-d_i / T_e)
 //                               "lfq":  w (mean_i H(p_i) - gamma H(mean_i p_i))
@@ -22,19 +23,20 @@
 //                   diversity   w_d * mean_{j != k} cos(e_j, e_k)^2  (learned)  pushes codes apart
 //   codebooks:      "ema"     N_k <- decay N_k + (1 - decay) n_k      (n_k: batch count of code k)
 //                             S_k <- decay S_k + (1 - decay) sum_{i: k_i = k} h_i
-//                             e_k  = S_k / N~_k, Laplace-smoothed N~_k = (N_k + eps) / (N + K eps)
-//                             N
+//                             e_k  = S_k / N~_k,  Laplace-smoothed
+//                             N~_k = N (N_k + eps) / (N + K eps),  N = sum_j N_j
 //                   "learned" e_k are parameters moved by the codebook loss
 //                   "simvq"   e = C W: a frozen random C [K, d] times one learned W [d, d], so
-//                   every
-//                             code moves with every gradient step (Zhu et al. 2024)
+//                             every code moves with every gradient step (Zhu et al. 2024)
 //   restarts:       codes whose N_k fell below a threshold are restarted on random current
-//                   vectors (+ optional noise), with N_k = threshold and S_k = threshold * e_k so
-//                   the code's mean is exactly the new vector; at epoch ends or every step.
+//                   vectors (+ optional noise), with N_k = c = max(threshold, 1) and
+//                   S_k = c * e_k, so the code's mean is the new vector and it is not dead again
+//                   at once; at epoch ends or every step.
 //   CVQ re-seeding: every step code k moves toward the batch vector nearest to it by
 //                   a_k = exp(-K * usage_k * rate): rarely used codes jump, busy ones barely move
 //                   (Zheng & Vedaldi 2023); N and S are kept consistent.
-//   low-usage reset: every few epochs the least used share of codes is restarted.
+//   low-usage reset: every `low_usage_reset_interval` epochs (the seed: every epoch) the least
+//                   used share of codes (the seed: 30%) is restarted, healthy or not.
 //   k-means init:   codes start at k-means centres of the first batch, with N_k = cluster size
 //                   and S_k = centre * N_k.
 //   expansion:      (the seed's original behaviour) K doubles when the EMA counts call most
@@ -73,15 +75,16 @@ class VectorQuantizer : public Quantizer {
   std::vector<double> ema_counts() const override;
   std::string end_epoch(int64_t epoch) override;
 
-  const QuantizerConfig& config() const { return config_; }
   const CodebookTable& table() const { return *table_; }
   bool initialized() const;
 
   // ---- the steps of forward, public so tests can check each on crafted inputs ----
   // Flattened z [M, D] into the lookup space [M, d] (projection, normalisation).
   Tensor to_lookup_space(const Tensor& z_flat) const;
-  // The codes as used for lookup [K, d] (simvq's product, unit rows with l2_normalize).
-  Tensor codebook() const;
+  // The codes as used for lookup [K, d] (simvq's product, unit rows with l2_normalize), made from
+  // the stored table or from a snapshot of it.
+  Tensor codebook() const { return codebook(table_->weight); }
+  Tensor codebook(const Tensor& table) const;
   // Squared distances [M, K] from lookup-space vectors [M, d] to every code.
   Tensor distances(const Tensor& h) const;
   // Code per row: argmin (T = 0 or evaluation) or a Gumbel-max sample from softmax(-d / T).
@@ -93,7 +96,8 @@ class VectorQuantizer : public Quantizer {
   // Restarts `codes` on rows of h chosen at random; returns how many were restarted.
   int64_t restart_codes(const std::vector<int64_t>& codes, const Tensor& h);
   int64_t restart_dead_codes(const Tensor& h);
-  // CVQ: pulls each code toward its nearest row of h (distances d [M, K]) by its usage rate.
+  // CVQ: pulls each code toward its nearest row of h (distances d [M, K]), rarely used codes
+  // the most.
   void cvq_reseed(const Tensor& h, const Tensor& d);
   // Runs k-means on h and makes the centres the codebook (counts carried into N and S).
   void kmeans_init(const Tensor& h);

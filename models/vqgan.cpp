@@ -64,13 +64,16 @@ std::string VQModel::load_weights(const nn::NamedTensors& state) {
     const bool has_ema_sums = std::any_of(own.begin(), own.end(), [](const auto& e) {
       return e.first == "quantize.embedding.embed_avg";
     });
-    if (find("quantize.embedding.cluster_size") == nullptr) {
-      completed.emplace_back("quantize.embedding.cluster_size", ones({K}));
+    const Tensor* counts_in_file = find("quantize.embedding.cluster_size");
+    const Tensor counts = counts_in_file ? counts_in_file->to(DType::Float32) : ones({K});
+    if (counts_in_file == nullptr) {
+      completed.emplace_back("quantize.embedding.cluster_size", counts);
       derived.push_back("cluster_size = 1");
     }
     if (has_ema_sums && find("quantize.embedding.embed_avg") == nullptr) {
-      completed.emplace_back("quantize.embedding.embed_avg", codes.clone());
-      derived.push_back("embed_avg = the codes");
+      // S_k = e_k N_k, so the first EMA update keeps each code where it is.
+      completed.emplace_back("quantize.embedding.embed_avg", mul(codes, counts.unsqueeze(1)));
+      derived.push_back("embed_avg = the codes x their counts");
     }
     if (find("quantize.initialized") == nullptr) {
       completed.emplace_back("quantize.initialized", ones({}, DType::UInt8));

@@ -29,12 +29,11 @@ class VQModel : public nn::Module {
   Encoder& encoder() { return *encoder_; }
   Decoder& decoder() { return *decoder_; }
   Quantizer& quantizer() { return *quantize_; }
-  const ModelConfig& config() const { return config_; }
 
   // Loads weights strictly, except that a checkpoint without our quantizer statistics (taming's
-  // VectorQuantizer2 has only quantize.embedding.weight) is accepted: the EMA sums start from the
-  // codes, the counts at 1, and the codebook counts as initialised. Returns a note on what was
-  // derived (empty when nothing was).
+  // VectorQuantizer2 has only quantize.embedding.weight) is accepted: missing counts start at 1,
+  // missing EMA sums at the codes times their counts, and the codebook counts as initialised.
+  // Returns a note on what was derived (empty when nothing was).
   std::string load_weights(const nn::NamedTensors& state);
 
  private:

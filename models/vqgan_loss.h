@@ -2,9 +2,9 @@
 //   generator:     l1_w * mean|x - x^| + perc_w * mean LPIPS(x, x^)            (nll)
 //                  + lambda * (-mean D(x^))                                   (adversarial)
 //                  + the quantizer's terms (commitment, codebook, entropy, ...)
-//   lambda:        adv_w * ||grad_L nll|| / (||grad_L adv|| + 1e-4), clamped to [0, 1e4], with L
-//   the
-//                  decoder's last layer (taming's adaptive weight), or adv_w when not adaptive
+//   lambda:        adv_w * ||grad_L nll|| / (||grad_L adv|| + 1e-4), clamped to [0, 1e4],
+//                  with L the decoder's last layer (taming's adaptive weight), or adv_w when
+//                  not adaptive
 //   discriminator: hinge (or vanilla) loss on D(x) and D(sg(x^))
 // Both adversarial terms are off before `disc_start` generator steps.
 #pragma once
@@ -27,7 +27,7 @@ struct LossConfig {
   std::string disc_loss = "hinge";  // "hinge" or "vanilla"
   int64_t disc_ndf = 64;
   int64_t disc_layers = 3;
-  std::string perceptual_weights;  // safetensors file; empty: random VGG16 features
+  std::string perceptual_weights;  // safetensors file, or "random" (untrained VGG16); empty: off
   void validate() const;
 };
 
@@ -53,9 +53,7 @@ class VQGANLoss : public nn::Module {
     return config_.adversarial_weight > 0 && step >= config_.disc_start;
   }
   NLayerDiscriminator& discriminator() { return *discriminator_; }
-  PerceptualLoss* perceptual() { return perceptual_.get(); }  // null when its weight is 0
   std::string perceptual_description() const;
-  const LossConfig& config() const { return config_; }
 
  private:
   LossConfig config_;

@@ -8,6 +8,7 @@
 #include "models/encoder.h"
 #include "models/patch_discriminator.h"
 #include "models/perceptual.h"
+#include "models/vector_quantizer.h"
 #include "models/vqgan.h"
 #include "models/vqgan_loss.h"
 #include "nn/optim/optimizer.h"
@@ -116,6 +117,43 @@ TEST(VQModel, ConfigErrorsNameTheField) {
                   "expected images [N, 1, 32, 32], got [1, 3, 32, 32]");
 }
 
+// A taming VectorQuantizer2 checkpoint has codes only; ours derives consistent EMA statistics.
+TEST(VQModel, LoadWeightsDerivesMissingQuantizerStatistics) {
+  ModelConfig c;
+  c.ch = 32;
+  c.z_channels = 32;
+  c.embed_dim = 4;
+  QuantizerConfig q;
+  q.n_embed = 3;
+  VQModel source(c, q, 1);
+  nn::NamedTensors state;
+  for (const auto& [name, t] : source.state_dict()) {
+    if (name.starts_with("quantize.") && name != "quantize.embedding.weight") continue;
+    state.emplace_back(
+        name, name == "quantize.embedding.weight"
+                  ? from_vector(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {3, 4})
+                  : t);
+  }
+  VQModel target(c, q, 2);
+  EXPECT_EQ(target.load_weights(state),
+            "the checkpoint has no quantizer statistics (a taming VectorQuantizer2?); derived "
+            "cluster_size = 1, embed_avg = the codes x their counts, initialized");
+  const auto& vq = dynamic_cast<const VectorQuantizer&>(target.quantizer());
+  EXPECT_EQ(vq.ema_counts(), (std::vector<double>{1, 1, 1}));
+  EXPECT_TRUE(allclose(vq.table().embed_avg, vq.table().weight, 0.0));
+  // With counts in the file (e.g. from a learned codebook), S_k = e_k N_k.
+  state.emplace_back("quantize.embedding.cluster_size",
+                     from_vector(std::vector<float>{2, 0.5f, 4}, {3}));
+  VQModel again(c, q, 3);
+  EXPECT_EQ(again.load_weights(state),
+            "the checkpoint has no quantizer statistics (a taming VectorQuantizer2?); derived "
+            "embed_avg = the codes x their counts, initialized");
+  const auto& vq2 = dynamic_cast<const VectorQuantizer&>(again.quantizer());
+  EXPECT_TRUE(allclose(
+      vq2.table().embed_avg,
+      from_vector(std::vector<float>{2, 4, 6, 8, 2.5f, 3, 3.5f, 4, 36, 40, 44, 48}, {3, 4}), 1e-6));
+}
+
 TEST(VQModel, GradientsReachEveryParameter) {
   ModelConfig c;
   c.ch = 32;
@@ -126,7 +164,8 @@ TEST(VQModel, GradientsReachEveryParameter) {
   VQModel model(c, q, 3);
   const Tensor x = test::randn32({2, 1, 32, 32});
   const auto out = model.forward(x);
-  add(l1_loss(out.reconstruction, x), out.quant.loss).backward();
+  // MSE, not L1: L1's gradient into the last bias is a sum of signs, which can cancel exactly.
+  add(mse_loss(out.reconstruction, x), out.quant.loss).backward();
   for (const auto& [name, p] : model.named_parameters()) {
     ASSERT_TRUE(p.grad().defined()) << name;
     EXPECT_GT(max(abs(p.grad())).item(), 0.0) << name;

@@ -1,7 +1,9 @@
 // The vector quantizer, step by step on crafted inputs with known answers: distances, argmin and
 // temperature sampling, the straight-through gradient, the EMA bookkeeping, restarts, k-means,
 // expansion, the entropy and diversity terms, and the six codebook statistics.
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "models/codebook_stats.h"
 #include "models/vector_quantizer.h"
@@ -209,6 +211,30 @@ TEST(Quantizer, KmeansFindsClustersAndCarriesCounts) {
   EXPECT_NEAR(w[first_is_small ? 0 : 2], 0.0, 0.1);
 }
 
+// An empty cluster counts as seen once at its centre, so the EMA update keeps it there.
+TEST(Quantizer, KmeansEmptyClusterKeepsItsCentre) {
+  QuantizerConfig c;
+  c.init = "kmeans";
+  c.n_embed = 3;
+  c.ema_decay = 0.5;
+  VectorQuantizer vq(c, 2, 11);
+  // Only two distinct points: of three starting centres two coincide, and argmin's ties leave
+  // one of them with an empty cluster.
+  std::vector<float> v;
+  for (int i = 0; i < 20; ++i) v.insert(v.end(), {i < 10 ? 5.0f : 10.0f, i < 10 ? 5.0f : 10.0f});
+  const Tensor h = from_vector(v, {20, 2});
+  vq.kmeans_init(h);
+  const auto counts = vq.ema_counts();
+  EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0.0), 21.0);
+  const int64_t empty = std::find(counts.begin(), counts.end(), 1.0) - counts.begin();
+  ASSERT_LT(empty, 3);
+  const auto centre = vq.table().weight.to_vector<float>();
+  vq.ema_update(h, argmin(vq.distances(h), 1));
+  const auto after = vq.table().weight.to_vector<float>();
+  EXPECT_NEAR(after[2 * empty], centre[2 * empty], 1e-3);
+  EXPECT_GE(after[2 * empty], 5.0f - 1e-3);
+}
+
 TEST(Quantizer, ExpansionDoublesFromTheMostUsedCodes) {
   QuantizerConfig c;
   c.expand = true;
@@ -359,6 +385,12 @@ TEST(Quantizer, ConfigErrorsNameTheField) {
   c = {};
   c.dead_code_reset = "sometimes";
   EXPECT_VQ_ERROR(c.validate(), "dead_code_reset must be off, epoch or step");
+  c = {};
+  c.kmeans_iterations = -1;
+  EXPECT_VQ_ERROR(c.validate(), "kmeans_iterations (-1) and low_usage_reset_interval (1)");
+  c = {};
+  c.expand_active_fraction = 0.0;
+  EXPECT_VQ_ERROR(c.validate(), "expand_active_fraction must be in (0, 1], got 0");
 }
 
 }  // namespace

@@ -75,6 +75,26 @@ TEST(ModernVQ, PerStepRestartsAddNoiseAndKeepStatisticsConsistent) {
   EXPECT_LT(nearest, 0.01);
 }
 
+// Restarts write the table in place after the forward; backward must still see the codes the
+// forward used, also when the lookup codes are derived from the table (l2-normalised, learned).
+// The statistics are taken before the restarts, so the revived codes still count as dead.
+TEST(ModernVQ, StepRestartsOfALearnedNormalisedCodebookKeepBackwardValid) {
+  QuantizerConfig c = plain(8);
+  c.codebook = "learned";
+  c.l2_normalize = true;
+  c.dead_code_reset = "step";
+  c.dead_code_threshold = 0.5;
+  c.ema_decay = 0.99;
+  VectorQuantizer vq(c, 2, 3);
+  const Tensor z = test::randn32({1, 2, 4, 4}, 5).requires_grad_(true);
+  const auto out = vq.forward(z);
+  EXPECT_EQ(out.stats.dead_codes, 8);
+  EXPECT_NO_THROW(add(out.loss, sum(out.z_q)).backward());
+  EXPECT_TRUE(z.grad().defined());
+  EXPECT_TRUE(vq.table().weight.grad().defined());
+  for (double n : vq.ema_counts()) EXPECT_GE(n, 0.5);
+}
+
 TEST(ModernVQ, RotationTrickKeepsTheValueAndRotatesTheGradient) {
   QuantizerConfig c = plain(3);
   c.rotation_trick = true;
