@@ -11,7 +11,7 @@ namespace vq::models {
 Tensor squared_distances(const Tensor& a, const Tensor& b);
 // Rows scaled to unit length (rows of zeros stay zero).
 Tensor unit_rows(const Tensor& x);
-// Rows `rows` of `table` become the rows of `values`; the others stay (no graph).
+// Rows `rows` (distinct) of `table` become the rows of `values`; the others stay (no graph).
 void assign_rows(const Tensor& table, const std::vector<int64_t>& rows, const Tensor& values);
 
 }  // namespace vq::models

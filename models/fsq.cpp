@@ -88,10 +88,8 @@ Tensor FiniteScalarQuantizer::indices_to_codes(const Tensor& indices) const {
 }
 
 QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
-  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_, "FSQ: expected [N, {}, h, w], got {}",
-           embed_dim_, shape_str(z.shape()));
+  const Tensor z_flat = flatten_latents(z, embed_dim_, "FSQ");
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
-  const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});
   const Tensor codes = quantize(project_in_->forward(z_flat));  // [M, n]
   const Tensor indices = codes_to_indices(codes.detach());
   QuantizerOutput out;
@@ -113,12 +111,10 @@ Tensor FiniteScalarQuantizer::lookup(const Tensor& z, double temperature) {
   VQ_CHECK(temperature == 0.0,
            "FSQ assigns codes by rounding; a sampling temperature ({}) does not apply",
            temperature);
-  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_, "FSQ: expected [N, {}, h, w], got {}",
-           embed_dim_, shape_str(z.shape()));
   NoGradGuard no_grad;
-  const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
-  const Tensor z_flat = z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});
-  return codes_to_indices(quantize(project_in_->forward(z_flat))).view({N, height, width});
+  const Tensor z_flat = flatten_latents(z, embed_dim_, "FSQ");
+  return codes_to_indices(quantize(project_in_->forward(z_flat)))
+      .view({z.size(0), z.size(2), z.size(3)});
 }
 
 Tensor FiniteScalarQuantizer::codes_for(const Tensor& indices) const {

@@ -1,30 +1,13 @@
-// Shared quantizer pieces: configuration checks, the quantizer factory, and the small math
-// helpers of codebook_math.h.
-#include "autograd/node.h"
-#include "autograd/ops.h"
-#include "models/codebook_math.h"
+// Shared quantizer pieces: configuration checks, their one-line description, and the factory.
 #include "models/fsq.h"
 #include "models/vector_quantizer.h"
 
 namespace vq::models {
 
-Tensor squared_distances(const Tensor& a, const Tensor& b) {
-  const Tensor a2 = sum(mul(a, a), {1}, true);          // [M, 1]
-  const Tensor b2 = sum(mul(b, b), {1}).unsqueeze(0);   // [1, K]
-  return add(sub(a2, mul(matmul(a, b.t()), 2.0)), b2);  // [M, K]
-}
-
-Tensor unit_rows(const Tensor& x) { return div(x, add(sqrt(sum(mul(x, x), {1}, true)), 1e-12)); }
-
-void assign_rows(const Tensor& table, const std::vector<int64_t>& rows, const Tensor& values) {
-  NoGradGuard no_grad;
-  std::vector<float> keep(table.size(0), 1.0f);
-  for (int64_t r : rows) keep[r] = 0.0f;
-  Shape keep_shape(table.dim(), 1);
-  keep_shape[0] = table.size(0);
-  const Tensor keep_mask = from_vector(keep, keep_shape, table.device()).to(table.dtype());
-  const Tensor index = from_vector(rows, {static_cast<int64_t>(rows.size())}, table.device());
-  table.copy_(add(mul(table, keep_mask), index_add(zeros_like(table), 0, index, values)));
+Tensor Quantizer::flatten_latents(const Tensor& z, int64_t embed_dim, const char* who) {
+  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim, "{}: expected [N, {}, h, w], got {}", who,
+           embed_dim, shape_str(z.shape()));
+  return z.permute({0, 2, 3, 1}).reshape({z.size(0) * z.size(2) * z.size(3), embed_dim});
 }
 
 std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,

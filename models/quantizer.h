@@ -87,6 +87,9 @@ class Quantizer : public nn::Module {
 
  protected:
   explicit Quantizer(uint64_t seed) : gen_(seed) {}
+  // z [N, D, h, w] -> one row per latent pixel, [N*h*w, D]; `who` names the quantizer in the
+  // error for a wrong shape.
+  static Tensor flatten_latents(const Tensor& z, int64_t embed_dim, const char* who);
   double commitment_scale_ = 1.0;
   Generator gen_;
 };

@@ -95,13 +95,10 @@ Tensor VectorQuantizer::quantized_with_gradient(const Tensor& h, const Tensor& c
 }
 
 QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
-  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_,
-           "VectorQuantizer: expected [N, {}, h, w], got {}", embed_dim_, shape_str(z.shape()));
+  const Tensor z_flat = flatten_latents(z, embed_dim_, "VectorQuantizer");  // [M, D]
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3), K = config_.n_embed;
   const bool training = is_training();
-  const Tensor z_flat =
-      z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_});  // [M, D]
-  const Tensor h = to_lookup_space(z_flat);                               // [M, d]
+  const Tensor h = to_lookup_space(z_flat);  // [M, d]
   if (training && !initialized()) kmeans_init(h.detach());
 
   // Training updates the table in place after this forward (EMA, restarts, CVQ), while backward
@@ -173,12 +170,8 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
 
 Tensor VectorQuantizer::lookup(const Tensor& z, double temperature) {
   NoGradGuard no_grad;
-  VQ_CHECK(z.dim() == 4 && z.size(1) == embed_dim_,
-           "VectorQuantizer: expected [N, {}, h, w], got {}", embed_dim_, shape_str(z.shape()));
-  const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
-  const Tensor h =
-      to_lookup_space(z.permute({0, 2, 3, 1}).reshape({N * height * width, embed_dim_}));
-  return choose_codes(distances(h), temperature).view({N, height, width});
+  const Tensor h = to_lookup_space(flatten_latents(z, embed_dim_, "VectorQuantizer"));
+  return choose_codes(distances(h), temperature).view({z.size(0), z.size(2), z.size(3)});
 }
 
 Tensor VectorQuantizer::codes_for(const Tensor& indices) const {

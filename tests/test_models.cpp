@@ -117,12 +117,18 @@ TEST(VQModel, ConfigErrorsNameTheField) {
                   "expected images [N, 1, 32, 32], got [1, 3, 32, 32]");
 }
 
-// A taming VectorQuantizer2 checkpoint has codes only; ours derives consistent EMA statistics.
-TEST(VQModel, LoadWeightsDerivesMissingQuantizerStatistics) {
+// The fmnist layout at half width, for quick whole-model tests.
+ModelConfig small_model(int64_t embed_dim) {
   ModelConfig c;
   c.ch = 32;
   c.z_channels = 32;
-  c.embed_dim = 4;
+  c.embed_dim = embed_dim;
+  return c;
+}
+
+// A taming VectorQuantizer2 checkpoint has codes only; ours derives consistent EMA statistics.
+TEST(VQModel, LoadWeightsDerivesMissingQuantizerStatistics) {
+  const ModelConfig c = small_model(4);
   QuantizerConfig q;
   q.n_embed = 3;
   VQModel source(c, q, 1);
@@ -155,10 +161,7 @@ TEST(VQModel, LoadWeightsDerivesMissingQuantizerStatistics) {
 }
 
 TEST(VQModel, GradientsReachEveryParameter) {
-  ModelConfig c;
-  c.ch = 32;
-  c.z_channels = 32;
-  c.embed_dim = 8;
+  const ModelConfig c = small_model(8);
   QuantizerConfig q;
   q.codebook = "learned";
   VQModel model(c, q, 3);

@@ -321,6 +321,22 @@ TEST_F(TrainerRun, ResumeContinuesExactly) {
     ASSERT_NE(it, ob.end()) << name;
     EXPECT_TRUE(allclose(it->second, value, 1e-6, 1e-4)) << name;
   }
+  // Resuming the finished run trains nothing and reports no validation it did not run.
+  const std::string summary_text = [&] {
+    TrainConfig again = second_half;
+    train(again, split + "/tiny.last.safetensors");
+    std::ifstream in(split + "/tiny.summary.json");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }();
+  const auto summary = nlohmann::json::parse(summary_text);
+  EXPECT_TRUE(summary.at("val_l1").is_null()) << summary_text;
+  EXPECT_EQ(summary.at("images_per_s").get<double>(), 0.0);
+  // A different epoch length does not fit the checkpoint's step and epoch.
+  TrainConfig longer = second_half;
+  longer.training.steps_per_epoch = 5;
+  longer.training.epochs = 10;
+  EXPECT_VQ_ERROR(train(longer, split + "/tiny.last.safetensors"),
+                  "the checkpoint is at step 6 in epoch 3, which does not fit 5 steps per epoch");
 }
 
 TEST_F(TrainerRun, StopRequestSavesAndMarksTheSummary) {

@@ -203,6 +203,7 @@ void TrainConfig::validate() const {
   VQ_CHECK(t.steps_per_epoch >= 0 && t.max_steps >= 0,
            "--steps_per_epoch and --max_steps must be >= 0");
   VQ_CHECK(t.log_every >= 1, "--log_every must be at least 1, got {}", t.log_every);
+  VQ_CHECK(t.num_samples >= 1, "--num_samples must be at least 1, got {}", t.num_samples);
   VQ_CHECK(t.num_threads >= 0, "--num_threads must be >= 0 (0: all cores), got {}", t.num_threads);
   VQ_CHECK(t.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0, got {}",
            t.early_stopping_patience);

@@ -1,6 +1,7 @@
 #include "trainers/train_step.h"
 
 #include <cmath>
+#include <limits>
 
 #include "autograd/ops.h"
 
@@ -28,18 +29,33 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
                                        model_->decoder().last_layer_weight(), step);
   Result r;
   r.loss = g.total.item();
-  r.finite = std::isfinite(r.loss);
-  if (!r.finite) return r;
+  auto skip = [&](std::string what) {
+    r.finite = false;
+    r.nonfinite = std::move(what);
+    return r;
+  };
+  if (!std::isfinite(r.loss))
+    return skip(fmt::format("the loss ({}); the step was skipped", r.loss));
   opt_g_->zero_grad();
   g.total.backward();
-  if (grad_clip_ > 0) nn::clip_grad_norm_(model_->parameters(), grad_clip_);
+  // A finite loss can still have non-finite gradients (an overflow in backward); Adam would turn
+  // them into NaN weights and moments. The norm is measured whether or not it is clipped.
+  const double norm = nn::clip_grad_norm_(
+      model_->parameters(), grad_clip_ > 0 ? grad_clip_ : std::numeric_limits<double>::infinity());
+  if (!std::isfinite(norm)) {
+    opt_g_->zero_grad();
+    return skip(fmt::format("the gradient norm ({}); the step was skipped", norm));
+  }
   opt_g_->step();
   if (loss_->adversarial_active(step)) {
     const auto d = loss_->discriminator_loss(x, out.reconstruction);
+    r.d_loss = d.total.item();
+    if (!std::isfinite(r.d_loss)) {
+      return skip(fmt::format("the discriminator loss ({}); its update was skipped", r.d_loss));
+    }
     opt_d_->zero_grad();
     d.total.backward();
     opt_d_->step();
-    r.d_loss = d.total.item();
   }
   r.l1 = g.l1;
   r.perceptual = g.perceptual;

@@ -4,7 +4,10 @@
 //                  optional gradient clipping, Adam;
 //   discriminator: once its start step is reached, hinge/vanilla loss on real and reconstructed
 //                  images, backward, Adam.
-// A non-finite generator loss updates nothing (the caller decides what to do about it).
+// A non-finite generator loss or gradient norm updates no weights, and a non-finite
+// discriminator loss leaves the discriminator alone; the result says so and the caller decides
+// what to do about it. (The quantizer's EMA statistics have already seen the batch by then: they
+// only take finite encoder outputs.)
 #pragma once
 
 #include <memory>
@@ -22,6 +25,7 @@ class TrainStep {
 
   struct Result {
     bool finite = true;
+    std::string nonfinite;  // what was not finite, and what that skipped (when !finite)
     double loss = 0, l1 = 0, perceptual = 0, g_adv = 0, adaptive_weight = 0, d_loss = 0;
     double commit_loss = 0, codebook_loss = 0, entropy_loss = 0;
     models::CodebookStats stats;

@@ -80,6 +80,7 @@ class Run {
   json last_metrics_;
   Clock::time_point interval_start_ = Clock::now();
   int64_t interval_images_ = 0;
+  int64_t session_images_ = 0;  // trained in this process (a resumed run counts from its resume)
 };
 
 Run::Run(const TrainConfig& config, const std::string& resume_path)
@@ -132,6 +133,10 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
     stepper_->discriminator_optimizer().load_state_dict(resume.group("optimizer.discriminator."));
     step_ = resume.state.step;
     epoch_ = resume.state.epoch;
+    VQ_CHECK(epoch_ * steps_per_epoch_ <= step_ && step_ <= (epoch_ + 1) * steps_per_epoch_,
+             "--resume: the checkpoint is at step {} in epoch {}, which does not fit {} steps per "
+             "epoch; resume with the run's own --steps_per_epoch",
+             step_, epoch_ + 1, steps_per_epoch_);
     best_val_loss_ = resume.state.best_val_loss;
     epochs_without_improvement_ = resume.state.epochs_without_improvement;
     model_->quantizer().generator().set_state(resume.state.rng_seed, resume.state.rng_offset);
@@ -177,21 +182,22 @@ bool Run::train_step(const Batch& batch) {
   const TrainStep::Result r = stepper_->run(batch.images.to(device_), step_, commitment, lr);
   if (!r.finite) {
     ++nonfinite_total_;
-    std::fprintf(stderr,
-                 "\nwarning: step %lld has a non-finite loss (%g); skipped (%lld in a row)\n",
-                 static_cast<long long>(step_), r.loss, static_cast<long long>(++nonfinite_run_));
-    VQ_CHECK(
-        nonfinite_run_ < t_.max_nonfinite_steps,
-        "stopping: {} consecutive steps with a non-finite loss (the run diverged; try a lower --lr "
-        "or --grad_clip). The last good checkpoint is {} (resume with --resume)",
-        nonfinite_run_, paths(".last.safetensors"));
+    std::fprintf(stderr, "\nwarning: step %lld: not finite: %s (%lld in a row)\n",
+                 static_cast<long long>(step_), r.nonfinite.c_str(),
+                 static_cast<long long>(++nonfinite_run_));
+    VQ_CHECK(nonfinite_run_ < t_.max_nonfinite_steps,
+             "stopping: {} consecutive steps with a non-finite loss or gradient (the run "
+             "diverged; try a lower --lr or --grad_clip). The last good checkpoint is {} (resume "
+             "with --resume)",
+             nonfinite_run_, paths(".last.safetensors"));
     return false;
   }
   nonfinite_run_ = 0;
   const auto& s = r.stats;
   interval_images_ += batch.images.size(0);
+  session_images_ += batch.images.size(0);
   last_metrics_ = {{"step", step_ + 1},
-                   {"epoch", epoch_},
+                   {"epoch", epoch_ + 1},
                    {"loss", r.loss},
                    {"l1", r.l1},
                    {"perceptual", r.perceptual},
@@ -251,10 +257,21 @@ void Run::save_samples(int64_t epoch) {
   const int64_t n = std::min(t_.num_samples, val_set_->size());
   const int64_t C = config_.model.in_channels, S = config_.model.resolution;
   Tensor inputs = Tensor::empty({n, C, S, S});
-  for (int64_t i = 0; i < n; ++i) val_set_->load(i, false, inputs.data<float>() + i * C * S * S);
-  const Tensor recon = model_->forward(inputs.to(device_)).reconstruction;
+  int64_t readable = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    try {  // an unreadable image was already reported by the validation loader
+      val_set_->load(i, false, inputs.data<float>() + readable * C * S * S);
+      ++readable;
+    } catch (const Error&) {
+    }
+  }
+  if (readable > 0) {
+    inputs = inputs.narrow(0, 0, readable);
+    const Tensor recon = model_->forward(inputs.to(device_)).reconstruction;
+    write_comparison_grid(fmt::format("{}/epoch_{:04}.png", t_.sample_dir, epoch + 1), inputs,
+                          recon);
+  }
   model_->train();
-  write_comparison_grid(fmt::format("{}/epoch_{:04}.png", t_.sample_dir, epoch + 1), inputs, recon);
 }
 
 void Run::save(bool best) {
@@ -313,7 +330,7 @@ void Run::end_epoch(int64_t epoch, bool complete) {
     best_val_loss_ = last_val_.l1;
     epochs_without_improvement_ = 0;
     save(true);
-  } else {
+  } else if (complete) {  // a partial epoch (--max_steps) is validated again when resumed
     ++epochs_without_improvement_;
   }
   if (complete && t_.early_stopping_patience > 0 &&
@@ -352,7 +369,8 @@ TrainSummary Run::go() {
                         100 * last_metrics_["batch_utilization"].get<double>(),
                         last_metrics_["batch_norm_entropy"].get<double>(), rate));
       }
-      if (g_stop_requested) {
+      // A stop on an epoch's last step lets the epoch end (resets, validation, save) first.
+      if (g_stop_requested && step_ < epoch_end) {
         interrupted = true;
         break;
       }
@@ -362,13 +380,21 @@ TrainSummary Run::go() {
     bar.finish(fmt::format("loss {:.4f}", last_metrics_.value("loss", 0.0)));
     end_epoch(epoch_, complete);
     if (complete) ++epoch_;
-    save(false);
+    // Weights that went non-finite in this epoch's last steps must not replace the last good
+    // checkpoint (the divergence error below names it).
+    if (std::isfinite(last_val_.l1)) save(false);
+    interval_start_ = Clock::now();  // the rate shown next excludes validation and saving
+    interval_images_ = 0;
+    if (g_stop_requested) {
+      interrupted = true;
+      break;
+    }
   }
   if (interrupted) {
-    save(false);
-    std::printf("\ninterrupted at step %lld: saved %s (continue with --resume %s)\n",
-                static_cast<long long>(step_), paths(".last.safetensors").c_str(),
-                paths(".last.safetensors").c_str());
+    if (nonfinite_run_ == 0) save(false);  // else the last good checkpoint stays as it is
+    std::printf("\ninterrupted at step %lld: %s %s (continue with --resume %s)\n",
+                static_cast<long long>(step_), nonfinite_run_ == 0 ? "saved" : "kept the last good",
+                paths(".last.safetensors").c_str(), paths(".last.safetensors").c_str());
   }
   TrainSummary summary;
   summary.interrupted = interrupted;
@@ -380,34 +406,35 @@ TrainSummary Run::go() {
 
 std::string Run::summary_json(bool interrupted, double seconds) const {
   const auto& s = last_val_.stats;
-  json j = {
-      {"preset", t_.preset},
-      {"model_config", config_.model.name},
-      {"steps", step_},
-      {"epochs_completed", epoch_},
-      {"interrupted", interrupted},
-      {"early_stopped", early_stopped_},
-      {"seconds", seconds},
-      {"images_per_s", seconds > 0 ? static_cast<double>(step_ * t_.batch_size) / seconds : 0.0},
-      {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
-      {"val_l1", last_val_.l1},
-      {"val_psnr", last_val_.psnr},
-      {"val_utilization", s.batch_utilization},
-      {"val_used_codes", s.used_codes},
-      {"val_norm_entropy", s.batch_norm_entropy},
-      {"val_perplexity", s.perplexity},
-      {"num_codes", model_->quantizer().num_codes()},
-      {"active_codes_ema", s.active_codes_ema},
-      {"dead_codes_ema", s.dead_codes},
-      {"nonfinite_steps_skipped", nonfinite_total_},
-      {"unreadable_images_skipped", train_loader_->bad_images()},
-      {"perceptual", loss_->perceptual_description()},
-      {"device", device_.str()},
-      {"threads", get_num_threads()},
-      {"codebook_events", epoch_notes_},
-      {"best_model", paths(".safetensors")},
-      {"last_checkpoint", paths(".last.safetensors")},
-      {"metrics", paths(".metrics.jsonl")}};
+  // null when this process ran no validation (e.g. resuming a finished run)
+  auto val = [&](auto v) { return last_val_.images > 0 ? json(v) : json(); };
+  json j = {{"preset", t_.preset},
+            {"model_config", config_.model.name},
+            {"steps", step_},
+            {"epochs_completed", epoch_},
+            {"interrupted", interrupted},
+            {"early_stopped", early_stopped_},
+            {"seconds", seconds},
+            {"images_per_s", seconds > 0 ? static_cast<double>(session_images_) / seconds : 0.0},
+            {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
+            {"val_l1", val(last_val_.l1)},
+            {"val_psnr", val(last_val_.psnr)},
+            {"val_utilization", val(s.batch_utilization)},
+            {"val_used_codes", val(s.used_codes)},
+            {"val_norm_entropy", val(s.batch_norm_entropy)},
+            {"val_perplexity", val(s.perplexity)},
+            {"num_codes", model_->quantizer().num_codes()},
+            {"active_codes_ema", s.active_codes_ema},
+            {"dead_codes_ema", s.dead_codes},
+            {"nonfinite_steps_skipped", nonfinite_total_},
+            {"unreadable_images_skipped", train_loader_->bad_images()},
+            {"perceptual", loss_->perceptual_description()},
+            {"device", device_.str()},
+            {"threads", get_num_threads()},
+            {"codebook_events", epoch_notes_},
+            {"best_model", paths(".safetensors")},
+            {"last_checkpoint", paths(".last.safetensors")},
+            {"metrics", paths(".metrics.jsonl")}};
   return j.dump(2);
 }
 
