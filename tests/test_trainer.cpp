@@ -125,6 +125,11 @@ TEST(Config, JsonRoundTripAndOverrides) {
                   "f.json: unknown key \"quantizer.n_embedd\"");
   EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embed": 1.5}})", "f.json"),
                   "\"quantizer.n_embed\" has the wrong type: 1.5");
+  EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"fsq_levels": [8, 2.5]}})", "f.json"),
+                  "\"quantizer.fsq_levels\" has the wrong type: [8,2.5]");
+  b.training.num_samples = 0;
+  EXPECT_VQ_ERROR(b.validate(), "--num_samples must be at least 1, got 0");
+  b.training.num_samples = 16;
   EXPECT_VQ_ERROR(b.merge_json(R"({"optimizer": {}})", "f.json"), "unknown group \"optimizer\"");
   EXPECT_VQ_ERROR(b.merge_json("{oops", "f.json"), "f.json: not valid JSON");
   b.training.batch_size = 0;

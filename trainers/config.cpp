@@ -46,6 +46,11 @@ void read_fields(S& s, const std::vector<Field<S>>& fields, const json& in,
           bool fits = true;
           if constexpr (std::is_integral_v<V> && !std::is_same_v<V, bool>)
             fits = value.is_number_integer();
+          if constexpr (std::is_same_v<V, std::vector<int64_t>>) {
+            fits = value.is_array() && std::all_of(value.begin(), value.end(), [](const json& e) {
+                     return e.is_number_integer();
+                   });
+          }
           if constexpr (std::is_floating_point_v<V>) fits = value.is_number();
           try {
             if (fits) s.*m = value.template get<V>();
