@@ -277,6 +277,20 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   EXPECT_EQ(last.state.epoch, 2);
 }
 
+// An unreadable image among the validation images (first in order, so also in the sample grid)
+// is skipped, counted, and stops nothing.
+TEST_F(TrainerRun, UnreadableValidationImagesAreSkippedAndCounted) {
+  const std::string val = test::temp_path("val_with_bad"), out = test::temp_path("bad_val_run");
+  std::filesystem::copy(images_, val, std::filesystem::copy_options::recursive);
+  std::ofstream(val + "/img_000_broken.png") << "not a png";
+  TrainConfig c = test::tiny_config(images_, out);
+  c.training.val_dir = val;
+  c.training.epochs = 1;
+  const auto summary = nlohmann::json::parse(train(c, "").json);
+  EXPECT_EQ(summary.at("val_unreadable_images_skipped").get<int64_t>(), 1);
+  EXPECT_TRUE(std::filesystem::exists(out + "/samples/epoch_0001.png"));
+}
+
 TEST_F(TrainerRun, EveryQuantizerKindSavesAndLoadsBack) {
   // The stored config must rebuild the exact model: factorised l2 codes and FSQ change its tensors.
   for (const std::string kind : {"factorised", "fsq"}) {

@@ -40,6 +40,7 @@ struct Validation {
   double l1 = 0, psnr = 0;
   models::CodebookStats stats;  // over the whole validation set
   int64_t images = 0;
+  int64_t unreadable = 0;  // images skipped because they could not be read
 };
 
 class Run {
@@ -242,6 +243,7 @@ Validation Run::validate() {
     for (size_t k = 0; k < counts.size(); ++k) counts[k] += batch_counts[k];
     v.images += n;
   }
+  v.unreadable = loader.bad_images();
   v.l1 = l1_sum / v.images;
   v.psnr = psnr_sum / v.images;
   const auto& q = config_.quantizer;
@@ -428,6 +430,7 @@ std::string Run::summary_json(bool interrupted, double seconds) const {
             {"dead_codes_ema", s.dead_codes},
             {"nonfinite_steps_skipped", nonfinite_total_},
             {"unreadable_images_skipped", train_loader_->bad_images()},
+            {"val_unreadable_images_skipped", val(last_val_.unreadable)},
             {"perceptual", loss_->perceptual_description()},
             {"device", device_.str()},
             {"threads", get_num_threads()},
