@@ -99,6 +99,19 @@ TEST(Optim, ClipGradNormScalesToMaxNorm) {
   EXPECT_TRUE(std::isnan(clip_grad_norm_({a, b}, 1.0)));
 }
 
+TEST(Optim, AllFiniteChecksValuesOrGradients) {
+  Tensor a = from_vector<float>({1, -2}, {2}).requires_grad_(), b = zeros({3}).requires_grad_();
+  EXPECT_TRUE(all_finite({a, b}));
+  EXPECT_TRUE(all_finite({a, b}, true));  // no gradients yet: nothing to check
+  a.set_grad(from_vector<float>({0, 1}, {2}));
+  b.set_grad(from_vector<float>({0, INFINITY, 0}, {3}));
+  EXPECT_FALSE(all_finite({a, b}, true));
+  EXPECT_TRUE(all_finite({a, b}));
+  EXPECT_FALSE(all_finite({from_vector<float>({NAN}, {1})}));
+  // Large finite values whose squares would overflow float32 still count as finite.
+  EXPECT_TRUE(all_finite({from_vector<float>({3e38f, 3e38f}, {2})}));
+}
+
 TEST(LrSchedule, WarmupAndCosine) {
   LrSchedule constant{LrSchedule::Kind::Constant, 0.1};
   EXPECT_DOUBLE_EQ(constant.lr_at(1000), 0.1);

@@ -259,6 +259,26 @@ TEST(Quantizer, ExpansionDoublesFromTheMostUsedCodes) {
   EXPECT_EQ(vq->end_epoch(1), "");  // at the maximum
 }
 
+// Expansion is judged on the epoch's real counts: codes revived by that epoch's dead-code restarts
+// (count 1 afterwards) must not make a half-dead codebook look active enough to double.
+TEST(Quantizer, ExpansionIsDecidedBeforeTheResets) {
+  QuantizerConfig c;
+  c.expand = true;
+  c.expand_max_codes = 8;
+  c.expand_active_fraction = 0.9;
+  c.active_threshold = 1.0;
+  c.dead_code_reset = "epoch";
+  c.dead_code_threshold = 1.0;
+  c.low_usage_reset_interval = 0;
+  c.temperature = 0.0;
+  c.ema_decay = 0.0;
+  auto vq = make_vq({0, 0, 1, 1, 2, 2, 3, 3}, 4, 2, c);
+  vq->forward(vectors({0, 0, 0, 0, 0.1f, 0, 1, 1}, 4, 2));  // counts 3, 1, 0, 0
+  EXPECT_EQ(vq->end_epoch(0), "restarted 2 dead codes");
+  EXPECT_EQ(vq->num_codes(), 4);
+  for (double n : vq->ema_counts()) EXPECT_GE(n, 1.0);  // all four now look active
+}
+
 TEST(Quantizer, EntropyLossValueAndGradient) {
   QuantizerConfig c;
   c.temperature = 0.0;

@@ -1,7 +1,6 @@
 #include "trainers/train_step.h"
 
 #include <cmath>
-#include <limits>
 
 #include "autograd/ops.h"
 
@@ -39,12 +38,13 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
   opt_g_->zero_grad();
   g.total.backward();
   // A finite loss can still have non-finite gradients (an overflow in backward); Adam would turn
-  // them into NaN weights and moments. The norm is measured whether or not it is clipped.
-  const double norm = nn::clip_grad_norm_(
-      model_->parameters(), grad_clip_ > 0 ? grad_clip_ : std::numeric_limits<double>::infinity());
-  if (!std::isfinite(norm)) {
+  // them into NaN weights and moments.
+  const std::vector<Tensor> params = model_->parameters();
+  const bool grads_finite = grad_clip_ > 0 ? std::isfinite(nn::clip_grad_norm_(params, grad_clip_))
+                                           : nn::all_finite(params, true);
+  if (!grads_finite) {
     opt_g_->zero_grad();
-    return skip(fmt::format("the gradient norm ({}); the step was skipped", norm));
+    return skip("the gradients; the step was skipped");
   }
   opt_g_->step();
   if (loss_->adversarial_active(step)) {

@@ -55,6 +55,7 @@ class Run {
   void end_epoch(int64_t epoch, bool complete);
   void save_samples(int64_t epoch);
   void save(bool best);
+  bool save_latest();
   std::string paths(const std::string& suffix) const;
   std::string summary_json(bool interrupted, double seconds) const;
 
@@ -301,6 +302,18 @@ void Run::save(bool best) {
       state);
 }
 
+// Writes <name>.last.safetensors unless the weights went non-finite: a diverged run must not
+// replace the last good checkpoint (the divergence error names it). Returns whether it saved.
+bool Run::save_latest() {
+  if (!nn::all_finite(model_->parameters())) {
+    std::fprintf(stderr, "\nwarning: the weights are not finite; %s was left as it was\n",
+                 paths(".last.safetensors").c_str());
+    return false;
+  }
+  save(false);
+  return true;
+}
+
 void Run::end_epoch(int64_t epoch, bool complete) {
   if (complete) {
     const std::string note = model_->quantizer().end_epoch(epoch);
@@ -346,7 +359,7 @@ void Run::end_epoch(int64_t epoch, bool complete) {
 TrainSummary Run::go() {
   log_setup();
   const auto start = Clock::now();
-  bool interrupted = false;
+  bool interrupted = false, mid_epoch = false;
   while (epoch_ < t_.epochs && step_ < total_steps_ && !early_stopped_) {
     const int64_t epoch_end = std::min((epoch_ + 1) * steps_per_epoch_, total_steps_);
     ProgressBar bar(fmt::format("epoch {}/{}", epoch_ + 1, t_.epochs),
@@ -373,18 +386,16 @@ TrainSummary Run::go() {
       }
       // A stop on an epoch's last step lets the epoch end (resets, validation, save) first.
       if (g_stop_requested && step_ < epoch_end) {
-        interrupted = true;
+        interrupted = mid_epoch = true;
         break;
       }
     }
-    if (interrupted) break;
+    if (mid_epoch) break;
     const bool complete = step_ == (epoch_ + 1) * steps_per_epoch_;
     bar.finish(fmt::format("loss {:.4f}", last_metrics_.value("loss", 0.0)));
     end_epoch(epoch_, complete);
     if (complete) ++epoch_;
-    // Weights that went non-finite in this epoch's last steps must not replace the last good
-    // checkpoint (the divergence error below names it).
-    if (std::isfinite(last_val_.l1)) save(false);
+    save_latest();
     interval_start_ = Clock::now();  // the rate shown next excludes validation and saving
     interval_images_ = 0;
     if (g_stop_requested) {
@@ -393,10 +404,9 @@ TrainSummary Run::go() {
     }
   }
   if (interrupted) {
-    if (nonfinite_run_ == 0) save(false);  // else the last good checkpoint stays as it is
-    std::printf("\ninterrupted at step %lld: %s %s (continue with --resume %s)\n",
-                static_cast<long long>(step_), nonfinite_run_ == 0 ? "saved" : "kept the last good",
-                paths(".last.safetensors").c_str(), paths(".last.safetensors").c_str());
+    if (mid_epoch) save_latest();  // an epoch end has just saved
+    std::printf("\ninterrupted at step %lld (continue with --resume %s)\n",
+                static_cast<long long>(step_), paths(".last.safetensors").c_str());
   }
   TrainSummary summary;
   summary.interrupted = interrupted;

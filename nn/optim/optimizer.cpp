@@ -142,6 +142,17 @@ void Adam::update(size_t i, const Tensor& param, const Tensor& grad, int64_t ste
                       step, options_.decoupled_weight_decay});
 }
 
+bool all_finite(const std::vector<Tensor>& tensors, bool of_grads) {
+  NoGradGuard no_grad;
+  for (const Tensor& t : tensors) {
+    const Tensor& x = of_grads ? t.grad() : t;
+    // x * 0 is 0 where x is finite and NaN where it is NaN or inf; a plain sum of x could
+    // overflow on large finite values.
+    if (x.defined() && !std::isfinite(sum(mul(x, 0.0)).item())) return false;
+  }
+  return true;
+}
+
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
   NoGradGuard no_grad;
   double total_sq = 0.0;
