@@ -152,6 +152,25 @@ int64_t Generator::next_below(int64_t n) {
   return static_cast<int64_t>(bits % static_cast<uint64_t>(n));
 }
 
+namespace {
+// SplitMix64's finaliser: a bijection on 64 bits that spreads every input bit over the output.
+uint64_t mix64(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+uint64_t stream_key(uint64_t seed, RandomStream purpose) {
+  return mix64(mix64(seed) ^ mix64(0x9E3779B97F4A7C15ull * static_cast<uint64_t>(purpose)));
+}
+
+Generator stream_generator(uint64_t seed, RandomStream purpose, uint64_t step) {
+  Generator gen(stream_key(seed, purpose));
+  gen.reserve(step << 40);
+  return gen;
+}
+
 Generator& default_generator() {
   static Generator gen(0);
   return gen;

@@ -87,7 +87,7 @@ VQ_HD T unary_forward(UnaryOp op, T x, UnaryParams p) {
     case UnaryOp::Log: return std::log(x);
     case UnaryOp::Sigmoid: return sigmoid_of(x);
     case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Relu: return x <= T(0) ? T(0) : x;  // NOTE: NaN stays NaN, like PyTorch
     case UnaryOp::LeakyRelu: return x > T(0) ? x : x * T(p.a);
     case UnaryOp::Silu: return x * sigmoid_of(x);
     // softplus(x) = max(x, 0) + log(1 + e^-|x|): no overflow for large |x|.

@@ -18,7 +18,8 @@ Runs (all 250 steps = 5 epochs x 50 steps of 64 images, seed 42, perceptual term
   fsq-1000    finite scalar quantization, levels [8, 5, 5, 5] (1000 codes)
 
 Usage: bench/collapse_study.py [--build build] [--out bench/results/collapse_study] [--only NAME,...]
-A run whose summary already exists is not repeated (delete its folder to redo it).
+A run whose summary already exists is not repeated (delete its folder to redo it); a run that was
+interrupted (its run.last.safetensors exists, its summary does not) continues with --resume.
 """
 import argparse
 import json
@@ -54,6 +55,14 @@ RUNS = [
 ]
 
 
+def finished(summary_path):
+    """Whether a training run completed (an interrupted run writes its summary too)."""
+    if not os.path.exists(summary_path):
+        return False
+    with open(summary_path) as f:
+        return not json.load(f).get("interrupted", False)
+
+
 def run(cmd, log):
     print("  $ " + " ".join(cmd), file=sys.stderr)
     with open(log, "w") as f:
@@ -76,7 +85,13 @@ def main():
         folder = os.path.join(args.out, name.replace("+", "plus_").replace(" ", "_"))
         os.makedirs(folder, exist_ok=True)
         summary_path = os.path.join(folder, "run.summary.json")
-        if not os.path.exists(summary_path):
+        last = os.path.join(folder, "run.last.safetensors")
+        if not finished(summary_path) and os.path.exists(last):
+            # An interrupted run (killed, or stopped with Ctrl-C) continues from its checkpoint.
+            print(f"[{time.strftime('%H:%M:%S')}] resuming {name}", file=sys.stderr)
+            run([os.path.join(bin_dir, "train_vqvae_improved"), "--resume", last],
+                os.path.join(folder, "train_resumed.log"))
+        elif not finished(summary_path):
             print(f"[{time.strftime('%H:%M:%S')}] training {name}", file=sys.stderr)
             config = os.path.join(folder, "config.json")
             with open(config, "w") as f:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -22,7 +23,39 @@ Tensor smoothed_counts(const Tensor& cluster_size, double eps) {
   return mul(div(add(cluster_size, eps), n + K * eps), n);
 }
 
+// n row indices of [0, M): distinct while the batch has enough rows (a partial Fisher-Yates
+// shuffle), then another round of distinct rows, and so on.
+std::vector<int64_t> pick_rows(int64_t M, int64_t n, Generator& gen) {
+  std::vector<int64_t> pool(M), rows;
+  rows.reserve(n);
+  while (static_cast<int64_t>(rows.size()) < n) {
+    std::iota(pool.begin(), pool.end(), 0);
+    const int64_t take = std::min(M, n - static_cast<int64_t>(rows.size()));
+    for (int64_t i = 0; i < take; ++i) {
+      std::swap(pool[i], pool[i + gen.next_below(M - i)]);
+      rows.push_back(pool[i]);
+    }
+  }
+  return rows;
+}
+
 }  // namespace
+
+Tensor VectorQuantizer::sample_rows(const Tensor& h, int64_t n, double noise, Generator& gen) {
+  NoGradGuard no_grad;
+  const int64_t M = h.size(0);
+  const std::vector<int64_t> rows = pick_rows(M, n, gen);
+  Tensor values = index_select(h, 0, from_vector(rows, {n}, h.device()));
+  // NOTE: a repeated row would make two identical codes, of which the nearest-code rule can only
+  // ever pick one; repeats get at least 1% noise so that they split.
+  constexpr double kRepeatNoise = 0.01;
+  std::vector<double> scale(n);
+  for (int64_t i = 0; i < n; ++i) scale[i] = i < M ? noise : std::max(noise, kRepeatNoise);
+  if (*std::max_element(scale.begin(), scale.end()) == 0.0) return values;
+  const double rms = std::sqrt(mean(mul(h, h)).item());
+  const Tensor scales = mul(from_vector(scale, {n, 1}, h.device()).to(h.dtype()), rms);
+  return add(values, mul(randn(values.shape(), gen, h.dtype(), h.device()), scales));
+}
 
 void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices) {
   NoGradGuard no_grad;
@@ -41,18 +74,12 @@ void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices) {
       table_->embed_avg, smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1)));
 }
 
-int64_t VectorQuantizer::restart_codes(const std::vector<int64_t>& codes, const Tensor& h) {
+int64_t VectorQuantizer::restart_codes(const std::vector<int64_t>& codes, const Tensor& h,
+                                       Generator& gen) {
   if (codes.empty()) return 0;
   NoGradGuard no_grad;
-  const int64_t M = h.size(0), n = static_cast<int64_t>(codes.size());
-  std::vector<int64_t> rows;
-  for (int64_t i = 0; i < n; ++i) rows.push_back(gen_.next_below(M));
-  Tensor values = index_select(h, 0, from_vector(rows, {n}, h.device()));
-  if (config_.restart_noise > 0) {
-    const double rms = std::sqrt(mean(mul(h, h)).item());
-    values = add(values, mul(randn(values.shape(), gen_, h.dtype(), h.device()),
-                             config_.restart_noise * rms));
-  }
+  const int64_t n = static_cast<int64_t>(codes.size());
+  const Tensor values = sample_rows(h, n, config_.restart_noise, gen);
   assign_rows(table_->weight, codes, values);
   // The restarted code's statistics say "seen `count` times, always at this vector", so its
   // mean S_k / N_k is exactly the new vector and it is not dead again at once.
@@ -62,13 +89,13 @@ int64_t VectorQuantizer::restart_codes(const std::vector<int64_t>& codes, const 
   return n;
 }
 
-int64_t VectorQuantizer::restart_dead_codes(const Tensor& h) {
+std::vector<int64_t> VectorQuantizer::dead_codes() const {
   const std::vector<double> counts = ema_counts();
   std::vector<int64_t> dead;
   for (int64_t k = 0; k < static_cast<int64_t>(counts.size()); ++k) {
     if (counts[k] < config_.dead_code_threshold) dead.push_back(k);
   }
-  return restart_codes(dead, h);
+  return dead;
 }
 
 void VectorQuantizer::cvq_reseed(const Tensor& h, const Tensor& d) {
@@ -93,21 +120,23 @@ void VectorQuantizer::cvq_reseed(const Tensor& h, const Tensor& d) {
 
 void VectorQuantizer::kmeans_init(const Tensor& h) {
   NoGradGuard no_grad;
-  const int64_t M = h.size(0), K = config_.n_embed;
-  // Start from K distinct random vectors (with repeats only when the batch has fewer than K).
-  Tensor start =
-      M >= K ? randperm(M, gen_, h.device()).narrow(0, 0, K) : randint(0, M, {K}, gen_, h.device());
-  Tensor centres = index_select(h, 0, start);
+  const int64_t K = config_.n_embed;
+  // Start from K distinct random vectors (repeats, with noise, only when the batch has fewer).
+  Generator gen = stream(RandomStream::KmeansInit);
+  Tensor centres = sample_rows(h, K, 0.0, gen);
+  if (config_.l2_normalize) centres = unit_rows(centres);
   Tensor counts;
   for (int64_t it = 0; it <= config_.kmeans_iterations; ++it) {
     const Tensor assignment = argmin(squared_distances(h, centres), 1);
     counts = bincount(assignment, K).to(h.dtype());
     if (it == config_.kmeans_iterations) break;  // the last pass only counts
     const Tensor sums = index_add(zeros_like(centres), 0, assignment, h);
-    // An empty cluster keeps its centre.
+    // An empty cluster keeps its centre. With unit vectors the mean is projected back onto the
+    // sphere (spherical k-means): assignment is by cosine distance to unit centres.
     const Tensor filled = gt(counts, 0.0).to(h.dtype()).unsqueeze(1);
-    centres = add(mul(div(sums, clamp(counts, 1.0, 1e30).unsqueeze(1)), filled),
-                  mul(centres, rsub(1.0, filled)));
+    Tensor means = div(sums, clamp(counts, 1.0, 1e30).unsqueeze(1));
+    if (config_.l2_normalize) means = unit_rows(means);
+    centres = add(mul(means, filled), mul(centres, rsub(1.0, filled)));
   }
   // The EMA statistics start as if the centres had been seen `count` times: S_k = e_k N_k. An
   // empty cluster counts as seen once at its centre; with N_k = 0 the first EMA update would
@@ -119,18 +148,25 @@ void VectorQuantizer::kmeans_init(const Tensor& h) {
   initialized_.fill_(1);
 }
 
-std::string VectorQuantizer::end_epoch(int64_t epoch) {
+Quantizer::Maintenance VectorQuantizer::end_epoch(int64_t epoch) {
   if (!last_inputs_.defined()) return {};
+  Generator gen = stream(RandomStream::EpochMaintenance);
+  Maintenance m;
   std::vector<std::string> done;
   // Expansion is decided on the epoch's real counts, before resets revive codes (a restarted code
   // has a count of at least 1 and would look active).
   if (config_.expand) {
-    const std::string expanded = expand_codebook();
+    const int64_t before = config_.n_embed;
+    const std::string expanded = expand_codebook(gen);
     if (!expanded.empty()) done.push_back(expanded);
+    m.codes_touched += config_.n_embed - before;
   }
+  std::set<int64_t> touched;  // a code can be both dead and among the least used
   if (config_.dead_code_reset == "epoch") {
-    const int64_t n = restart_dead_codes(last_inputs_);
+    const std::vector<int64_t> dead = dead_codes();
+    const int64_t n = restart_codes(dead, last_inputs_, gen);
     if (n > 0) done.push_back(fmt::format("restarted {} dead codes", n));
+    touched.insert(dead.begin(), dead.end());
   }
   if (config_.low_usage_reset_interval > 0 && (epoch + 1) % config_.low_usage_reset_interval == 0) {
     const std::vector<double> counts = ema_counts();
@@ -139,13 +175,24 @@ std::string VectorQuantizer::end_epoch(int64_t epoch) {
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t a, int64_t b) { return counts[a] < counts[b]; });
     order.resize(static_cast<size_t>(std::floor(config_.low_usage_reset_fraction * counts.size())));
-    const int64_t n = restart_codes(order, last_inputs_);
+    const int64_t n = restart_codes(order, last_inputs_, gen);
     if (n > 0) done.push_back(fmt::format("reset the {} least-used codes", n));
+    touched.insert(order.begin(), order.end());
   }
-  return fmt::format("{}", fmt::join(done, "; "));
+  m.codes_touched += static_cast<int64_t>(touched.size());
+  m.note = fmt::format("{}", fmt::join(done, "; "));
+  return m;
 }
 
-std::string VectorQuantizer::expand_codebook() {
+void VectorQuantizer::set_maintenance_inputs(const Tensor& inputs) {
+  VQ_CHECK(
+      inputs.dim() == 2 && inputs.size(1) == lookup_dim_ && inputs.size(0) > 0,
+      "VectorQuantizer: maintenance inputs must be [M, {}] vectors of the lookup space, got {}",
+      lookup_dim_, shape_str(inputs.shape()));
+  last_inputs_ = inputs.to(table_->weight.dtype()).to(table_->weight.device());
+}
+
+std::string VectorQuantizer::expand_codebook(Generator& gen) {
   const int64_t K = config_.n_embed;
   const std::vector<double> counts = ema_counts();
   const int64_t active = std::count_if(counts.begin(), counts.end(),
@@ -164,7 +211,7 @@ std::string VectorQuantizer::expand_codebook() {
   const double rms = std::sqrt(mean(mul(w, w)).item());
   const Tensor children =
       add(index_select(w, 0, parents),
-          mul(randn({extra, lookup_dim_}, gen_, w.dtype(), w.device()), 0.01 * rms));
+          mul(randn({extra, lookup_dim_}, gen, w.dtype(), w.device()), 0.01 * rms));
   std::vector<double> halved = counts;
   for (int64_t p : order) halved[p] /= 2;
   std::vector<double> child_counts;

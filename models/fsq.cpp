@@ -24,25 +24,23 @@ FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int6
   config_.validate();
   const auto& levels = config_.fsq_levels;
   const int64_t n = static_cast<int64_t>(levels.size());
-  std::vector<float> half_range, offset, shift, half_width;
+  std::vector<float> half_range, offset, half_width;
   for (int64_t L : levels) {
     basis_.push_back(num_codes_);
     num_codes_ *= L;
-    // a: the half range, shrunk by 1e-3 so that |b| stays below the outermost rounding edge and
-    // rounding can never produce an extra level. o: an even L has no level at 0, so its range is
-    // shifted by half a step (L = 8 gives levels -4..3). s: makes h = 0 map to b = 0.
-    const double a = (L - 1) * (1.0 - 1e-3) / 2.0, o = L % 2 == 0 ? 0.5 : 0.0;
-    half_range.push_back(static_cast<float>(a));
-    offset.push_back(static_cast<float>(o));
-    shift.push_back(static_cast<float>(std::atanh(o / a)));
-    half_width.push_back(static_cast<float>(L / 2));
+    // w: the grid's half width (L - 1) / 2. a: w shrunk by 1e-3, so that |b| stays inside the
+    // outermost rounding edge and rounding can never produce an extra level. o: an even L has
+    // no level at 0; its levels sit at half-integers (L = 2: -1/2, +1/2), found by rounding b - o.
+    const double w = (L - 1) / 2.0;
+    half_range.push_back(static_cast<float>(w * (1.0 - 1e-3)));
+    offset.push_back(L % 2 == 0 ? 0.5f : 0.0f);
+    half_width.push_back(static_cast<float>(w));
   }
   // Indices are summed in the codes' float32 dtype, exact only up to 2^24.
   VQ_CHECK(num_codes_ <= (int64_t{1} << 24),
            "FSQ: {} codes are too many (levels multiply to more than 2^24)", num_codes_);
   half_range_ = from_vector(half_range, {n});
   offset_ = from_vector(offset, {n});
-  shift_ = from_vector(shift, {n});
   half_width_ = from_vector(half_width, {n});
   project_in_ = register_module("project_in", std::make_shared<nn::Linear>(embed_dim, n));
   project_out_ = register_module("project_out", std::make_shared<nn::Linear>(n, embed_dim));
@@ -52,9 +50,11 @@ FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int6
 Tensor FiniteScalarQuantizer::quantize(const Tensor& h) const {
   // The per-dimension constants are plain tensors (not state to save): bring them to h.
   auto like_h = [&](const Tensor& c) { return c.to(h.dtype()).to(h.device()); };
-  const Tensor bounded =
-      sub(mul(tanh(add(h, like_h(shift_))), like_h(half_range_)), like_h(offset_));
-  const Tensor rounded = add(bounded, sub(round(bounded), bounded).detach());  // straight-through
+  const Tensor bounded = mul(tanh(h), like_h(half_range_));
+  // NOTE: for even L, h = 0 lies exactly on a rounding edge (b - o = -1/2); round() breaks the tie
+  // the same way on every device.
+  const Tensor grid = add(round(sub(bounded, like_h(offset_))), like_h(offset_));
+  const Tensor rounded = add(bounded, sub(grid, bounded).detach());  // straight-through
   return div(rounded, like_h(half_width_));
 }
 

@@ -3,10 +3,11 @@
 // and rounded to one of L_i levels, so the implicit codebook is the grid of prod(L_i) points,
 // every one reachable by construction. Size letters: M vectors, D embed_dim, n levels.
 //
-//   bound:     b_i = tanh(h_i + s_i) * a_i - o_i,  a_i = (L_i - 1)(1 - 1e-3) / 2,
-//              o_i = 1/2 for even L_i (else 0), s_i = atanh(o_i / a_i)
-//   quantize:  q_i = round(b_i) with a straight-through gradient, scaled to [-1, 1] by L_i // 2
-//   index:     k = sum_i (q_i + L_i // 2) prod_{j < i} L_j   (mixed radix; and back)
+//   bound:     b_i = tanh(h_i) * a_i,  a_i = w_i (1 - 1e-3),  w_i = (L_i - 1) / 2
+//   quantize:  q_i = round(b_i - o_i) + o_i with a straight-through gradient, o_i = 1/2 for even
+//              L_i (else 0): L_i levels, symmetric about 0, spaced 1 apart; the code is q_i / w_i
+//              in [-1, 1] (L = 2 gives -1, +1; L = 5 gives -1, -1/2, 0, 1/2, 1)
+//   index:     k = sum_i (q_i + w_i) prod_{j < i} L_j   (mixed radix; and back)
 //
 // It reports the same codebook statistics as the vector quantizer; its "EMA counts" are an
 // exponential average of per-code usage (embedding.cluster_size), kept for monitoring only.
@@ -38,7 +39,7 @@ class FiniteScalarQuantizer : public Quantizer {
   QuantizerConfig config_;
   int64_t embed_dim_, num_codes_ = 1;
   std::vector<int64_t> basis_;
-  Tensor half_range_, offset_, shift_, half_width_;  // per-dimension constants [n]
+  Tensor half_range_, offset_, half_width_;  // per-dimension constants a, o, w [n]
   std::shared_ptr<nn::Linear> project_in_, project_out_;
   Tensor usage_;  // EMA of per-code usage, the buffer embedding.cluster_size
 };

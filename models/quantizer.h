@@ -77,21 +77,38 @@ class Quantizer : public nn::Module {
   virtual Tensor lookup(const Tensor& z, double temperature = 0.0) = 0;
   // Per-code EMA usage counts (for statistics and the analysis tool).
   virtual std::vector<double> ema_counts() const = 0;
-  // Once per finished epoch: periodic resets and codebook expansion. Returns what it did, for
-  // the log (empty when nothing happened).
-  virtual std::string end_epoch(int64_t epoch) { return {}; }
+  // What an epoch end's maintenance did: a line for the log (empty when nothing happened) and
+  // how many codes it restarted, reset or added.
+  struct Maintenance {
+    std::string note;
+    int64_t codes_touched = 0;
+  };
+  // Once per finished epoch that another epoch follows: periodic resets and codebook expansion,
+  // preparing the next epoch (the trainer measures and saves the codebook before this).
+  virtual Maintenance end_epoch(int64_t epoch) { return {}; }
+  // The vectors end_epoch() restarts codes on (the latest training batch in lookup space; undefined
+  // when there are none), so a checkpoint taken before a pending end_epoch() can resume it.
+  virtual Tensor maintenance_inputs() const { return {}; }
+  virtual void set_maintenance_inputs(const Tensor& inputs) {}
   // Scale in [0, 1] on the commitment weight (the trainer's warm-up).
   void set_commitment_scale(double scale) { commitment_scale_ = scale; }
-  // The quantizer's own random stream (sampling, restarts); checkpoints save its state.
-  Generator& generator() { return gen_; }
+  // The training step about to run: random draws of training (sampling, restarts) are keyed by
+  // it, so a resumed run draws exactly what the uninterrupted one did.
+  void set_step(int64_t step) { step_ = step; }
+  // The stream lookup() samples from when given a temperature (the analysis tool seeds it).
+  Generator& lookup_generator() { return lookup_gen_; }
 
  protected:
-  explicit Quantizer(uint64_t seed) : gen_(seed) {}
+  explicit Quantizer(uint64_t seed) : seed_(seed), lookup_gen_(seed) {}
   // z [N, D, h, w] -> one row per latent pixel, [N*h*w, D]; `who` names the quantizer in the
   // error for a wrong shape.
   static Tensor flatten_latents(const Tensor& z, int64_t embed_dim, const char* who);
+  // The random stream for `purpose` at the current step.
+  Generator stream(RandomStream purpose) const { return stream_generator(seed_, purpose, step_); }
   double commitment_scale_ = 1.0;
-  Generator gen_;
+  uint64_t seed_;
+  int64_t step_ = 0;
+  Generator lookup_gen_;
 };
 
 // Builds the quantizer a config asks for ("vq" or "fsq").

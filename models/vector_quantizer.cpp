@@ -36,13 +36,14 @@ VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_di
                                   std::make_shared<nn::Linear>(lookup_dim_, lookup_dim_, false));
   }
   initialized_ = register_buffer("initialized", zeros({}, DType::UInt8));
+  Generator gen = stream(RandomStream::CodebookInit);
   if (config_.codebook == "simvq") {
     // The frozen basis: random directions with unit expected length.
-    nn::init::normal_(table_->weight, 0.0, 1.0 / std::sqrt(static_cast<double>(lookup_dim_)), gen_);
+    nn::init::normal_(table_->weight, 0.0, 1.0 / std::sqrt(static_cast<double>(lookup_dim_)), gen);
   } else if (config_.init == "normal") {
-    nn::init::normal_(table_->weight, 0.0, 1.0, gen_);
+    nn::init::normal_(table_->weight, 0.0, 1.0, gen);
   } else {  // "uniform" (the seed's), and the placeholder until k-means sees data
-    nn::init::uniform_(table_->weight, -1.0 / K, 1.0 / K, gen_);
+    nn::init::uniform_(table_->weight, -1.0 / K, 1.0 / K, gen);
   }
   NoGradGuard no_grad;
   if (table_->embed_avg.defined())
@@ -67,11 +68,11 @@ Tensor VectorQuantizer::distances(const Tensor& h) const {
   return squared_distances(h, codebook());
 }
 
-Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature) {
+Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature, Generator& gen) {
   NoGradGuard no_grad;
   if (temperature <= 0.0) return argmin(d, 1);
   // Gumbel-max: argmax(-d/T + g) with g = -log(-log(u)) is a sample from softmax(-d/T).
-  const Tensor u = clamp(rand(d.shape(), gen_, d.dtype(), d.device()), 1e-20, 1.0);
+  const Tensor u = clamp(rand(d.shape(), gen, d.dtype(), d.device()), 1e-20, 1.0);
   const Tensor gumbel = neg(log(neg(log(u))));
   return argmin(sub(mul(d, 1.0 / temperature), gumbel), 1);
 }
@@ -108,7 +109,8 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   const bool soft_terms = training && (config_.entropy_weight > 0 || config_.confidence_weight > 0);
   const Tensor d = soft_terms ? squared_distances(h, codebook_now)
                               : squared_distances(h.detach(), codebook_now.detach());
-  const Tensor indices = choose_codes(d.detach(), training ? config_.temperature : 0.0);
+  Generator sampling = stream(RandomStream::CodeSampling);
+  const Tensor indices = choose_codes(d.detach(), training ? config_.temperature : 0.0, sampling);
   const Tensor codes = embedding(codebook_now, indices);  // [M, d]
 
   QuantizerOutput out;
@@ -164,14 +166,18 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   // The statistics come before this step's restarts, so the codes they revive still count dead.
   out.stats = codebook_stats(batch_counts, ema_counts(), config_.active_threshold,
                              config_.dead_code_threshold);
-  if (update && config_.dead_code_reset == "step") restart_dead_codes(inputs);
+  if (update && config_.dead_code_reset == "step") {
+    Generator restarts = stream(RandomStream::StepRestarts);
+    restart_codes(dead_codes(), inputs, restarts);
+  }
   return out;
 }
 
 Tensor VectorQuantizer::lookup(const Tensor& z, double temperature) {
   NoGradGuard no_grad;
   const Tensor h = to_lookup_space(flatten_latents(z, embed_dim_, "VectorQuantizer"));
-  return choose_codes(distances(h), temperature).view({z.size(0), z.size(2), z.size(3)});
+  return choose_codes(distances(h), temperature, lookup_gen_)
+      .view({z.size(0), z.size(2), z.size(3)});
 }
 
 Tensor VectorQuantizer::codes_for(const Tensor& indices) const {

@@ -73,7 +73,9 @@ class VectorQuantizer : public Quantizer {
   Tensor codes_for(const Tensor& indices) const override;
   Tensor lookup(const Tensor& z, double temperature = 0.0) override;
   std::vector<double> ema_counts() const override;
-  std::string end_epoch(int64_t epoch) override;
+  Maintenance end_epoch(int64_t epoch) override;
+  Tensor maintenance_inputs() const override { return last_inputs_; }
+  void set_maintenance_inputs(const Tensor& inputs) override;
 
   const CodebookTable& table() const { return *table_; }
   bool initialized() const;
@@ -87,15 +89,20 @@ class VectorQuantizer : public Quantizer {
   Tensor codebook(const Tensor& table) const;
   // Squared distances [M, K] from lookup-space vectors [M, d] to every code.
   Tensor distances(const Tensor& h) const;
-  // Code per row: argmin (T = 0 or evaluation) or a Gumbel-max sample from softmax(-d / T).
-  Tensor choose_codes(const Tensor& d, double temperature);
+  // Code per row: argmin (T = 0 or evaluation) or a Gumbel-max sample from softmax(-d / T)
+  // with noise from `gen`.
+  static Tensor choose_codes(const Tensor& d, double temperature, Generator& gen);
   // h_q with the value of `codes` and the straight-through or rotation-trick gradient to h.
   Tensor quantized_with_gradient(const Tensor& h, const Tensor& codes) const;
   // ---- codebook maintenance (codebook_maintenance.cpp), all without gradient ----
   void ema_update(const Tensor& h, const Tensor& indices);
-  // Restarts `codes` on rows of h chosen at random; returns how many were restarted.
-  int64_t restart_codes(const std::vector<int64_t>& codes, const Tensor& h);
-  int64_t restart_dead_codes(const Tensor& h);
+  // n rows of h [M, d] chosen at random, distinct while M >= n; repeats get at least 1% noise,
+  // every row `noise` x rms(h) (codes restarted on them, k-means starts).
+  static Tensor sample_rows(const Tensor& h, int64_t n, double noise, Generator& gen);
+  // Restarts `codes` on rows of h chosen by sample_rows; returns how many were restarted.
+  int64_t restart_codes(const std::vector<int64_t>& codes, const Tensor& h, Generator& gen);
+  // Codes whose EMA count is below the dead-code threshold.
+  std::vector<int64_t> dead_codes() const;
   // CVQ: pulls each code toward its nearest row of h (distances d [M, K]), rarely used codes
   // the most.
   void cvq_reseed(const Tensor& h, const Tensor& d);
@@ -103,7 +110,7 @@ class VectorQuantizer : public Quantizer {
   void kmeans_init(const Tensor& h);
 
  private:
-  std::string expand_codebook();
+  std::string expand_codebook(Generator& gen);
 
   QuantizerConfig config_;
   int64_t embed_dim_, lookup_dim_;

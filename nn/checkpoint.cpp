@@ -19,9 +19,9 @@ void save_checkpoint(const std::string& path, const TensorGroups& groups,
   }
   nlohmann::json s = {{"step", state.step},
                       {"epoch", state.epoch},
-                      {"rng_seed", state.rng_seed},
-                      {"rng_offset", state.rng_offset},
-                      {"epochs_without_improvement", state.epochs_without_improvement}};
+                      {"total_steps", state.total_steps},
+                      {"epochs_without_improvement", state.epochs_without_improvement},
+                      {"maintenance_pending", state.maintenance_pending}};
   s["best_val_loss"] =
       std::isfinite(state.best_val_loss) ? nlohmann::json(state.best_val_loss) : nlohmann::json();
   Metadata metadata = extra;
@@ -58,9 +58,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     const auto s = nlohmann::json::parse(it->second);
     ck.state.step = s.at("step").get<int64_t>();
     ck.state.epoch = s.at("epoch").get<int64_t>();
-    ck.state.rng_seed = s.at("rng_seed").get<uint64_t>();
-    ck.state.rng_offset = s.at("rng_offset").get<uint64_t>();
+    ck.state.total_steps = s.value("total_steps", int64_t{0});
     ck.state.epochs_without_improvement = s.value("epochs_without_improvement", int64_t{0});
+    ck.state.maintenance_pending = s.value("maintenance_pending", false);
     ck.state.best_val_loss = s.at("best_val_loss").is_null()
                                  ? std::numeric_limits<double>::infinity()
                                  : s.at("best_val_loss").get<double>();

@@ -1,7 +1,8 @@
 // Training checkpoints: one safetensors file holding groups of tensors under name prefixes (the
 // model's own taming-style names at the top level, optimizer states under "optimizer.<name>.")
-// and the training state (step, epoch, RNG state, best validation loss, the run's config) as JSON
-// strings in the metadata. Written atomically: an interrupted save leaves the previous file intact.
+// and the training state (step, epoch, planned length, best validation loss, the run's config) as
+// JSON strings in the metadata. Written atomically: an interrupted save leaves the previous file
+// intact.
 #pragma once
 
 #include <limits>
@@ -16,9 +17,13 @@ namespace vq::nn {
 struct TrainingState {
   int64_t step = 0;   // optimizer steps taken
   int64_t epoch = 0;  // epochs completed
-  uint64_t rng_seed = 0, rng_offset = 0;
+  int64_t total_steps =
+      0;  // the run's planned length (a cosine schedule depends on it); 0: unknown
   double best_val_loss = std::numeric_limits<double>::infinity();
   int64_t epochs_without_improvement = 0;
+  // The epoch end's codebook maintenance has not run yet (the run had ended there); a run that
+  // continues from this checkpoint runs it first.
+  bool maintenance_pending = false;
   std::string config_json = "{}";  // the run's configuration
 };
 

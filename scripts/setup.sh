@@ -17,7 +17,7 @@ CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
 PACKAGES=(
   build-essential cmake ninja-build ccache
   libfmt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
-  libdnnl-dev zlib1g-dev libstb-dev
+  libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libstb-dev
   dataset-fashion-mnist
   python3 python3-venv python3-numpy python3-torch
 )

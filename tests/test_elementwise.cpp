@@ -109,6 +109,21 @@ TEST(Unary, StableAtExtremes) {
   EXPECT_TRUE(allclose(silu(x), from_vector<float>({-0.0f, -9.6e-21f, 0, 50, 1000}, {5}), 1e-6));
 }
 
+// A NaN must reach the loss so that the trainer can see it: activations propagate it as PyTorch's
+// do (relu(NaN) once gave 0, which hid a NaN discriminator behind a finite hinge loss).
+TEST(Unary, NanPropagatesThroughActivations) {
+  const Tensor x = from_vector<float>({std::nanf("")}, {1});
+  for (const auto& [name, y] :
+       std::vector<std::pair<const char*, Tensor>>{{"relu", relu(x)},
+                                                   {"leaky_relu", leaky_relu(x, 0.2)},
+                                                   {"silu", silu(x)},
+                                                   {"softplus", softplus(x)},
+                                                   {"abs", abs(x)},
+                                                   {"clamp", clamp(x, -1.0, 1.0)}}) {
+    EXPECT_TRUE(std::isnan(y.item())) << name;
+  }
+}
+
 TEST(Unary, KinkGradientsFollowPyTorch) {
   // relu'(0) = 0, abs'(0) = 0, clamp passes the gradient at its bounds.
   Tensor x = from_vector<double>({0.0, -1.0, 2.0}, {3}).requires_grad_();

@@ -244,6 +244,53 @@ TEST(Perceptual, ZeroForIdenticalImagesAndGradientOnlyToTheSecond) {
   EXPECT_NE(lpips.describe().find("random VGG16"), std::string::npos);
 }
 
+// The distance is LPIPS's formula over the net's features, recomputed here with plain loops in
+// float64: per slice, sum_c w_c (a_c/|a| - b_c/|b|)^2 averaged over positions, summed over
+// slices, with lin weights set to distinct known values.
+TEST(Perceptual, DistanceIsTheLpipsFormulaOverItsFeatures) {
+  PerceptualLoss lpips;
+  {
+    NoGradGuard no_grad;
+    for (auto& [name, p] : lpips.named_parameters()) {
+      if (name.rfind("lin", 0) != 0) continue;
+      const int64_t C = p.size(1);
+      std::vector<float> w(C);
+      for (int64_t c = 0; c < C; ++c) w[c] = static_cast<float>((c % 7) + 1) / C;
+      p.copy_(from_vector(w, p.shape()));
+    }
+  }
+  const Tensor a = clamp(test::randn32({2, 3, 32, 32}, 3), -1.0, 1.0);
+  const Tensor b = clamp(test::randn32({2, 3, 32, 32}, 4), -1.0, 1.0);
+  const std::vector<Tensor> fa = lpips.features(a), fb = lpips.features(b);
+  std::vector<double> expected(2, 0.0);
+  for (int s = 0; s < Vgg16Features::kSlices; ++s) {
+    const int64_t C = fa[s].size(1), HW = fa[s].size(2) * fa[s].size(3);
+    const auto va = fa[s].to_vector<double>(), vb = fb[s].to_vector<double>();
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t q = 0; q < HW; ++q) {
+        auto at = [&](const std::vector<double>& v, int64_t c) { return v[(n * C + c) * HW + q]; };
+        double na = 0, nb = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          na += at(va, c) * at(va, c);
+          nb += at(vb, c) * at(vb, c);
+        }
+        na = std::sqrt(na) + 1e-10;
+        nb = std::sqrt(nb) + 1e-10;
+        for (int64_t c = 0; c < C; ++c) {
+          const double d = at(va, c) / na - at(vb, c) / nb;
+          expected[n] += static_cast<double>((c % 7) + 1) / C * d * d / HW;
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(allclose(lpips.forward(a, b), from_vector(expected, {2, 1, 1, 1}), 1e-6, 1e-4));
+  EXPECT_GT(expected[0], 0.0);
+  // A grey image is the same image repeated to three channels.
+  const Tensor grey = a.narrow(1, 0, 1).contiguous();
+  const Tensor grey3 = concat({grey, grey, grey}, 1);
+  EXPECT_TRUE(allclose(lpips.features(grey)[2], lpips.features(grey3)[2], 1e-6));
+}
+
 TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
   PerceptualLoss source;
   nn::NamedTensors torchvision;

@@ -36,7 +36,8 @@ TEST(Quantizer, DistancesAndArgmin) {
   EXPECT_TRUE(allclose(vq->distances(z),
                        from_vector<float>({0.82f, 0.02f, 4.42f, 2.26f, 3.06f, 0.26f}, {2, 3}),
                        1e-6));
-  EXPECT_EQ(vq->choose_codes(vq->distances(z), 0.0).to_vector<int64_t>(),
+  Generator gen(1);
+  EXPECT_EQ(VectorQuantizer::choose_codes(vq->distances(z), 0.0, gen).to_vector<int64_t>(),
             (std::vector<int64_t>{1, 2}));
   vq->eval();
   EXPECT_EQ(vq->lookup(vectors({0.9f, 0.1f, 0.1f, 1.5f}, 2, 2)).to_vector<int64_t>(),
@@ -50,7 +51,9 @@ TEST(Quantizer, TemperatureSamplesFromSoftmaxOfNegativeDistance) {
   const int64_t M = 60000;
   std::vector<float> rows;
   for (int64_t i = 0; i < M; ++i) rows.insert(rows.end(), d.begin(), d.end());
-  const auto picks = vq->choose_codes(from_vector(rows, {M, 3}), T).to_vector<int64_t>();
+  Generator gen(2);
+  const auto picks =
+      VectorQuantizer::choose_codes(from_vector(rows, {M, 3}), T, gen).to_vector<int64_t>();
   std::vector<double> freq(3, 0.0);
   for (int64_t k : picks) freq[k] += 1.0 / M;
   const double z = std::exp(-0.5) + std::exp(-1.0) + std::exp(-2.0);
@@ -151,10 +154,34 @@ TEST(Quantizer, DeadCodeRestartSetsCodeCountAndSumConsistently) {
   c.dead_code_threshold = 2.0;
   auto vq = make_vq({0, 0, 1, 1, 2, 2}, 3, 2, c);
   const Tensor z = from_vector<float>({7, 8}, {1, 2});  // the only candidate vector
-  EXPECT_EQ(vq->restart_codes({0, 2}, z), 2);
-  EXPECT_TRUE(allclose(vq->table().weight, from_vector<float>({7, 8, 1, 1, 7, 8}, {3, 2})));
+  Generator gen(3);
+  EXPECT_EQ(vq->restart_codes({0, 2}, z, gen), 2);
+  // The first code takes the vector itself; the second, a repeat, gets 1% noise so the two split.
+  const auto w = vq->table().weight.to_vector<float>();
+  EXPECT_EQ(w[0], 7.0f);
+  EXPECT_EQ(w[1], 8.0f);
+  EXPECT_NE(w[4], 7.0f);
+  EXPECT_NEAR(w[4], 7.0f, 0.5f);
+  EXPECT_NEAR(w[5], 8.0f, 0.5f);
   EXPECT_TRUE(allclose(vq->table().cluster_size, from_vector<float>({2, 0, 2}, {3})));
-  EXPECT_TRUE(allclose(vq->table().embed_avg, from_vector<float>({14, 16, 1, 1, 14, 16}, {3, 2})));
+  EXPECT_TRUE(allclose(vq->table().embed_avg,
+                       mul(vq->table().weight, from_vector<float>({2, 1, 2}, {3, 1}))));
+}
+
+// With at least as many batch vectors as codes to restart, every code gets a different vector.
+TEST(Quantizer, RestartsDrawDistinctRows) {
+  QuantizerConfig c;
+  auto vq = make_vq(std::vector<float>(16, 0.0f), 8, 2, c);
+  std::vector<float> v;
+  for (int i = 0; i < 8; ++i) v.insert(v.end(), {static_cast<float>(i), static_cast<float>(-i)});
+  const Tensor h = from_vector(v, {8, 2});
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    Generator gen(seed);
+    vq->restart_codes({0, 1, 2, 3, 4, 5, 6, 7}, h, gen);
+    auto firsts = vq->table().weight.narrow(1, 0, 1).contiguous().to_vector<float>();
+    std::sort(firsts.begin(), firsts.end());
+    EXPECT_EQ(firsts, (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7})) << "seed " << seed;
+  }
 }
 
 TEST(Quantizer, EpochEndResetsDeadAndLeastUsedCodes) {
@@ -167,7 +194,9 @@ TEST(Quantizer, EpochEndResetsDeadAndLeastUsedCodes) {
   c.low_usage_reset_interval = 0;
   auto vq = make_vq({0, 0, 1, 1, 50, 50, 60, 60}, 4, 2, c);
   vq->forward(vectors({0.1f, 0, 0, 0.1f, 1, 0.9f}, 3, 2));  // codes 0, 0, 1 used; 2 and 3 dead
-  EXPECT_EQ(vq->end_epoch(0), "restarted 2 dead codes");
+  const auto m = vq->end_epoch(0);
+  EXPECT_EQ(m.note, "restarted 2 dead codes");
+  EXPECT_EQ(m.codes_touched, 2);
   const auto counts = vq->ema_counts();
   EXPECT_EQ(counts, (std::vector<double>{2, 1, 1, 1}));
   // Restarted codes now sit on batch vectors.
@@ -179,7 +208,9 @@ TEST(Quantizer, EpochEndResetsDeadAndLeastUsedCodes) {
   c.low_usage_reset_fraction = 0.5;
   auto vq2 = make_vq({0, 0, 1, 1, 50, 50, 60, 60}, 4, 2, c);
   vq2->forward(vectors({0.1f, 0, 0, 0.1f, 1, 0.9f, 49, 50}, 4, 2));  // counts 2, 1, 1, 0
-  EXPECT_EQ(vq2->end_epoch(0), "reset the 2 least-used codes");
+  const auto m2 = vq2->end_epoch(0);
+  EXPECT_EQ(m2.note, "reset the 2 least-used codes");
+  EXPECT_EQ(m2.codes_touched, 2);
   EXPECT_EQ(vq2->ema_counts(), (std::vector<double>{2, 1, 1, 1}));
   EXPECT_NE(vq2->table().weight.to_vector<float>()[6], 60.0f);  // code 3 (count 0) was reset
 }
@@ -247,8 +278,9 @@ TEST(Quantizer, ExpansionDoublesFromTheMostUsedCodes) {
   c.ema_decay = 0.0;
   auto vq = make_vq({0, 0, 1, 1, 2, 2, 3, 3}, 4, 2, c);
   vq->forward(vectors({0, 0, 0, 0, 0.1f, 0, 1, 1}, 4, 2));  // counts 3, 1, 0, 0
-  EXPECT_EQ(vq->end_epoch(0),
-            "expanded the codebook from 4 to 8 codes (4 of 4 active by EMA counts)");
+  const auto m = vq->end_epoch(0);
+  EXPECT_EQ(m.note, "expanded the codebook from 4 to 8 codes (4 of 4 active by EMA counts)");
+  EXPECT_EQ(m.codes_touched, 4);
   EXPECT_EQ(vq->num_codes(), 8);
   EXPECT_EQ(vq->table().weight.shape(), (Shape{8, 2}));
   const auto n = vq->ema_counts();
@@ -256,7 +288,7 @@ TEST(Quantizer, ExpansionDoublesFromTheMostUsedCodes) {
             (std::vector<double>{1.5, 0.5, 0, 0, 1.5, 0.5, 0, 0}));  // parents 0, 1, 2, 3 by usage
   EXPECT_TRUE(allclose(vq->table().embed_avg,
                        mul(vq->table().weight, vq->table().cluster_size.unsqueeze(1)), 1e-5));
-  EXPECT_EQ(vq->end_epoch(1), "");  // at the maximum
+  EXPECT_EQ(vq->end_epoch(1).note, "");  // at the maximum
 }
 
 // Expansion is judged on the epoch's real counts: codes revived by that epoch's dead-code restarts
@@ -274,7 +306,7 @@ TEST(Quantizer, ExpansionIsDecidedBeforeTheResets) {
   c.ema_decay = 0.0;
   auto vq = make_vq({0, 0, 1, 1, 2, 2, 3, 3}, 4, 2, c);
   vq->forward(vectors({0, 0, 0, 0, 0.1f, 0, 1, 1}, 4, 2));  // counts 3, 1, 0, 0
-  EXPECT_EQ(vq->end_epoch(0), "restarted 2 dead codes");
+  EXPECT_EQ(vq->end_epoch(0).note, "restarted 2 dead codes");
   EXPECT_EQ(vq->num_codes(), 4);
   for (double n : vq->ema_counts()) EXPECT_GE(n, 1.0);  // all four now look active
 }

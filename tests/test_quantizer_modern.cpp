@@ -2,6 +2,7 @@
 // codes, l2-normalised lookup, per-step restarts with noise, the rotation trick, SimVQ, CVQ
 // re-seeding, the LFQ-form entropy loss, and finite scalar quantization.
 #include <cmath>
+#include <set>
 
 #include "models/fsq.h"
 #include "models/vector_quantizer.h"
@@ -52,6 +53,68 @@ TEST(ModernVQ, L2NormalisedLookupUsesUnitVectors) {
   EXPECT_TRUE(allclose(sum(mul(e, e), {1}), ones({8}), 1e-5));
   // ||a - b||^2 = 2 - 2 cos(a, b) for unit vectors
   EXPECT_TRUE(allclose(vq.distances(h), rsub(2.0, mul(matmul(h, e.t()), 2.0)), 1e-5));
+}
+
+// With l2-normalised codes k-means is spherical: centres are unit vectors (the normalised mean of
+// their cluster), so assignment by distance is assignment by cosine.
+TEST(ModernVQ, KmeansOfUnitVectorsKeepsUnitCentres) {
+  QuantizerConfig c = plain(2);
+  c.l2_normalize = true;
+  c.init = "kmeans";
+  VectorQuantizer vq(c, 2, 5);
+  // Two fans of unit vectors, spread +-0.6 rad around 0 and around pi/2: each fan's plain mean
+  // has length ~0.8.
+  std::vector<float> v;
+  for (int i = 0; i < 40; ++i) {
+    const double angle = (i < 20 ? 0.0 : M_PI / 2) + 0.6 * ((i % 20) / 19.0 * 2 - 1);
+    v.insert(v.end(), {static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle))});
+  }
+  vq.kmeans_init(from_vector(v, {40, 2}));
+  const auto w = vq.table().weight.to_vector<float>();
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_NEAR(std::hypot(w[2 * k], w[2 * k + 1]), 1.0, 1e-5) << "centre " << k;
+    // The fans are symmetric, so their normalised means point at 0 and at pi/2.
+    const double angle = std::atan2(w[2 * k + 1], w[2 * k]);
+    EXPECT_NEAR(std::min(std::abs(angle), std::abs(angle - M_PI / 2)), 0.0, 1e-4) << "centre " << k;
+  }
+  auto counts = vq.ema_counts();
+  EXPECT_EQ(counts, (std::vector<double>{20, 20}));
+}
+
+// Training draws (the Gumbel noise of sampling) depend on the seed and the step only, not on what
+// ran before: a resumed run, or one rank of a data-parallel run, draws what a fresh run would.
+TEST(ModernVQ, SamplingDependsOnTheSeedAndStepOnly) {
+  QuantizerConfig c = plain(16);
+  c.codebook = "learned";  // the table does not move without an optimizer
+  c.temperature = 5.0;
+  const Tensor z = test::randn32({2, 8, 4, 4});
+  auto sample_at = [&](std::vector<int64_t> steps, uint64_t seed) {
+    VectorQuantizer vq(c, 8, seed);
+    Tensor indices;
+    for (int64_t s : steps) {
+      vq.set_step(s);
+      indices = vq.forward(z).indices;
+    }
+    return indices.to_vector<int64_t>();
+  };
+  EXPECT_EQ(sample_at({3}, 1), sample_at({0, 1, 2, 3}, 1));
+  EXPECT_NE(sample_at({3}, 1), sample_at({4}, 1));
+  EXPECT_NE(sample_at({3}, 1), sample_at({3}, 2));
+}
+
+TEST(RandomStreams, PurposesAndSeedsGetDistinctKeys) {
+  std::set<uint64_t> keys;
+  for (uint64_t seed : {0, 1, 2, 42}) {
+    for (auto p :
+         {RandomStream::ModelInit, RandomStream::DiscriminatorInit, RandomStream::CodebookInit,
+          RandomStream::CodeSampling, RandomStream::StepRestarts, RandomStream::EpochMaintenance,
+          RandomStream::KmeansInit, RandomStream::DataOrder, RandomStream::DataFlips}) {
+      keys.insert(stream_key(seed, p));
+      EXPECT_NE(stream_key(seed, p), seed);  // never the raw seed a plain Generator(seed) uses
+    }
+  }
+  EXPECT_EQ(keys.size(), 36u);
+  EXPECT_EQ(stream_generator(7, RandomStream::CodeSampling, 3).offset(), uint64_t{3} << 40);
 }
 
 TEST(ModernVQ, PerStepRestartsAddNoiseAndKeepStatisticsConsistent) {
@@ -237,21 +300,45 @@ TEST(FSQ, GridRoundTripAndStraightThrough) {
   EXPECT_EQ(fsq.codes_to_indices(codes).to_vector<int64_t>(), all.to_vector<int64_t>());
   EXPECT_EQ(max(codes).item(), 1.0);
   EXPECT_EQ(min(codes).item(), -1.0);
-  // Rounding lands on the grid: 8 levels -> multiples of 1/4 in [-1, 0.75]; 5 -> multiples of 1/2.
+  // Rounding lands on the grid, symmetric about 0: 8 levels -> odd multiples of 1/7 in [-1, 1];
+  // 5 levels -> multiples of 1/2.
   Tensor h = mul(test::randn32({200, 4}), 3.0).requires_grad_();
   const Tensor q = fsq.quantize(h);
   const auto qv = q.to_vector<float>();
   for (size_t i = 0; i < qv.size(); ++i) {
-    const float step = i % 4 == 0 ? 0.25f : 0.5f;
-    EXPECT_NEAR(qv[i] / step, std::round(qv[i] / step), 1e-5) << i;
-    EXPECT_LE(qv[i], i % 4 == 0 ? 0.75f : 1.0f);
+    const float w = i % 4 == 0 ? 3.5f : 2.0f, o = i % 4 == 0 ? 0.5f : 0.0f;
+    EXPECT_NEAR(qv[i] * w - o, std::round(qv[i] * w - o), 1e-5) << i;
+    EXPECT_LE(std::abs(qv[i]), 1.0f + 1e-6f);
   }
-  // The gradient passes the rounding unchanged: d q / d h = tanh'(h + s) * a / (L // 2).
+  // The gradient passes the rounding unchanged: d q / d h = tanh'(h) * a / w.
   sum(q).backward();
   const auto hv = h.detach().to_vector<float>(), gv = h.grad().to_vector<float>();
-  const double a8 = 7 * 0.999 / 2, s8 = std::atanh(0.5 / a8);
-  const double t = std::tanh(hv[0] + s8);
-  EXPECT_NEAR(gv[0], (1 - t * t) * a8 / 4, 1e-5);
+  const double a8 = 3.5 * 0.999, t = std::tanh(hv[0]);
+  EXPECT_NEAR(gv[0], (1 - t * t) * a8 / 3.5, 1e-5);
+}
+
+// L = 2 is a common FSQ level (binary codes, as in LFQ); it once made every output NaN.
+TEST(FSQ, TwoLevelsGiveFiniteBinaryCodes) {
+  QuantizerConfig c;
+  c.kind = "fsq";
+  c.fsq_levels = {2, 2, 2, 2, 2, 2};
+  FiniteScalarQuantizer fsq(c, 8, 3);
+  EXPECT_EQ(fsq.num_codes(), 64);
+  const Tensor all = arange(0, 64);
+  EXPECT_EQ(fsq.codes_to_indices(fsq.indices_to_codes(all)).to_vector<int64_t>(),
+            all.to_vector<int64_t>());
+  const Tensor h = mul(test::randn32({500, 6}), 2.0).requires_grad_();
+  const Tensor q = fsq.quantize(h);
+  const auto hv = h.detach().to_vector<float>(), qv = q.to_vector<float>();
+  for (size_t i = 0; i < qv.size(); ++i) {
+    ASSERT_EQ(std::abs(qv[i]), 1.0f) << i;
+    EXPECT_EQ(qv[i] > 0, hv[i] > 0) << i;  // the sign of h picks the level
+  }
+  sum(q).backward();
+  for (float g : h.grad().to_vector<float>()) EXPECT_TRUE(std::isfinite(g) && g > 0);
+  const auto out = fsq.forward(test::randn32({4, 8, 4, 4}));
+  EXPECT_TRUE(std::isfinite(sum(out.z_q).item()));
+  EXPECT_GT(out.stats.used_codes, 8);
 }
 
 TEST(FSQ, ForwardStatisticsAndErrors) {

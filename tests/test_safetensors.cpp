@@ -155,8 +155,8 @@ TEST(Checkpoint, GroupsAndTrainingStateRoundTrip) {
   TrainingState state;
   state.step = 1234;
   state.epoch = 3;
-  state.rng_seed = 42;
-  state.rng_offset = 987654321;
+  state.total_steps = 987654321;
+  state.maintenance_pending = true;
   state.best_val_loss = 0.125;
   state.config_json = R"({"preset":"improved"})";
   save_checkpoint(path,
@@ -167,7 +167,8 @@ TEST(Checkpoint, GroupsAndTrainingStateRoundTrip) {
   ASSERT_TRUE(ck.has_state);
   EXPECT_EQ(ck.state.step, 1234);
   EXPECT_EQ(ck.state.epoch, 3);
-  EXPECT_EQ(ck.state.rng_offset, 987654321u);
+  EXPECT_EQ(ck.state.total_steps, 987654321);
+  EXPECT_TRUE(ck.state.maintenance_pending);
   EXPECT_EQ(ck.state.best_val_loss, 0.125);
   EXPECT_EQ(ck.state.config_json, R"({"preset":"improved"})");
   EXPECT_EQ(ck.group("optimizer.g.").at(0).first, "exp_avg.w");

@@ -93,7 +93,14 @@ TEST_F(Tool, PlotsAreWritten) {
   const std::string dir = test::temp_path("plots");
   write_plots(r, dir);
   for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
-    EXPECT_GT(std::filesystem::file_size(dir + "/" + f), 1000u) << f;
+    const train::Image8 png = train::decode_image(dir + "/" + f, 3);
+    EXPECT_GE(png.width, 200) << f;
+    EXPECT_GE(png.height, 150) << f;
+    // A drawn chart, not a blank canvas: several distinct colours.
+    std::set<uint32_t> colours;
+    for (size_t i = 0; i + 2 < png.pixels.size(); i += 3)
+      colours.insert(png.pixels[i] << 16 | png.pixels[i + 1] << 8 | png.pixels[i + 2]);
+    EXPECT_GE(colours.size(), 3u) << f;
   }
 }
 
@@ -204,7 +211,24 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
         << line;
   }
   EXPECT_FALSE(std::getline(csv, line));
-  EXPECT_GT(std::filesystem::file_size(dir + "/reconstructions.png"), 100u);
+  // The grid: the 5 inputs on top, their reconstructions below, each as 8-bit grey.
+  const train::Image8 grid = train::decode_image(dir + "/reconstructions.png", 1);
+  ASSERT_EQ(grid.width, 5 * 16 + 6 * 2);
+  ASSERT_EQ(grid.height, 2 * 16 + 3 * 2);
+  for (int64_t row = 0; row < 2; ++row) {
+    const auto values = t.at(row == 0 ? "inputs" : "reconstructions").to_vector<float>();
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < 5; ++i) {
+      for (int64_t y = 0; y < 16; ++y) {
+        for (int64_t x = 0; x < 16; ++x) {
+          const float v = std::clamp((values[(i * 16 + y) * 16 + x] + 1) * 127.5f, 0.0f, 255.0f);
+          const int64_t px = (2 + row * 18 + y) * grid.width + 2 + i * 18 + x;
+          mismatches += std::abs(grid.pixels[px] - std::lround(v)) > 1;
+        }
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << (row == 0 ? "inputs" : "reconstructions");
+  }
 
   ASSERT_EQ(run_tool("codebook_utilization_check", model, images_, "--output_dir " + dir, &text), 0)
       << text;

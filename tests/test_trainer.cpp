@@ -10,6 +10,7 @@
 #include "test_util.h"
 #include "trainer_fixture.h"
 #include "trainers/data/dataset.h"
+#include "trainers/data/image.h"
 #include "trainers/data/loader.h"
 #include "trainers/flags.h"
 #include "trainers/metrics.h"
@@ -50,7 +51,9 @@ TEST(Flags, ParsesTypesAndRejectsBadInput) {
     auto v = argv_of(a);
     return f.parse(static_cast<int>(v.size()), v.data());
   };
-  EXPECT_VQ_ERROR(parse({"--nn", "3"}), "unknown flag --nn");
+  EXPECT_VQ_ERROR(parse({"--nn", "3"}), "unknown flag --nn; did you mean --n?");
+  EXPECT_VQ_ERROR(parse({"--nme", "3"}), "unknown flag --nme; did you mean --name?");
+  EXPECT_VQ_ERROR(parse({"--learning_rate", "3"}), "unknown flag --learning_rate (see --help)");
   EXPECT_VQ_ERROR(parse({"--n", "three"}), "--n: 'three' is not an integer");
   EXPECT_VQ_ERROR(parse({"--n", "0"}), "--n: 0 is below the minimum 1");
   EXPECT_VQ_ERROR(parse({"--lr"}), "--lr needs a value");
@@ -228,14 +231,7 @@ TEST(Metrics, PsnrAndSsimKnownValues) {
 
 // ---- short training runs ----
 
-class TrainerRun : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    images_ = test::make_image_folder(test::temp_path("train_images"), 24);
-  }
-  static std::string images_;
-};
-std::string TrainerRun::images_;
+using TrainerRun = test::TinyImages;
 
 TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   const std::string out = test::temp_path("run_outputs");
@@ -266,6 +262,23 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   }
   EXPECT_EQ(step_lines, 6);
   EXPECT_EQ(val_lines, 2);
+  // The sample grid: the first 4 validation images on top, their reconstructions below.
+  const Image8 grid = decode_image(out + "/samples/epoch_0002.png", 1);
+  EXPECT_EQ(grid.width, 4 * 16 + 5 * 2);
+  EXPECT_EQ(grid.height, 2 * 16 + 3 * 2);
+  const auto val_set = open_dataset(images_, 1, 16);
+  std::vector<float> image(16 * 16);
+  for (int64_t i = 0; i < 4; ++i) {
+    val_set->load(i, false, image.data());
+    int64_t mismatches = 0;
+    for (int64_t y = 0; y < 16; ++y) {
+      for (int64_t x = 0; x < 16; ++x) {
+        const auto expected = static_cast<uint8_t>(std::lround((image[y * 16 + x] + 1) * 127.5f));
+        mismatches += grid.pixels[(2 + y) * grid.width + 2 + i * 18 + x] != expected;
+      }
+    }
+    EXPECT_EQ(mismatches, 0) << "input " << i << " in the sample grid";
+  }
   const auto summary = nlohmann::json::parse(s.json);
   EXPECT_EQ(summary["steps"], 6);
   EXPECT_EQ(summary["epochs_completed"], 2);
@@ -289,6 +302,46 @@ TEST_F(TrainerRun, UnreadableValidationImagesAreSkippedAndCounted) {
   const auto summary = nlohmann::json::parse(train(c, "").json);
   EXPECT_EQ(summary.at("val_unreadable_images_skipped").get<int64_t>(), 1);
   EXPECT_TRUE(std::filesystem::exists(out + "/samples/epoch_0001.png"));
+}
+
+// The perceptual term enters the loss with its weight: the first steps of two runs that differ
+// only in that term see the same model and batch, so their losses differ by weight x distance.
+TEST_F(TrainerRun, PerceptualTermEntersTheLossWithItsWeight) {
+  auto first_step = [&](const std::string& weights, double weight) {
+    const std::string out = test::temp_path("perceptual_" + std::to_string(weight));
+    TrainConfig c = test::tiny_config(images_, out);
+    c.training.epochs = 1;
+    c.training.steps_per_epoch = 1;
+    c.loss.perceptual_weights = weights;
+    c.loss.perceptual_weight = weight;
+    const auto summary = nlohmann::json::parse(train(c, "").json);
+    std::ifstream metrics(out + "/tiny.metrics.jsonl");
+    std::string line;
+    std::getline(metrics, line);
+    auto j = nlohmann::json::parse(line);
+    j["summary_perceptual"] = summary.at("perceptual");
+    return j;
+  };
+  const auto off = first_step("", 0.0), on = first_step("random", 0.5);
+  EXPECT_EQ(off.at("perceptual").get<double>(), 0.0);
+  const double distance = on.at("perceptual").get<double>();
+  EXPECT_GT(distance, 0.0);
+  EXPECT_NEAR(on.at("loss").get<double>() - off.at("loss").get<double>(), 0.5 * distance,
+              1e-5 * on.at("loss").get<double>());
+  EXPECT_EQ(on.at("l1"), off.at("l1"));
+  EXPECT_NE(on.at("summary_perceptual").get<std::string>().find("random VGG16"), std::string::npos);
+}
+
+// FSQ with binary levels trains end to end (L = 2 once made every output NaN).
+TEST_F(TrainerRun, FsqWithTwoLevelsTrains) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("fsq_binary"));
+  c.quantizer.kind = "fsq";
+  c.quantizer.fsq_levels = {2, 2, 2, 2, 2, 2};
+  const auto summary = nlohmann::json::parse(train(c, "").json);
+  EXPECT_EQ(summary.at("nonfinite_steps_skipped"), 0);
+  EXPECT_EQ(summary.at("num_codes"), 64);
+  EXPECT_TRUE(std::isfinite(summary.at("val_psnr").get<double>()));
+  EXPECT_GT(summary.at("val_used_codes").get<int64_t>(), 1);
 }
 
 TEST_F(TrainerRun, EveryQuantizerKindSavesAndLoadsBack) {

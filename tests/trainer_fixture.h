@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "trainers/config.h"
 #include "trainers/data/image.h"
 
@@ -34,6 +36,13 @@ inline std::string temp_path(const std::string& name) {
   std::filesystem::create_directories(p);
   return p.string();
 }
+
+// A test suite whose tests share one folder of 24 tiny images, made once.
+class TinyImages : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { images_ = make_image_folder(temp_path("images"), 24); }
+  static inline std::string images_;
+};
 
 inline train::TrainConfig tiny_config(const std::string& images, const std::string& out) {
   train::TrainConfig c = train::preset_config("improved", "fmnist");

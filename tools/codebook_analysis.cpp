@@ -50,7 +50,7 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
   NoGradGuard no_grad;
   model.eval();
   models::Quantizer& q = model.quantizer();
-  q.generator().set_state(seed, 0);
+  q.lookup_generator().set_state(seed, 0);
   CodebookReport r;
   r.temperature = temperature;
   r.num_codes = q.num_codes();

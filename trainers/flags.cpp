@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
+#include <vector>
 
 #include "autograd/error.h"
 
@@ -60,6 +63,26 @@ const Flags::Flag* Flags::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// Levenshtein distance: the fewest single-character insertions, deletions and substitutions.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  std::iota(row.begin(), row.end(), size_t{0});
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
 bool Flags::parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -78,10 +101,14 @@ bool Flags::parse(int argc, char** argv) {
     }
     const Flag* flag = find(name);
     if (flag == nullptr) {
-      std::string close;
+      std::string close;  // the nearest flag name, if it is near enough to be a typo
+      size_t best = std::max<size_t>(2, name.size() / 3) + 1;
       for (const Flag& f : flags_) {
-        if (f.name.find(name) != std::string::npos || name.find(f.name) != std::string::npos)
+        const size_t d = edit_distance(name, f.name);
+        if (d < best) {
+          best = d;
           close = f.name;
+        }
       }
       throw Error(fmt::format("unknown flag --{}{} (see --help)", name,
                               close.empty() ? "" : "; did you mean --" + close + "?"));

@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "autograd/error.h"
+#include "nn/atomic_file.h"
 
 namespace vq::train {
 
@@ -80,6 +82,30 @@ std::vector<double> ssim_per_image(const Tensor& a, const Tensor& b) {
     out[n] = sum / count;
   }
   return out;
+}
+
+int64_t truncate_jsonl_after_step(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in.good()) return 0;
+  std::vector<std::string> kept;
+  int64_t dropped = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    const bool keep = !j.is_discarded() && j.is_object() && j.contains("step") &&
+                      j["step"].is_number_integer() && j["step"].get<int64_t>() <= step;
+    if (keep) {
+      kept.push_back(std::move(line));
+    } else {
+      ++dropped;
+    }
+  }
+  in.close();
+  if (dropped > 0) {
+    nn::write_file_atomically(path, [&](std::ostream& out) {
+      for (const auto& line : kept) out << line << '\n';
+    });
+  }
+  return dropped;
 }
 
 JsonlWriter::JsonlWriter(const std::string& path, bool append)

@@ -18,6 +18,12 @@ std::vector<double> psnr_per_image(const Tensor& a, const Tensor& b);
 std::vector<double> ssim_per_image(const Tensor& a, const Tensor& b);
 
 // One JSON object per line; each line is flushed so a crash loses nothing already logged.
+// For a run resumed at `step`: drops the lines of an existing log whose "step" is later (logged
+// after the checkpoint, so they would be logged again) and any line that is not JSON (torn by a
+// kill), so the log keeps one line per step. Rewrites the file atomically; a missing file is
+// fine. Returns how many lines were dropped.
+int64_t truncate_jsonl_after_step(const std::string& path, int64_t step);
+
 class JsonlWriter {
  public:
   JsonlWriter(const std::string& path, bool append);

@@ -36,7 +36,7 @@ LoadedModel load_model(const std::string& path, Device device,
   out.model = std::make_shared<models::VQModel>(out.config.model, out.config.quantizer,
                                                 out.config.training.seed);
   try {
-    out.note = out.model->load_weights(out.checkpoint.without({"loss.", "optimizer."}));
+    out.note = out.model->load_weights(out.checkpoint.without(kTrainingOnlyPrefixes));
   } catch (const Error& e) {
     throw Error(fmt::format("{}: the weights do not fit the model its config describes: {}", path,
                             e.what()));

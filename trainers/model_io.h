@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "models/vqgan.h"
 #include "nn/checkpoint.h"
@@ -19,6 +20,12 @@ struct LoadedModel {
   nn::LoadedCheckpoint checkpoint;
   std::string note;  // what load_weights derived, if anything
 };
+
+// Prefixes of a .last checkpoint's tensors that are not the model's: the discriminator, the
+// optimizers, and the inputs of an epoch-end codebook maintenance still pending.
+inline constexpr const char* kPendingMaintenancePrefix = "pending_maintenance.";
+inline const std::vector<std::string> kTrainingOnlyPrefixes = {"loss.", "optimizer.",
+                                                               kPendingMaintenancePrefix};
 
 // `fallback_model_config` ("fmnist" / "seed256") is used only when the file has no config.
 LoadedModel load_model(const std::string& path, Device device,

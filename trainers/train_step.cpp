@@ -7,10 +7,13 @@
 namespace vq::train {
 
 TrainStep::TrainStep(const TrainConfig& config, Device device)
-    : grad_clip_(config.training.grad_clip), disc_gen_(config.training.seed + 1) {
+    : grad_clip_(config.training.grad_clip) {
   const TrainingConfig& t = config.training;
+  // Layers draw their initial weights from the default generator.
+  manual_seed(stream_key(t.seed, RandomStream::ModelInit));
   model_ = std::make_shared<models::VQModel>(config.model, config.quantizer, t.seed);
-  loss_ = std::make_shared<models::VQGANLoss>(config.loss, config.model.out_channels, disc_gen_);
+  Generator disc_gen = stream_generator(t.seed, RandomStream::DiscriminatorInit);
+  loss_ = std::make_shared<models::VQGANLoss>(config.loss, config.model.out_channels, disc_gen);
   model_->to(device);
   loss_->to(device);
   const nn::AdamOptions adam{.lr = t.lr, .beta1 = t.adam_beta1, .beta2 = t.adam_beta2};
@@ -20,7 +23,16 @@ TrainStep::TrainStep(const TrainConfig& config, Device device)
 
 TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitment_scale,
                                  double lr) {
+  Tensor reconstruction;
+  Result r = generator_step(x, step, commitment_scale, lr, &reconstruction);
+  if (!r.generator_skipped) discriminator_step(x, reconstruction, step, r);
+  return r;
+}
+
+TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, double commitment_scale,
+                                            double lr, Tensor* reconstruction) {
   model_->quantizer().set_commitment_scale(commitment_scale);
+  model_->quantizer().set_step(step);
   opt_g_->set_lr(lr);
   opt_d_->set_lr(lr);
   const auto out = model_->forward(x);
@@ -28,13 +40,11 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
                                        model_->decoder().last_layer_weight(), step);
   Result r;
   r.loss = g.total.item();
-  auto skip = [&](std::string what) {
-    r.finite = false;
-    r.nonfinite = std::move(what);
+  if (!std::isfinite(r.loss)) {
+    r.generator_skipped = true;
+    r.nonfinite = fmt::format("the loss ({}); the step was skipped", r.loss);
     return r;
-  };
-  if (!std::isfinite(r.loss))
-    return skip(fmt::format("the loss ({}); the step was skipped", r.loss));
+  }
   opt_g_->zero_grad();
   g.total.backward();
   // A finite loss can still have non-finite gradients (an overflow in backward); Adam would turn
@@ -44,19 +54,11 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
                                            : nn::all_finite(params, true);
   if (!grads_finite) {
     opt_g_->zero_grad();
-    return skip("the gradients; the step was skipped");
+    r.generator_skipped = true;
+    r.nonfinite = "the gradients; the step was skipped";
+    return r;
   }
   opt_g_->step();
-  if (loss_->adversarial_active(step)) {
-    const auto d = loss_->discriminator_loss(x, out.reconstruction);
-    r.d_loss = d.total.item();
-    if (!std::isfinite(r.d_loss)) {
-      return skip(fmt::format("the discriminator loss ({}); its update was skipped", r.d_loss));
-    }
-    opt_d_->zero_grad();
-    d.total.backward();
-    opt_d_->step();
-  }
   r.l1 = g.l1;
   r.perceptual = g.perceptual;
   r.g_adv = g.g_adv;
@@ -65,7 +67,26 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
   r.codebook_loss = out.quant.codebook_loss;
   r.entropy_loss = out.quant.entropy_loss;
   r.stats = out.quant.stats;
+  *reconstruction = out.reconstruction.detach();
   return r;
+}
+
+void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction, int64_t step,
+                                   Result& r) {
+  if (!loss_->adversarial_active(step)) return;
+  const auto d = loss_->discriminator_loss(x, reconstruction);
+  r.d_loss = d.total.item();
+  auto skip = [&](std::string what) {
+    opt_d_->zero_grad();
+    r.discriminator_skipped = true;
+    r.nonfinite = std::move(what) + "; the generator stepped, the discriminator did not";
+  };
+  if (!std::isfinite(r.d_loss)) return skip(fmt::format("the discriminator loss ({})", r.d_loss));
+  opt_d_->zero_grad();
+  d.total.backward();
+  if (!nn::all_finite(loss_->discriminator().parameters(), true))
+    return skip("the discriminator's gradients");
+  opt_d_->step();
 }
 
 }  // namespace vq::train

@@ -4,10 +4,11 @@
 //                  optional gradient clipping, Adam;
 //   discriminator: once its start step is reached, hinge/vanilla loss on real and reconstructed
 //                  images, backward, Adam.
-// A non-finite generator loss or gradient norm updates no weights, and a non-finite
-// discriminator loss leaves the discriminator alone; the result says so and the caller decides
-// what to do about it. (The quantizer's EMA statistics have already seen the batch by then: they
-// only take finite encoder outputs.)
+// A non-finite generator loss or gradient updates no weights at all; a non-finite discriminator
+// loss or gradient (after the generator has stepped) leaves only the discriminator alone. The
+// result says which happened and the caller decides what to do about it. (The quantizer's EMA
+// statistics have already seen the batch by then: they only take finite encoder outputs.)
+// Random numbers come from streams keyed by the run's seed and their purpose (generator.h).
 #pragma once
 
 #include <memory>
@@ -24,8 +25,9 @@ class TrainStep {
   TrainStep(const TrainConfig& config, Device device);
 
   struct Result {
-    bool finite = true;
-    std::string nonfinite;  // what was not finite, and what that skipped (when !finite)
+    bool generator_skipped = false;      // nothing was updated
+    bool discriminator_skipped = false;  // the generator stepped, the discriminator did not
+    std::string nonfinite;               // what was not finite, and what that skipped
     double loss = 0, l1 = 0, perceptual = 0, g_adv = 0, adaptive_weight = 0, d_loss = 0;
     double commit_loss = 0, codebook_loss = 0, entropy_loss = 0;
     models::CodebookStats stats;
@@ -33,6 +35,13 @@ class TrainStep {
   // `step` decides whether the adversarial terms are on; lr and the commitment warm-up scale are
   // the caller's schedule.
   Result run(const Tensor& images, int64_t step, double commitment_scale, double lr);
+  // The two halves of run(), public for tests. The generator's half also gives the
+  // reconstruction (detached) that the discriminator's half learns from; the latter runs only
+  // when the generator stepped and the adversarial terms are on, and records its outcome in r.
+  Result generator_step(const Tensor& images, int64_t step, double commitment_scale, double lr,
+                        Tensor* reconstruction);
+  void discriminator_step(const Tensor& images, const Tensor& reconstruction, int64_t step,
+                          Result& r);
 
   models::VQModel& model() { return *model_; }
   models::VQGANLoss& loss() { return *loss_; }
@@ -41,7 +50,6 @@ class TrainStep {
 
  private:
   double grad_clip_;
-  Generator disc_gen_;
   std::shared_ptr<models::VQModel> model_;
   std::shared_ptr<models::VQGANLoss> loss_;
   std::unique_ptr<nn::Adam> opt_g_, opt_d_;

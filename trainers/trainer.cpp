@@ -29,6 +29,14 @@ namespace {
 
 std::atomic<bool> g_stop_requested{false};
 
+// Where a best-model file's run keeps its resumable checkpoint: <name>.last.safetensors.
+std::string last_checkpoint_beside(const std::string& path) {
+  const std::string ext = ".safetensors";
+  if (path.size() > ext.size() && path.ends_with(ext))
+    return path.substr(0, path.size() - ext.size()) + ".last" + ext;
+  return "the run's <name>.last.safetensors";
+}
+
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -50,9 +58,13 @@ class Run {
 
  private:
   void log_setup() const;
+  void check_resume_fits(const nn::LoadedCheckpoint& resume, const std::string& path) const;
   bool train_step(const Batch& batch);  // false when the step was skipped (non-finite loss)
+  void count_nonfinite(const std::string& what);
   Validation validate();
-  void end_epoch(int64_t epoch, bool complete);
+  void evaluate_epoch(int64_t epoch, bool complete);
+  bool continues() const;
+  void run_maintenance();
   void save_samples(int64_t epoch);
   void save(bool best);
   bool save_latest();
@@ -74,8 +86,13 @@ class Run {
   int64_t step_ = 0, epoch_ = 0;
   double best_val_loss_ = std::numeric_limits<double>::infinity();
   int64_t epochs_without_improvement_ = 0;
-  int64_t nonfinite_run_ = 0, nonfinite_total_ = 0;
+  int64_t nonfinite_run_ = 0;          // consecutive steps with anything non-finite
+  int64_t generator_skipped_ = 0;      // steps that updated nothing
+  int64_t discriminator_skipped_ = 0;  // steps whose discriminator update was skipped
   bool early_stopped_ = false;
+  // The epoch end's codebook maintenance has not run yet (see go()).
+  bool maintenance_pending_ = false;
+  int64_t maintenance_epoch_ = 0, maintenance_codes_ = 0;  // the last one: after epoch, codes
   Validation last_val_;
   std::vector<std::string> epoch_notes_;
   // The latest step's numbers, for the progress bar and the log.
@@ -94,6 +111,10 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
     VQ_CHECK(resume.has_state,
              "--resume: '{}' has no training state (not a .last.safetensors checkpoint?)",
              resume_path);
+    VQ_CHECK(!resume.group("optimizer.generator.").empty(),
+             "--resume: '{}' is a best-model file (weights only, no optimizer state); resume "
+             "from {}",
+             resume_path, last_checkpoint_beside(resume_path));
   }
   config_.validate();
   VQ_CHECK(!t_.use_amp,
@@ -103,7 +124,6 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
            device_.str());
   set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads) : get_num_threads());
   zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
-  manual_seed(t_.seed);
 
   stepper_ = std::make_unique<TrainStep>(config_, device_);
   model_ = &stepper_->model();
@@ -129,7 +149,8 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
   std::filesystem::create_directories(t_.model_dir);
   std::filesystem::create_directories(t_.sample_dir);
   if (!resume_path.empty()) {
-    model_->load_weights(resume.without({"loss.", "optimizer."}));
+    check_resume_fits(resume, resume_path);
+    model_->load_weights(resume.without(kTrainingOnlyPrefixes));
     loss_->discriminator().load_state_dict(resume.group("loss.discriminator."));
     stepper_->generator_optimizer().load_state_dict(resume.group("optimizer.generator."));
     stepper_->discriminator_optimizer().load_state_dict(resume.group("optimizer.discriminator."));
@@ -141,12 +162,45 @@ Run::Run(const TrainConfig& config, const std::string& resume_path)
              step_, epoch_ + 1, steps_per_epoch_);
     best_val_loss_ = resume.state.best_val_loss;
     epochs_without_improvement_ = resume.state.epochs_without_improvement;
-    model_->quantizer().generator().set_state(resume.state.rng_seed, resume.state.rng_offset);
+    maintenance_pending_ = resume.state.maintenance_pending;
+    for (const auto& [name, t] : resume.group(kPendingMaintenancePrefix)) {
+      if (name == "inputs") model_->quantizer().set_maintenance_inputs(t);
+    }
     train_loader_->skip_to(step_);
     std::printf("resumed from %s at step %lld (epoch %lld)\n", resume_path.c_str(),
                 static_cast<long long>(step_), static_cast<long long>(epoch_));
+    const int64_t dropped = truncate_jsonl_after_step(paths(".metrics.jsonl"), step_);
+    if (dropped > 0) {
+      std::printf(
+          "  metrics: dropped %lld lines logged after step %lld (they will be logged "
+          "again)\n",
+          static_cast<long long>(dropped), static_cast<long long>(step_));
+    }
   }
   metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+}
+
+// A resumed run must follow the trajectory the checkpoint started: the same data order, flips
+// and sampling (--seed), the same position in the data (--batch_size), and for a cosine schedule
+// the same length. Longer runs are fine where the schedule does not depend on the length.
+void Run::check_resume_fits(const nn::LoadedCheckpoint& resume, const std::string& path) const {
+  const TrainingConfig saved = config_of(resume, path).training;
+  VQ_CHECK(t_.seed == saved.seed,
+           "--resume: --seed {} differs from the checkpoint's seed {} (it decides the data order, "
+           "flips and code sampling); resume without --seed",
+           t_.seed, saved.seed);
+  VQ_CHECK(t_.batch_size == saved.batch_size,
+           "--resume: --batch_size {} differs from the checkpoint's batch size {} (the position "
+           "in the data depends on it); resume without --batch_size",
+           t_.batch_size, saved.batch_size);
+  const int64_t planned = resume.state.total_steps;
+  VQ_CHECK(
+      schedule_.kind != nn::LrSchedule::Kind::Cosine || planned == 0 || planned == total_steps_,
+      "--resume: the cosine LR schedule was planned for {} steps and would now last {} "
+      "(from --epochs, --max_steps and --steps_per_epoch); a cosine run cannot change its "
+      "length: keep the run's values, or use --lr_schedule constant/warmup for runs you "
+      "extend",
+      planned, total_steps_);
 }
 
 std::string Run::paths(const std::string& suffix) const {
@@ -182,19 +236,17 @@ bool Run::train_step(const Batch& batch) {
                                 : 1.0;
   const double lr = schedule_.lr_at(step_);
   const TrainStep::Result r = stepper_->run(batch.images.to(device_), step_, commitment, lr);
-  if (!r.finite) {
-    ++nonfinite_total_;
-    std::fprintf(stderr, "\nwarning: step %lld: not finite: %s (%lld in a row)\n",
-                 static_cast<long long>(step_), r.nonfinite.c_str(),
-                 static_cast<long long>(++nonfinite_run_));
-    VQ_CHECK(nonfinite_run_ < t_.max_nonfinite_steps,
-             "stopping: {} consecutive steps with a non-finite loss or gradient (the run "
-             "diverged; try a lower --lr or --grad_clip). The last good checkpoint is {} (resume "
-             "with --resume)",
-             nonfinite_run_, paths(".last.safetensors"));
+  if (r.generator_skipped) {
+    ++generator_skipped_;
+    count_nonfinite(r.nonfinite);
     return false;
   }
-  nonfinite_run_ = 0;
+  if (r.discriminator_skipped) {
+    ++discriminator_skipped_;
+    count_nonfinite(r.nonfinite);
+  } else {
+    nonfinite_run_ = 0;
+  }
   const auto& s = r.stats;
   interval_images_ += batch.images.size(0);
   session_images_ += batch.images.size(0);
@@ -221,6 +273,17 @@ bool Run::train_step(const Batch& batch) {
                    {"commitment_scale", commitment},
                    {"lr", lr}};
   return true;
+}
+
+void Run::count_nonfinite(const std::string& what) {
+  std::fprintf(stderr, "\nwarning: step %lld: not finite: %s (%lld in a row)\n",
+               static_cast<long long>(step_), what.c_str(),
+               static_cast<long long>(++nonfinite_run_));
+  VQ_CHECK(nonfinite_run_ < t_.max_nonfinite_steps,
+           "stopping: {} consecutive steps with a non-finite loss or gradient (the run diverged; "
+           "try a lower --lr or --grad_clip). The last good checkpoint is {} (resume with "
+           "--resume)",
+           nonfinite_run_, paths(".last.safetensors"));
 }
 
 Validation Run::validate() {
@@ -281,8 +344,8 @@ void Run::save(bool best) {
   nn::TrainingState state;
   state.step = step_;
   state.epoch = epoch_;
-  state.rng_seed = model_->quantizer().generator().seed();
-  state.rng_offset = model_->quantizer().generator().offset();
+  state.total_steps = total_steps_;
+  state.maintenance_pending = maintenance_pending_;
   state.best_val_loss = best_val_loss_;
   state.epochs_without_improvement = epochs_without_improvement_;
   // The stored config describes the model as it is now (codebook expansion changes K).
@@ -293,19 +356,22 @@ void Run::save(bool best) {
     nn::save_checkpoint(paths(".safetensors"), {{"", model_->state_dict()}}, state);
     return;
   }
-  nn::save_checkpoint(
-      paths(".last.safetensors"),
-      {{"", model_->state_dict()},
-       {"loss.discriminator.", loss_->discriminator().state_dict()},
-       {"optimizer.generator.", stepper_->generator_optimizer().state_dict()},
-       {"optimizer.discriminator.", stepper_->discriminator_optimizer().state_dict()}},
-      state);
+  nn::TensorGroups groups = {
+      {"", model_->state_dict()},
+      {"loss.discriminator.", loss_->discriminator().state_dict()},
+      {"optimizer.generator.", stepper_->generator_optimizer().state_dict()},
+      {"optimizer.discriminator.", stepper_->discriminator_optimizer().state_dict()}};
+  const Tensor pending_inputs = model_->quantizer().maintenance_inputs();
+  if (maintenance_pending_ && pending_inputs.defined())
+    groups.push_back({kPendingMaintenancePrefix, {{"inputs", pending_inputs}}});
+  nn::save_checkpoint(paths(".last.safetensors"), groups, state);
 }
 
 // Writes <name>.last.safetensors unless the weights went non-finite: a diverged run must not
 // replace the last good checkpoint (the divergence error names it). Returns whether it saved.
 bool Run::save_latest() {
-  if (!nn::all_finite(model_->parameters())) {
+  if (!nn::all_finite(model_->parameters()) ||
+      !nn::all_finite(loss_->discriminator().parameters())) {
     std::fprintf(stderr, "\nwarning: the weights are not finite; %s was left as it was\n",
                  paths(".last.safetensors").c_str());
     return false;
@@ -314,14 +380,9 @@ bool Run::save_latest() {
   return true;
 }
 
-void Run::end_epoch(int64_t epoch, bool complete) {
-  if (complete) {
-    const std::string note = model_->quantizer().end_epoch(epoch);
-    if (!note.empty()) {
-      std::printf("  codebook: %s\n", note.c_str());
-      epoch_notes_.push_back(fmt::format("epoch {}: {}", epoch + 1, note));
-    }
-  }
+// Validation, samples, the best checkpoint and early stopping: all measure the codebook as the
+// epoch's training left it (the maintenance preparing the next epoch runs after them).
+void Run::evaluate_epoch(int64_t epoch, bool complete) {
   last_val_ = validate();
   const auto& s = last_val_.stats;
   std::printf(
@@ -356,11 +417,33 @@ void Run::end_epoch(int64_t epoch, bool complete) {
   }
 }
 
+bool Run::continues() const {
+  return epoch_ < t_.epochs && step_ < total_steps_ && !early_stopped_;
+}
+
+// The epoch-end codebook maintenance (restarts, low-usage resets, expansion) prepares the next
+// epoch, keyed to the step that starts it. It runs after the epoch was measured and saved as
+// best, and only when another epoch follows, so nothing measured or kept as the final model has
+// codes the decoder never trained on.
+void Run::run_maintenance() {
+  model_->quantizer().set_step(step_);
+  const auto m = model_->quantizer().end_epoch(epoch_ - 1);
+  maintenance_pending_ = false;
+  maintenance_epoch_ = epoch_;
+  maintenance_codes_ = m.codes_touched;
+  if (!m.note.empty()) {
+    std::printf("  codebook: %s (for epoch %lld)\n", m.note.c_str(),
+                static_cast<long long>(epoch_ + 1));
+    epoch_notes_.push_back(fmt::format("after epoch {}: {}", epoch_, m.note));
+  }
+}
+
 TrainSummary Run::go() {
   log_setup();
   const auto start = Clock::now();
   bool interrupted = false, mid_epoch = false;
-  while (epoch_ < t_.epochs && step_ < total_steps_ && !early_stopped_) {
+  if (maintenance_pending_ && continues()) run_maintenance();  // the earlier run ended before it
+  while (continues()) {
     const int64_t epoch_end = std::min((epoch_ + 1) * steps_per_epoch_, total_steps_);
     ProgressBar bar(fmt::format("epoch {}/{}", epoch_ + 1, t_.epochs),
                     epoch_end - epoch_ * steps_per_epoch_, t_.log_every);
@@ -393,8 +476,15 @@ TrainSummary Run::go() {
     if (mid_epoch) break;
     const bool complete = step_ == (epoch_ + 1) * steps_per_epoch_;
     bar.finish(fmt::format("loss {:.4f}", last_metrics_.value("loss", 0.0)));
-    end_epoch(epoch_, complete);
-    if (complete) ++epoch_;
+    evaluate_epoch(epoch_, complete);
+    if (complete) {
+      ++epoch_;
+      maintenance_pending_ = true;
+    }
+    // A run stopped here by a signal also continues later, so the maintenance runs now and the
+    // checkpoint is written after it; a run that ends keeps its trained codebook (and the
+    // checkpoint records that the maintenance is pending, should it be extended).
+    if (maintenance_pending_ && continues()) run_maintenance();
     save_latest();
     interval_start_ = Clock::now();  // the rate shown next excludes validation and saving
     interval_images_ = 0;
@@ -420,34 +510,39 @@ std::string Run::summary_json(bool interrupted, double seconds) const {
   const auto& s = last_val_.stats;
   // null when this process ran no validation (e.g. resuming a finished run)
   auto val = [&](auto v) { return last_val_.images > 0 ? json(v) : json(); };
-  json j = {{"preset", t_.preset},
-            {"model_config", config_.model.name},
-            {"steps", step_},
-            {"epochs_completed", epoch_},
-            {"interrupted", interrupted},
-            {"early_stopped", early_stopped_},
-            {"seconds", seconds},
-            {"images_per_s", seconds > 0 ? static_cast<double>(session_images_) / seconds : 0.0},
-            {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
-            {"val_l1", val(last_val_.l1)},
-            {"val_psnr", val(last_val_.psnr)},
-            {"val_utilization", val(s.batch_utilization)},
-            {"val_used_codes", val(s.used_codes)},
-            {"val_norm_entropy", val(s.batch_norm_entropy)},
-            {"val_perplexity", val(s.perplexity)},
-            {"num_codes", model_->quantizer().num_codes()},
-            {"active_codes_ema", s.active_codes_ema},
-            {"dead_codes_ema", s.dead_codes},
-            {"nonfinite_steps_skipped", nonfinite_total_},
-            {"unreadable_images_skipped", train_loader_->bad_images()},
-            {"val_unreadable_images_skipped", val(last_val_.unreadable)},
-            {"perceptual", loss_->perceptual_description()},
-            {"device", device_.str()},
-            {"threads", get_num_threads()},
-            {"codebook_events", epoch_notes_},
-            {"best_model", paths(".safetensors")},
-            {"last_checkpoint", paths(".last.safetensors")},
-            {"metrics", paths(".metrics.jsonl")}};
+  json j = {
+      {"preset", t_.preset},
+      {"model_config", config_.model.name},
+      {"steps", step_},
+      {"epochs_completed", epoch_},
+      {"interrupted", interrupted},
+      {"early_stopped", early_stopped_},
+      {"seconds", seconds},
+      {"images_per_s", seconds > 0 ? static_cast<double>(session_images_) / seconds : 0.0},
+      {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
+      {"val_l1", val(last_val_.l1)},
+      {"val_psnr", val(last_val_.psnr)},
+      {"val_utilization", val(s.batch_utilization)},
+      {"val_used_codes", val(s.used_codes)},
+      {"val_norm_entropy", val(s.batch_norm_entropy)},
+      {"val_perplexity", val(s.perplexity)},
+      {"num_codes", model_->quantizer().num_codes()},
+      {"active_codes_ema", s.active_codes_ema},
+      {"dead_codes_ema", s.dead_codes},
+      {"nonfinite_steps_skipped", generator_skipped_},
+      {"discriminator_updates_skipped", discriminator_skipped_},
+      {"last_maintenance", maintenance_epoch_ > 0 ? json({{"after_epoch", maintenance_epoch_},
+                                                          {"codes_touched", maintenance_codes_}})
+                                                  : json()},
+      {"unreadable_images_skipped", train_loader_->bad_images()},
+      {"val_unreadable_images_skipped", val(last_val_.unreadable)},
+      {"perceptual", loss_->perceptual_description()},
+      {"device", device_.str()},
+      {"threads", get_num_threads()},
+      {"codebook_events", epoch_notes_},
+      {"best_model", paths(".safetensors")},
+      {"last_checkpoint", paths(".last.safetensors")},
+      {"metrics", paths(".metrics.jsonl")}};
   return j.dump(2);
 }
 

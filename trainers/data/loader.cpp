@@ -51,7 +51,7 @@ std::vector<int64_t> DataLoader::order_of_pass(int64_t pass) const {
   std::vector<int64_t> order(count_);
   std::iota(order.begin(), order.end(), 0);
   if (options_.shuffle) {
-    Generator gen(options_.seed * 1000003u + static_cast<uint64_t>(pass));
+    Generator gen = stream_generator(options_.seed, RandomStream::DataOrder, pass);
     for (int64_t i = count_ - 1; i > 0; --i) std::swap(order[i], order[gen.next_below(i + 1)]);
   }
   while (orders_.size() > 2) orders_.erase(orders_.begin());  // only the passes in flight
@@ -74,8 +74,9 @@ std::optional<Batch> DataLoader::build(int64_t n) {
       if (bad_[index]) return false;
     }
     // Flip decisions come from (seed, pass, position), not from thread order.
-    const bool flip = options_.flip && philox_uniform_at(options_.seed ^ 0xF11Fu, 0,
-                                                         pass * count_ + position) < 0.5f;
+    const bool flip =
+        options_.flip && philox_uniform_at(stream_key(options_.seed, RandomStream::DataFlips), 0,
+                                           pass * count_ + position) < 0.5f;
     try {
       dataset_->load(index, flip, &pixels[batch.indices.size() * image_numel]);
     } catch (const std::exception& e) {
