@@ -26,6 +26,7 @@ Tensor smoothed_counts(const Tensor& cluster_size, double eps) {
 // n row indices of [0, M): distinct while the batch has enough rows (a partial Fisher-Yates
 // shuffle), then another round of distinct rows, and so on.
 std::vector<int64_t> pick_rows(int64_t M, int64_t n, Generator& gen) {
+  VQ_CHECK(M > 0 || n == 0, "VectorQuantizer: {} rows to pick from an empty batch", n);
   std::vector<int64_t> pool(M), rows;
   rows.reserve(n);
   while (static_cast<int64_t>(rows.size()) < n) {
@@ -161,12 +162,13 @@ Quantizer::Maintenance VectorQuantizer::end_epoch(int64_t epoch) {
     if (!expanded.empty()) done.push_back(expanded);
     m.codes_touched += config_.n_embed - before;
   }
-  std::set<int64_t> touched;  // a code can be both dead and among the least used
+  // Both resets are chosen on the epoch's counts and restarted in one draw, so no two codes get
+  // the same batch vector, and a code both dead and among the least used is restarted once.
+  std::set<int64_t> codes;
   if (config_.dead_code_reset == "epoch") {
     const std::vector<int64_t> dead = dead_codes();
-    const int64_t n = restart_codes(dead, last_inputs_, gen);
-    if (n > 0) done.push_back(fmt::format("restarted {} dead codes", n));
-    touched.insert(dead.begin(), dead.end());
+    if (!dead.empty()) done.push_back(fmt::format("restarted {} dead codes", dead.size()));
+    codes.insert(dead.begin(), dead.end());
   }
   if (config_.low_usage_reset_interval > 0 && (epoch + 1) % config_.low_usage_reset_interval == 0) {
     const std::vector<double> counts = ema_counts();
@@ -175,11 +177,10 @@ Quantizer::Maintenance VectorQuantizer::end_epoch(int64_t epoch) {
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t a, int64_t b) { return counts[a] < counts[b]; });
     order.resize(static_cast<size_t>(std::floor(config_.low_usage_reset_fraction * counts.size())));
-    const int64_t n = restart_codes(order, last_inputs_, gen);
-    if (n > 0) done.push_back(fmt::format("reset the {} least-used codes", n));
-    touched.insert(order.begin(), order.end());
+    if (!order.empty()) done.push_back(fmt::format("reset the {} least-used codes", order.size()));
+    codes.insert(order.begin(), order.end());
   }
-  m.codes_touched += static_cast<int64_t>(touched.size());
+  m.codes_touched += restart_codes({codes.begin(), codes.end()}, last_inputs_, gen);
   m.note = fmt::format("{}", fmt::join(done, "; "));
   return m;
 }

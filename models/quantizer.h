@@ -38,7 +38,8 @@ struct QuantizerConfig {
   std::string init = "uniform";  // "uniform" (+-1/K, the seed's), "normal", "kmeans" (first batch)
   int64_t kmeans_iterations = 10;
   double dead_code_threshold = 1.0;       // EMA count below which a code is dead
-  std::string dead_code_reset = "epoch";  // "off", "epoch" (at epoch end) or "step" (every step)
+  std::string dead_code_reset = "epoch";  // "off", "epoch" (at the end of each epoch that another
+                                          // follows) or "step" (every step)
   double restart_noise = 0.0;  // restarted codes get N(0, (this x rms of the vectors)^2) noise
   double cvq_rate = 0.0;       // > 0: CVQ re-seeding, code k moves toward its nearest batch
                                // vector by exp(-K * usage_k * this)

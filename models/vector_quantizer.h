@@ -28,17 +28,21 @@
 //                   "learned" e_k are parameters moved by the codebook loss
 //                   "simvq"   e = C W: a frozen random C [K, d] times one learned W [d, d], so
 //                             every code moves with every gradient step (Zhu et al. 2024)
-//   restarts:       codes whose N_k fell below a threshold are restarted on random current
-//                   vectors (+ optional noise), with N_k = c = max(threshold, 1) and
+//   restarts:       codes whose N_k fell below a threshold are restarted on distinct random
+//                   vectors of the latest batch (+ optional noise; a batch with fewer vectors
+//                   than codes repeats some, with 1% noise), with N_k = c = max(threshold, 1) and
 //                   S_k = c * e_k, so the code's mean is the new vector and it is not dead again
-//                   at once; at epoch ends or every step.
+//                   at once; every step, or at the end of each epoch that another follows (the
+//                   trainer measures and saves the codebook before that).
 //   CVQ re-seeding: every step code k moves toward the batch vector nearest to it by
 //                   a_k = exp(-K * usage_k * rate): rarely used codes jump, busy ones barely move
 //                   (Zheng & Vedaldi 2023); N and S are kept consistent.
-//   low-usage reset: every `low_usage_reset_interval` epochs (the seed: every epoch) the least
-//                   used share of codes (the seed: 30%) is restarted, healthy or not.
+//   low-usage reset: every `low_usage_reset_interval` epochs (the seed: every epoch; not after
+//                   the last) the least used share of codes (the seed: 30%) is restarted,
+//                   healthy or not, in one draw with that epoch's dead codes.
 //   k-means init:   codes start at k-means centres of the first batch, with N_k = cluster size
-//                   and S_k = centre * N_k.
+//                   and S_k = centre * N_k; with l2_normalize the centres are unit vectors
+//                   (spherical k-means).
 //   expansion:      (the seed's original behaviour) K doubles when the EMA counts call most
 //                   codes active; new codes are perturbed copies of the most used ones.
 //

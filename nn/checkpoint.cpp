@@ -17,7 +17,8 @@ void save_checkpoint(const std::string& path, const TensorGroups& groups,
   for (const auto& [prefix, tensors] : groups) {
     for (const auto& [name, t] : tensors) all.emplace_back(prefix + name, t);
   }
-  nlohmann::json s = {{"step", state.step},
+  nlohmann::json s = {{"version", state.version},
+                      {"step", state.step},
                       {"epoch", state.epoch},
                       {"total_steps", state.total_steps},
                       {"epochs_without_improvement", state.epochs_without_improvement},
@@ -56,6 +57,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   if (it == ck.file.metadata.end()) return ck;
   try {
     const auto s = nlohmann::json::parse(it->second);
+    ck.state.version = s.value("version", int64_t{1});
     ck.state.step = s.at("step").get<int64_t>();
     ck.state.epoch = s.at("epoch").get<int64_t>();
     ck.state.total_steps = s.value("total_steps", int64_t{0});

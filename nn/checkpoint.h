@@ -14,7 +14,12 @@
 
 namespace vq::nn {
 
+// 2: random streams keyed by purpose and step, epoch-end maintenance after evaluation (and the
+// fields total_steps, maintenance_pending). A state without a version is 1.
+inline constexpr int64_t kTrainingStateVersion = 2;
+
 struct TrainingState {
+  int64_t version = kTrainingStateVersion;
   int64_t step = 0;   // optimizer steps taken
   int64_t epoch = 0;  // epochs completed
   int64_t total_steps =

@@ -11,6 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
+phase_start=$SECONDS
+phase_done() {  # prints how long the phase that just ended took
+  echo "== setup: $1 in $((SECONDS - phase_start)) s"
+  phase_start=$SECONDS
+}
 VQ_CUDA=${VQ_CUDA:-AUTO}
 CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
 
@@ -32,6 +37,7 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  phase_done "installed ${#missing[@]} packages"
 else
   echo "== setup: all ${#PACKAGES[@]} Debian packages present"
 fi
@@ -44,6 +50,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors" 2
   mkdir -p "$BUILD_DIR"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
   "$VENV/bin/pip" install -q safetensors
+  phase_done "made the venv"
 fi
 
 echo "== setup: configuring ($CMAKE_BUILD_TYPE, VQ_CUDA=$VQ_CUDA) and building in $BUILD_DIR"
@@ -52,4 +59,5 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$CMAKE_BUILD_TYPE" -DVQ_
   || { cat "$BUILD_DIR/configure.log"; exit 1; }
 grep -E "CUDA backend" "$BUILD_DIR/configure.log" || true
 cmake --build "$BUILD_DIR"
+phase_done "configured and built"
 echo "== setup: done; programs are in $BUILD_DIR/bin"

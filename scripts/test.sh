@@ -9,4 +9,6 @@ BUILD_DIR=${BUILD_DIR:-build}
 # the four threads on 2 cores starve each other (one slow test took 25x longer); passive waiting
 # gives the cores to whoever has work.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+start=$SECONDS
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j2
+echo "== tests: $((SECONDS - start)) s"

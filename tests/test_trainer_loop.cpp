@@ -151,6 +151,11 @@ TEST_F(TrainingLoop, EarlyStoppingAfterPatienceEpochsWithoutImprovement) {
   EXPECT_EQ(val[1].at("val_l1"), val[0].at("val_l1"));
   const auto best = nn::load_checkpoint(out + "/tiny.safetensors");
   EXPECT_EQ(best.state.step, 3);  // the first epoch's model: the later ones did not improve
+  // Nothing was prepared for an epoch that never came, and resuming does not train on.
+  EXPECT_TRUE(nn::load_checkpoint(out + "/tiny.last.safetensors").state.maintenance_pending);
+  const auto resumed = json::parse(train(c, out + "/tiny.last.safetensors").json);
+  EXPECT_EQ(resumed.at("steps"), 9);
+  EXPECT_TRUE(resumed.at("early_stopped").get<bool>());
 }
 
 // The best file holds the epoch with the lowest validation L1, as that epoch's training left it:
@@ -209,8 +214,8 @@ TEST_F(TrainingLoop, LogsTheLrScheduleAndCommitmentWarmupUsedPerStep) {
   }
 }
 
-// A diverging continuation skips its non-finite steps, stops, and leaves the last good checkpoint
-// exactly as it was.
+// A diverging continuation skips its non-finite steps, refuses to save its bad weights at the
+// epoch end, stops, and leaves the last good checkpoint exactly as it was.
 TEST_F(TrainingLoop, NonFiniteStepsAreSkippedAndTheLastGoodCheckpointSurvives) {
   const std::string out = test::temp_path("loop_nonfinite");
   TrainConfig c = test::tiny_config(images_, out);
@@ -219,20 +224,21 @@ TEST_F(TrainingLoop, NonFiniteStepsAreSkippedAndTheLastGoodCheckpointSurvives) {
   const std::string last = out + "/tiny.last.safetensors", before = file_bytes(last);
   TrainConfig diverging = c;
   diverging.training.epochs = 3;
-  diverging.training.lr = 1e30;
-  diverging.training.max_nonfinite_steps = 2;
-  EXPECT_VQ_ERROR(train(diverging, last), "2 consecutive steps with a non-finite loss");
+  diverging.training.lr = 1e39;  // infinite in float32: step 4's update makes the weights inf/NaN
+  diverging.training.max_nonfinite_steps = 5;
+  EXPECT_VQ_ERROR(train(diverging, last), "5 consecutive steps with a non-finite loss");
   EXPECT_EQ(file_bytes(last), before);
   EXPECT_EQ(load_model(last, kCPU).checkpoint.state.step, 3);
-  // Step 4 was finite (and made the weights huge); steps 5 and 6 were skipped, so never logged.
-  const auto lines = step_lines(read_jsonl(out + "/tiny.metrics.jsonl"));
-  ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(lines.back().at("step"), 4);
+  // Step 4 had finite gradients and was applied; steps 5 to 9 were skipped, so never logged. The
+  // end of epoch 2 (step 6) came and went without saving.
+  const auto lines = read_jsonl(out + "/tiny.metrics.jsonl");
+  ASSERT_FALSE(step_lines(lines).empty());
+  EXPECT_EQ(step_lines(lines).back().at("step"), 4);
+  EXPECT_EQ(validation_lines(lines).back().at("step"), 6);
 }
 
 // A non-finite discriminator loss (here: its weights went NaN after the generator's half of the
 // step) skips the discriminator's update only; the generator has stepped, and the result says so.
-// A NaN that reached only the gradients is caught the same way.
 TEST_F(TrainingLoop, NonFiniteDiscriminatorSkipsOnlyItsUpdate) {
   TrainConfig c = test::tiny_config(images_, test::temp_path("loop_disc"));
   c.loss.disc_start = 0;
@@ -273,9 +279,48 @@ TEST_F(TrainingLoop, ResumeRefusesChangesThatAlterTheRun) {
   other.training.epochs = 2;
   EXPECT_VQ_ERROR(train(other, last),
                   "the cosine LR schedule was planned for 3 steps and would now last 6");
+  other = c;
+  other.training.lr_schedule = "constant";
+  EXPECT_VQ_ERROR(train(other, last),
+                  "--lr_schedule constant differs from the checkpoint's schedule cosine");
   // The best file has no optimizer state: the error names the file to resume from.
   EXPECT_VQ_ERROR(train(c, out + "/tiny.safetensors"),
-                  "is a best-model file (weights only, no optimizer state); resume from " + last);
+                  "is a best-model file (the model only: no discriminator or optimizer state); "
+                  "resume from " +
+                      last);
+  // A checkpoint of the earlier format (other random streams) cannot continue exactly.
+  const auto loaded = nn::load_checkpoint(last);
+  nn::TrainingState old_state = loaded.state;
+  old_state.version = 1;
+  nn::save_checkpoint(out + "/old.last.safetensors", {{"", loaded.file.tensors}}, old_state);
+  EXPECT_VQ_ERROR(
+      train(c, out + "/old.last.safetensors"),
+      "was written by an earlier vqgan.cpp (training state version 1, this one writes 2)");
+}
+
+// A run stopped mid-epoch by --max_steps and resumed ends as the uninterrupted run: the partial
+// epoch's validation is reported but moves neither the best model nor early stopping.
+TEST_F(TrainingLoop, ResumeFromAMidEpochStopIsExact) {
+  const std::string straight = test::temp_path("loop_mid_straight"),
+                    split = test::temp_path("loop_mid_split");
+  TrainConfig c = test::tiny_config(images_, straight);
+  c.training.epochs = 3;
+  train(c, "");
+  TrainConfig first = test::tiny_config(images_, split);
+  first.training.epochs = 3;
+  first.training.max_steps = 5;
+  train(first, "");
+  TrainConfig rest = first;
+  rest.training.max_steps = 0;
+  train(rest, split + "/tiny.last.safetensors");
+  for (const char* file : {"/tiny.last.safetensors", "/tiny.safetensors"}) {
+    const auto a = load_model(straight + file, kCPU), b = load_model(split + file, kCPU);
+    EXPECT_EQ(a.checkpoint.state.step, b.checkpoint.state.step) << file;
+    expect_same_weights(a.model->state_dict(), b.model->state_dict(), 1e-6);
+  }
+  const auto val = validation_lines(read_jsonl(split + "/tiny.metrics.jsonl"));
+  ASSERT_EQ(val.size(), 4u);  // epochs 1, 2 (partial, at step 5), 2, 3
+  EXPECT_TRUE(val[1].value("partial_epoch", false));
 }
 
 // After a hard kill the log holds lines written after the last checkpoint (and maybe a torn

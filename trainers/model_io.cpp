@@ -18,6 +18,10 @@ LoadedModel load_model(const std::string& path, Device device,
   out.checkpoint = nn::load_checkpoint(path);
   if (out.checkpoint.has_state) {
     out.config = config_of(out.checkpoint, path);
+    VQ_CHECK(out.config.quantizer.kind != "fsq" || out.checkpoint.state.version >= 2,
+             "{}: an FSQ model written by an earlier vqgan.cpp (training state version {}), whose "
+             "even levels sat on another grid; it would decode wrongly here: retrain it",
+             path, out.checkpoint.state.version);
   } else {
     VQ_CHECK(!fallback_model_config.empty(),
              "{} has no vqgan.cpp config in its metadata (not written by train_vqvae_improved); "

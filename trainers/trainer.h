@@ -1,7 +1,7 @@
 // The training loop (the seed's vqgan_trainer): generator and discriminator steps, the
-// commitment warm-up, LR schedule, epoch-end codebook resets, validation each epoch (L1, PSNR,
-// codebook utilisation over the validation set), early stopping, sample grids, live monitoring
-// (progress bar and the metrics JSONL) and atomic checkpoints.
+// commitment warm-up, LR schedule, validation each epoch (L1, PSNR, codebook utilisation over the
+// validation set), early stopping, then the codebook resets that prepare the next epoch, sample
+// grids, live monitoring (progress bar and the metrics JSONL) and atomic checkpoints.
 //
 // Outputs in training.model_dir:
 //   <name>.safetensors          best model by validation loss (weights + config + state)

@@ -1,0 +1,182 @@
+// Building a training run: config checks, the model, data and schedule, resuming from a
+// checkpoint (and refusing what would change the run's trajectory), and writing checkpoints.
+#include <cstdio>
+#include <filesystem>
+
+#include "autograd/ops.h"
+#include "nn/optim/optimizer.h"
+#include "trainers/model_io.h"
+#include "trainers/run.h"
+
+namespace vq::train {
+
+namespace {
+
+// Where a best-model file's run keeps its resumable checkpoint: <name>.last.safetensors.
+std::string last_checkpoint_beside(const std::string& path) {
+  const std::string ext = ".safetensors";
+  if (path.size() > ext.size() && path.ends_with(ext))
+    return path.substr(0, path.size() - ext.size()) + ".last" + ext;
+  return "the run's <name>.last.safetensors";
+}
+
+}  // namespace
+
+TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_path)
+    : config_(config), t_(config_.training), device_(parse_device(config.training.device)) {
+  nn::LoadedCheckpoint resume;
+  if (!resume_path.empty()) {
+    VQ_CHECK(std::filesystem::exists(resume_path), "--resume: '{}' does not exist", resume_path);
+    resume = nn::load_checkpoint(resume_path);
+    VQ_CHECK(resume.has_state,
+             "--resume: '{}' has no training state (not a .last.safetensors checkpoint?)",
+             resume_path);
+    VQ_CHECK(!resume.group("loss.discriminator.").empty(),
+             "--resume: '{}' is a best-model file (the model only: no discriminator or optimizer "
+             "state); resume from {}",
+             resume_path, last_checkpoint_beside(resume_path));
+    VQ_CHECK(resume.state.version >= nn::kTrainingStateVersion,
+             "--resume: '{}' was written by an earlier vqgan.cpp (training state version {}, this "
+             "one writes {}): its random streams and epoch-end order differ, so the run cannot be "
+             "continued exactly; start a new run (its weights still load with the tools)",
+             resume_path, resume.state.version, nn::kTrainingStateVersion);
+  }
+  config_.validate();
+  VQ_CHECK(!t_.use_amp,
+           "--use_amp: mixed precision needs float16/bfloat16 kernels, which this build's {} "
+           "backend does not have; "
+           "train in float32 (drop --use_amp)",
+           device_.str());
+  set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads) : get_num_threads());
+  zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
+
+  stepper_ = std::make_unique<TrainStep>(config_, device_);
+  model_ = &stepper_->model();
+  loss_ = &stepper_->loss();
+
+  auto train_set =
+      open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
+  val_set_ = open_dataset(t_.val_dir, config_.model.in_channels, config_.model.resolution, "test");
+  LoaderOptions lo;
+  lo.batch_size = t_.batch_size;
+  lo.flip = true;
+  lo.seed = t_.seed;
+  lo.threads = t_.loader_threads;
+  train_loader_ = std::make_unique<DataLoader>(train_set, config_.model.in_channels,
+                                               config_.model.resolution, lo);
+  steps_per_epoch_ =
+      t_.steps_per_epoch > 0 ? t_.steps_per_epoch : train_loader_->batches_per_pass();
+  total_steps_ = steps_per_epoch_ * t_.epochs;
+  if (t_.max_steps > 0) total_steps_ = std::min(total_steps_, t_.max_steps);
+  schedule_ = nn::LrSchedule{nn::LrSchedule::parse_kind(t_.lr_schedule), t_.lr, t_.warmup_steps,
+                             total_steps_, t_.min_lr};
+
+  std::filesystem::create_directories(t_.model_dir);
+  std::filesystem::create_directories(t_.sample_dir);
+  if (!resume_path.empty()) {
+    check_resume_fits(resume, resume_path);
+    model_->load_weights(resume.without(kTrainingOnlyPrefixes));
+    loss_->discriminator().load_state_dict(resume.group("loss.discriminator."));
+    stepper_->generator_optimizer().load_state_dict(resume.group("optimizer.generator."));
+    stepper_->discriminator_optimizer().load_state_dict(resume.group("optimizer.discriminator."));
+    step_ = resume.state.step;
+    epoch_ = resume.state.epoch;
+    VQ_CHECK(epoch_ * steps_per_epoch_ <= step_ && step_ <= (epoch_ + 1) * steps_per_epoch_,
+             "--resume: the checkpoint is at step {} in epoch {}, which does not fit {} steps per "
+             "epoch; resume with the run's own --steps_per_epoch",
+             step_, epoch_ + 1, steps_per_epoch_);
+    best_val_loss_ = resume.state.best_val_loss;
+    epochs_without_improvement_ = resume.state.epochs_without_improvement;
+    early_stopped_ = patience_exhausted();  // an early-stopped run stays stopped
+    maintenance_pending_ = resume.state.maintenance_pending;
+    for (const auto& [name, t] : resume.group(kPendingMaintenancePrefix)) {
+      if (name == "inputs") model_->quantizer().set_maintenance_inputs(t);
+    }
+    train_loader_->skip_to(step_);
+    std::printf("resumed from %s at step %lld (epoch %lld)\n", resume_path.c_str(),
+                static_cast<long long>(step_), static_cast<long long>(epoch_));
+    const int64_t dropped = truncate_jsonl_after_step(paths(".metrics.jsonl"), step_);
+    if (dropped > 0) {
+      std::printf(
+          "  metrics: dropped %lld lines logged after step %lld (they will be logged "
+          "again)\n",
+          static_cast<long long>(dropped), static_cast<long long>(step_));
+    }
+  }
+  metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+}
+
+// A resumed run must follow the trajectory the checkpoint started: the same data order, flips
+// and sampling (--seed), the same position in the data (--batch_size), and for a cosine schedule
+// the same length. Longer runs are fine where the schedule does not depend on the length.
+void TrainingRun::check_resume_fits(const nn::LoadedCheckpoint& resume,
+                                    const std::string& path) const {
+  const TrainingConfig saved = config_of(resume, path).training;
+  VQ_CHECK(t_.seed == saved.seed,
+           "--resume: --seed {} differs from the checkpoint's seed {} (it decides the data order, "
+           "flips and code sampling); resume without --seed",
+           t_.seed, saved.seed);
+  VQ_CHECK(t_.batch_size == saved.batch_size,
+           "--resume: --batch_size {} differs from the checkpoint's batch size {} (the position "
+           "in the data depends on it); resume without --batch_size",
+           t_.batch_size, saved.batch_size);
+  VQ_CHECK(t_.lr_schedule == saved.lr_schedule,
+           "--resume: --lr_schedule {} differs from the checkpoint's schedule {}; resume without "
+           "--lr_schedule",
+           t_.lr_schedule, saved.lr_schedule);
+  const int64_t planned = resume.state.total_steps;
+  VQ_CHECK(schedule_.kind != nn::LrSchedule::Kind::Cosine || planned == total_steps_,
+           "--resume: the cosine LR schedule was planned for {} steps and would now last {} "
+           "(from --epochs, --max_steps and --steps_per_epoch); a cosine run cannot change its "
+           "length: keep the run's values (runs you plan to extend are better started with "
+           "--lr_schedule constant or warmup)",
+           planned, total_steps_);
+}
+
+std::string TrainingRun::paths(const std::string& suffix) const {
+  return (std::filesystem::path(t_.model_dir) / (t_.model_name + suffix)).string();
+}
+
+// Writes the best model (<name>.safetensors) or everything --resume needs
+// (<name>.last.safetensors), unless a tensor it would write is not finite (weights, codebook
+// statistics, the discriminator, optimizer moments): a diverged run must never replace a good
+// file (the divergence error names the last one). Returns whether it saved.
+bool TrainingRun::save(bool best) {
+  nn::TrainingState state;
+  state.step = step_;
+  state.epoch = epoch_;
+  state.total_steps = total_steps_;
+  state.maintenance_pending = maintenance_pending_;
+  state.best_val_loss = best_val_loss_;
+  state.epochs_without_improvement = epochs_without_improvement_;
+  // The stored config describes the model as it is now (codebook expansion changes K).
+  TrainConfig current = config_;
+  current.quantizer.n_embed = model_->quantizer().num_codes();
+  state.config_json = current.to_json();
+  nn::TensorGroups groups = {{"", model_->state_dict()}};
+  if (!best) {
+    groups.push_back({"loss.discriminator.", loss_->discriminator().state_dict()});
+    groups.push_back({"optimizer.generator.", stepper_->generator_optimizer().state_dict()});
+    groups.push_back(
+        {"optimizer.discriminator.", stepper_->discriminator_optimizer().state_dict()});
+    const Tensor pending_inputs = model_->quantizer().maintenance_inputs();
+    if (maintenance_pending_ && pending_inputs.defined())
+      groups.push_back({kPendingMaintenancePrefix, {{"inputs", pending_inputs}}});
+  }
+  std::vector<Tensor> floating;
+  for (const auto& [prefix, tensors] : groups) {
+    for (const auto& [name, t] : tensors) {
+      if (is_floating(t.dtype())) floating.push_back(t);
+    }
+  }
+  const std::string path = paths(best ? ".safetensors" : ".last.safetensors");
+  if (!nn::all_finite(floating)) {
+    std::fprintf(stderr, "\nwarning: the training state is not finite; %s was left as it was\n",
+                 path.c_str());
+    return false;
+  }
+  nn::save_checkpoint(path, groups, state);
+  return true;
+}
+
+}  // namespace vq::train
