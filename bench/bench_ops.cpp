@@ -1,7 +1,8 @@
 // Op benchmarks: sgemm, conv2d forward / backward-data / backward-weights and forward+backward
 // at the fmnist model's hot shapes, group_norm, the quantizer step (distances, argmin and EMA
 // update at K = 64 and 512, D = 256, N = 64 x 8 x 8) and the perceptual net's forward. Each
-// reports GFLOP/s (or GB/s, images/s) and, for the ops, the fraction of the sgemm rate.
+// reports GFLOP/s (or GB/s, images/s) and, for the ops, the fraction of the sgemm rate. sgemm and
+// the convolutions run on VQ_BENCH_DEVICE (cpu or cuda); the others on the CPU.
 #include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
@@ -15,8 +16,9 @@ void BM_Sgemm(benchmark::State& state) {
   set_num_threads(bench::bench_threads());
   const int64_t n = state.range(0);
   Generator gen(1);
-  const Tensor a = randn({n, n}, gen), b = randn({n, n}, gen);
-  for (auto _ : state) benchmark::DoNotOptimize(matmul(a, b).raw_data());
+  const Tensor a = randn({n, n}, gen).to(bench::bench_device()),
+               b = randn({n, n}, gen).to(bench::bench_device());
+  for (auto _ : state) bench::wait_for(matmul(a, b));
   bench::set_flops(state, 2.0 * n * n * n, false);
 }
 BENCHMARK(BM_Sgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -30,13 +32,14 @@ struct ConvSetup {
     set_num_threads(bench::bench_threads());
     const int64_t N = state.range(0), C = state.range(1), H = state.range(2), O = state.range(3);
     Generator gen(2);
-    x = randn({N, C, H, H}, gen);
-    w = mul(randn({O, C, 3, 3}, gen), 0.05);
-    b = zeros({O});
-    dy = randn({N, O, H, H}, gen);
-    dx = Tensor::empty(x.shape());
-    dw = Tensor::empty(w.shape());
-    db = Tensor::empty(b.shape());
+    const Device device = bench::bench_device();
+    x = randn({N, C, H, H}, gen).to(device);
+    w = mul(randn({O, C, 3, 3}, gen), 0.05).to(device);
+    b = zeros({O}, DType::Float32, device);
+    dy = randn({N, O, H, H}, gen).to(device);
+    dx = Tensor::empty(x.shape(), DType::Float32, device);
+    dw = Tensor::empty(w.shape(), DType::Float32, device);
+    db = Tensor::empty(b.shape(), DType::Float32, device);
     shape = ConvShape{N, C, H, H, O, 3, 3, H, H, Conv2dOptions{{1, 1}, {1, 1}, {1, 1}}};
     flops = 2.0 * N * O * H * H * C * 9;
   }
@@ -44,19 +47,28 @@ struct ConvSetup {
 
 void BM_Conv2dForward(benchmark::State& state) {
   ConvSetup s(state);
-  for (auto _ : state) backend_for(s.x).conv2d_forward(s.shape, s.x, s.w, s.b, s.dy);
+  for (auto _ : state) {
+    backend_for(s.x).conv2d_forward(s.shape, s.x, s.w, s.b, s.dy);
+    bench::wait_for(s.dy);
+  }
   bench::set_flops(state, s.flops);
 }
 
 void BM_Conv2dBackwardData(benchmark::State& state) {
   ConvSetup s(state);
-  for (auto _ : state) backend_for(s.x).conv2d_backward_data(s.shape, s.dy, s.w, s.dx);
+  for (auto _ : state) {
+    backend_for(s.x).conv2d_backward_data(s.shape, s.dy, s.w, s.dx);
+    bench::wait_for(s.dx);
+  }
   bench::set_flops(state, s.flops);
 }
 
 void BM_Conv2dBackwardWeights(benchmark::State& state) {
   ConvSetup s(state);
-  for (auto _ : state) backend_for(s.x).conv2d_backward_weight(s.shape, s.dy, s.x, s.dw, s.db);
+  for (auto _ : state) {
+    backend_for(s.x).conv2d_backward_weight(s.shape, s.dy, s.x, s.dw, s.db);
+    bench::wait_for(s.dw);
+  }
   bench::set_flops(state, s.flops);
 }
 
@@ -68,6 +80,7 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
          b = s.b.detach().requires_grad_();
   for (auto _ : state) {
     conv2d(x, w, b, o).backward(s.dy);
+    bench::wait_for(x.grad());
     for (Tensor* t : {&x, &w, &b}) t->set_grad(Tensor());
   }
   bench::set_flops(state, 3 * s.flops);

@@ -2,7 +2,7 @@
 // (trainers/train_step.h): generator forward, loss with the adaptive adversarial weight,
 // backward, Adam; then the discriminator step. Reports images/s. The improved preset's
 // quantizer settings; the perceptual term off (the default run's setting) or on with random
-// VGG16 features (arg 1).
+// VGG16 features (arg 1). Runs on VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step on CUDA only.
 #include "autograd/node.h"
 #include "bench/bench_util.h"
 #include "trainers/config.h"
@@ -11,19 +11,28 @@
 namespace vq {
 namespace {
 
-void BM_TrainStep(benchmark::State& state) {
+// A step of `model_config` at batch `batch` on VQ_BENCH_DEVICE; its loss values are read back
+// (as the trainer does), which waits for the step's kernels.
+void run_train_step(benchmark::State& state, const std::string& model_config, int64_t batch,
+                    bool perceptual) {
   set_num_threads(bench::bench_threads());
-  train::TrainConfig config = train::preset_config("improved", "fmnist");
+  train::TrainConfig config = train::preset_config("improved", model_config);
   config.loss.disc_start = 0;  // time the full step, discriminator included
-  if (state.range(0) == 1) config.loss.perceptual_weights = "random";
-  train::TrainStep step(config, kCPU);
+  if (perceptual) config.loss.perceptual_weights = "random";
+  const Device device = bench::bench_device();
+  train::TrainStep step(config, device);
   Generator gen(6);
-  const Tensor x = clamp(randn({64, 1, 32, 32}, gen), -1.0, 1.0);
-  step.run(x, 0, 1.0, 1e-4);  // warm-up: oneDNN plans every shape once
+  const int64_t C = config.model.in_channels, S = config.model.resolution;
+  const Tensor x = clamp(randn({batch, C, S, S}, gen), -1.0, 1.0).to(device);
+  step.run(x, 0, 1.0, 1e-4);  // warm-up: oneDNN and cuDNN plan every shape once
   int64_t i = 1;
   for (auto _ : state) step.run(x, i++, 1.0, 1e-4);
   state.counters["images/s"] =
-      benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_TrainStep(benchmark::State& state) {
+  run_train_step(state, "fmnist", 64, state.range(0) == 1);
 }
 BENCHMARK(BM_TrainStep)
     ->ArgName("perceptual")
@@ -32,6 +41,17 @@ BENCHMARK(BM_TrainStep)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(5.0);
+
+// The seed's 256x256 RGB model at batch 8: a GPU-sized step (on 2 CPU cores one step takes
+// minutes, so there it reports a skip instead).
+void BM_TrainStepSeed256(benchmark::State& state) {
+  if (bench::bench_device().is_cpu()) {
+    state.SkipWithError("seed256 b8 is measured on the GPU only (VQ_BENCH_DEVICE=cuda)");
+    return;
+  }
+  run_train_step(state, "seed256", 8, false);
+}
+BENCHMARK(BM_TrainStepSeed256)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 
 }  // namespace
 }  // namespace vq

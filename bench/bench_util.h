@@ -1,6 +1,8 @@
 // Shared helpers for the Google Benchmark programs: the thread count (VQ_BENCH_THREADS, default
-// all cores), throughput counters, and the machine's measured sgemm rate that op throughputs are
-// compared with ("of_sgemm": the op's GFLOP/s as a fraction of it).
+// all cores), the device (VQ_BENCH_DEVICE: cpu, the default, or cuda), throughput counters, and
+// the device's measured sgemm rate that op throughputs are compared with ("of_sgemm": the op's
+// GFLOP/s as a fraction of it). GPU work is asynchronous: each timed iteration ends with
+// wait_for(), which reads one value back and so waits for the kernels before it.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -17,16 +19,27 @@ inline int bench_threads() {
   return env ? std::atoi(env) : get_num_threads();
 }
 
-// GFLOP/s of a 2048^3 sgemm on this machine, measured once per process (best of 3).
+inline Device bench_device() {
+  const char* env = std::getenv("VQ_BENCH_DEVICE");
+  return parse_device(env ? env : "cpu");
+}
+
+// Waits until `t` is computed (a no-op wait on the CPU, whose ops are synchronous).
+inline void wait_for(const Tensor& t) {
+  if (!t.device().is_cpu()) benchmark::DoNotOptimize(t.reshape({-1}).narrow(0, 0, 1).item());
+}
+
+// GFLOP/s of a 2048^3 sgemm on the benchmark device, measured once per process (best of 3).
 inline double machine_sgemm_gflops() {
   static const double rate = [] {
     Generator gen(9);
-    const Tensor a = randn({2048, 2048}, gen), b = randn({2048, 2048}, gen);
-    matmul(a, b);  // warm-up
+    const Tensor a = randn({2048, 2048}, gen).to(bench_device()),
+                 b = randn({2048, 2048}, gen).to(bench_device());
+    wait_for(matmul(a, b));  // warm-up
     double best = 1e30;
     for (int i = 0; i < 3; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      matmul(a, b);
+      wait_for(matmul(a, b));
       best = std::min(best,
                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }

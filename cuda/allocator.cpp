@@ -60,6 +60,11 @@ void CachingAllocator::release_cached() {
   stats_.cached = 0;
 }
 
+cudaError_t CachingAllocator::device_malloc(void** p, size_t size) {
+  if (limit_ > 0 && stats_.reserved + size > limit_) return cudaErrorMemoryAllocation;
+  return cudaMalloc(p, size);
+}
+
 void* CachingAllocator::allocate(size_t nbytes) {
   const size_t size = round_size(nbytes);
   std::lock_guard<std::mutex> lock(mutex_);
@@ -68,14 +73,14 @@ void* CachingAllocator::allocate(size_t nbytes) {
   if (p != nullptr) {
     ++stats_.cache_hits;
   } else {
-    cudaError_t status = cudaMalloc(&p, size);
+    cudaError_t status = device_malloc(&p, size);
     size_t released = 0;
     if (status == cudaErrorMemoryAllocation) {
       // Out of memory: give every cached block back to the driver and try once more.
       (void)cudaGetLastError();
       released = stats_.cached;
       release_cached();
-      status = cudaMalloc(&p, size);
+      status = device_malloc(&p, size);
     }
     if (status == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
@@ -85,13 +90,15 @@ void* CachingAllocator::allocate(size_t nbytes) {
       throw Error(fmt::format(
           "CUDA out of memory: could not allocate {} ({} bytes requested, rounded to {}). This "
           "process holds {} in live tensors (peak {}) and {} reserved from the driver; {} of "
-          "cached blocks were released before retrying.{} Reduce the batch size or image size, "
+          "cached blocks were released before retrying.{}{} Reduce the batch size or image size, "
           "or free tensors you no longer need.",
           human_bytes(size), nbytes, size, human_bytes(stats_.allocated),
           human_bytes(stats_.peak_allocated), human_bytes(stats_.reserved), human_bytes(released),
           info ? fmt::format(" The GPU reports {} free of {}.", human_bytes(free_bytes),
                              human_bytes(total_bytes))
-               : std::string()));
+               : std::string(),
+          limit_ > 0 ? fmt::format(" The allocator's memory limit is {}.", human_bytes(limit_))
+                     : std::string()));
     }
     if (status != cudaSuccess) {
       (void)cudaGetLastError();
@@ -136,6 +143,16 @@ void CachingAllocator::empty_cache() {
 AllocatorStats CachingAllocator::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return stats_;
+}
+
+void CachingAllocator::set_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  limit_ = bytes;
+}
+
+size_t CachingAllocator::limit() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return limit_;
 }
 
 void CachingAllocator::reset_peak() {

@@ -8,6 +8,8 @@
 // multi-stream version would need one free list per stream plus events. Blocks are never split.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -40,6 +42,8 @@ class CachingAllocator {
   void empty_cache();
   AllocatorStats stats() const;
   void reset_peak();
+  void set_limit(size_t bytes);  // 0: none (see cuda_settings.h)
+  size_t limit() const;
 
   static size_t round_size(size_t nbytes);
   static constexpr size_t kSmallStep = 512;
@@ -48,8 +52,9 @@ class CachingAllocator {
 
  private:
   CachingAllocator() = default;
-  void* take_cached(size_t size, size_t& block);  // with mutex_ held
-  void release_cached();                          // with mutex_ held
+  void* take_cached(size_t size, size_t& block);     // with mutex_ held
+  void release_cached();                             // with mutex_ held
+  cudaError_t device_malloc(void** p, size_t size);  // with mutex_ held; honours limit_
 
   mutable std::mutex mutex_;
   std::multimap<size_t, void*> free_;  // size -> block
@@ -58,6 +63,7 @@ class CachingAllocator {
   };
   std::unordered_map<void*, Live> live_;
   AllocatorStats stats_;
+  size_t limit_ = 0;
 };
 
 // Scratch device memory (workspaces, per-kernel temporaries) from the caching allocator, freed

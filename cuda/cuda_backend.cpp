@@ -31,6 +31,8 @@ std::atomic<bool> tf32_allowed{false};
 
 void set_allow_tf32(bool allow) { tf32_allowed = allow; }
 bool allow_tf32() { return tf32_allowed; }
+void set_memory_limit(size_t bytes) { CachingAllocator::instance().set_limit(bytes); }
+size_t memory_limit() { return CachingAllocator::instance().limit(); }
 
 void throw_unsupported_dtype(const char* op, DType dtype) {
   throw Error(fmt::format("{} on cuda: unsupported dtype {}", op, dtype_name(dtype)));

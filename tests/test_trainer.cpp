@@ -160,6 +160,17 @@ TEST(Data, FashionMnistFromTheDebianPackage) {
   EXPECT_EQ(labels.size(), 10000u);
   EXPECT_EQ(*std::max_element(labels.begin(), labels.end()), 9);
   EXPECT_VQ_ERROR(open_dataset("fashion-mnist:valid", 1, 32), "unknown Fashion-MNIST split");
+  // Elsewhere the files can live in any folder named by VQ_FASHION_MNIST_DIR.
+  const std::string dir = test::temp_path("fmnist_copy");
+  std::filesystem::copy_file("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                             dir + "/t10k-images-idx3-ubyte.gz");
+  setenv("VQ_FASHION_MNIST_DIR", dir.c_str(), 1);
+  std::vector<float> copied(32 * 32);
+  open_dataset("fashion-mnist:test", 1, 32)->load(0, false, copied.data());
+  EXPECT_EQ(copied, img);
+  EXPECT_VQ_ERROR(open_dataset("fashion-mnist:train", 1, 32),
+                  "/train-images-idx3-ubyte.gz' (is the Debian package");
+  unsetenv("VQ_FASHION_MNIST_DIR");
 }
 
 TEST(Data, ImageFolderSkipsCorruptFilesAndRejectsEmptyFolders) {

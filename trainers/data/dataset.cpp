@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <vector>
 
@@ -25,7 +26,8 @@ std::vector<uint8_t> read_gz(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
   VQ_CHECK(f != nullptr,
            "cannot open '{}' (is the Debian package dataset-fashion-mnist installed? "
-           "scripts/setup.sh installs it)",
+           "scripts/setup.sh installs it; or point VQ_FASHION_MNIST_DIR at a folder with its "
+           "files)",
            path);
   std::vector<uint8_t> data;
   uint8_t buffer[1 << 16];
@@ -43,7 +45,7 @@ class FashionMnist : public Dataset {
  public:
   FashionMnist(const std::string& split, int64_t channels, int64_t size)
       : split_(split), channels_(channels), size_(size) {
-    const std::string path = fmt::format("{}/{}-images-idx3-ubyte.gz", kFashionMnistDir,
+    const std::string path = fmt::format("{}/{}-images-idx3-ubyte.gz", fashion_mnist_dir(),
                                          split == "train" ? "train" : "t10k");
     data_ = read_gz(path);
     VQ_CHECK(data_.size() >= 16 && big_endian(data_.data()) == 0x803,
@@ -133,10 +135,15 @@ class ImageFolder : public Dataset {
 
 }  // namespace
 
+std::string fashion_mnist_dir() {
+  const char* env = std::getenv("VQ_FASHION_MNIST_DIR");
+  return env != nullptr && *env != '\0' ? env : "/usr/share/datasets/fashion-mnist";
+}
+
 std::vector<uint8_t> fashion_mnist_labels(const std::string& split) {
   VQ_CHECK(split == "train" || split == "test",
            "fashion_mnist_labels: split must be train or test, got '{}'", split);
-  const std::string path = fmt::format("{}/{}-labels-idx1-ubyte.gz", kFashionMnistDir,
+  const std::string path = fmt::format("{}/{}-labels-idx1-ubyte.gz", fashion_mnist_dir(),
                                        split == "train" ? "train" : "t10k");
   std::vector<uint8_t> data = read_gz(path);
   VQ_CHECK(data.size() >= 8 && big_endian(data.data()) == 0x801, "'{}' is not an IDX label file",

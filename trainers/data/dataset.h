@@ -32,7 +32,9 @@ std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels,
 // Class labels (0-9) of a Fashion-MNIST split ("train" or "test"), from the same package.
 std::vector<uint8_t> fashion_mnist_labels(const std::string& split);
 
-// Where Debian's dataset-fashion-mnist package puts its files.
-inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+// Where the Fashion-MNIST files are read from: $VQ_FASHION_MNIST_DIR when set (a machine without
+// the Debian package, e.g. a GPU host the files were carried to), else where Debian's
+// dataset-fashion-mnist package puts them, /usr/share/datasets/fashion-mnist.
+std::string fashion_mnist_dir();
 
 }  // namespace vq::train

@@ -1,0 +1,171 @@
+// Model-level CUDA checks, against the same computation on the CPU: the fmnist VQModel and the
+// PatchGAN forward and backward on the same weights and batch, the quantizer's sampling and EMA
+// update, one whole training step, Module::to, device-mismatch errors, and the allocator's
+// release-and-retry under a memory limit. Each skips (with the reason) without a GPU.
+// Tolerances: float32 on both devices; cuDNN and oneDNN sum convolutions in different orders, so
+// values agree to about 1e-5 relative per layer and the differences grow through ~30 layers.
+#include "autograd/node.h"
+#include "models/patch_discriminator.h"
+#include "models/vqgan.h"
+#include "test_util.h"
+#include "trainers/config.h"
+#include "trainers/train_step.h"
+
+#if VQ_WITH_CUDA_BACKEND
+#include "cuda/allocator.h"
+#include "cuda/cuda_settings.h"
+#endif
+
+namespace vq {
+namespace {
+
+using test::allclose;
+
+const Device kGpu{DeviceType::CUDA, 0};
+
+train::TrainConfig fmnist_config() {
+  train::TrainConfig c = train::preset_config("improved", "fmnist");
+  c.loss.disc_start = 0;
+  return c;
+}
+
+// Two identical VQModels (same seed), one moved to the GPU.
+struct ModelPair {
+  std::shared_ptr<models::VQModel> cpu, gpu;
+  explicit ModelPair(const train::TrainConfig& c) {
+    manual_seed(5);
+    cpu = std::make_shared<models::VQModel>(c.model, c.quantizer, 5);
+    manual_seed(5);
+    gpu = std::make_shared<models::VQModel>(c.model, c.quantizer, 5);
+    gpu->to(kGpu);
+  }
+};
+
+::testing::AssertionResult same_grads(const nn::Module& cpu, const nn::Module& gpu, double atol,
+                                      double rtol) {
+  const auto a = cpu.named_parameters(), b = gpu.named_parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].second.grad().defined()) continue;
+    if (!b[i].second.grad().defined())
+      return ::testing::AssertionFailure() << "no CUDA gradient for " << b[i].first;
+    if (auto r = allclose(b[i].second.grad().cpu(), a[i].second.grad(), atol, rtol); !r)
+      return r << " (gradient of " << a[i].first << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(CudaModel, VQModelForwardAndBackwardMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  train::TrainConfig c = fmnist_config();
+  c.quantizer.temperature = 0.0;  // nearest codes: the same on both devices unless near a tie
+  ModelPair m(c);
+  const Tensor x = clamp(test::randn32({4, 1, 32, 32}, 3), -1.0, 1.0);
+  const auto out_cpu = m.cpu->forward(x);
+  const auto out_gpu = m.gpu->forward(x.to(kGpu));
+  EXPECT_EQ(out_gpu.reconstruction.device(), kGpu);
+  const auto idx_cpu = out_cpu.quant.indices.to_vector<int64_t>();
+  const auto idx_gpu = out_gpu.quant.indices.cpu().to_vector<int64_t>();
+  EXPECT_EQ(idx_gpu, idx_cpu);
+  EXPECT_TRUE(allclose(out_gpu.reconstruction.cpu(), out_cpu.reconstruction, 1e-3, 1e-3));
+  add(l1_loss(out_cpu.reconstruction, x), out_cpu.quant.loss).backward();
+  add(l1_loss(out_gpu.reconstruction, x.to(kGpu)), out_gpu.quant.loss).backward();
+  EXPECT_TRUE(same_grads(*m.cpu, *m.gpu, 1e-4, 1e-2));
+  // The EMA statistics saw the same assignments.
+  EXPECT_TRUE(allclose(m.gpu->quantizer().state_dict()[0].second.cpu(),
+                       m.cpu->quantizer().state_dict()[0].second, 1e-5, 1e-4));
+}
+
+TEST(CudaModel, PatchGanForwardAndBackwardMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  Generator gen_a(8), gen_b(8);
+  models::NLayerDiscriminator cpu(1, 64, 3, gen_a), gpu(1, 64, 3, gen_b);
+  gpu.to(kGpu);
+  const Tensor x = clamp(test::randn32({4, 1, 32, 32}, 9), -1.0, 1.0);
+  const Tensor y_cpu = cpu.forward(x), y_gpu = gpu.forward(x.to(kGpu));
+  EXPECT_TRUE(allclose(y_gpu.cpu(), y_cpu, 1e-4, 1e-3));
+  sum(y_cpu).backward();
+  sum(y_gpu).backward();
+  EXPECT_TRUE(same_grads(cpu, gpu, 1e-4, 1e-3));
+}
+
+// Temperature sampling draws the same Philox numbers on both devices, so the sampled codes agree
+// except where a last-bit difference in a distance flips a near-tie (allowed: 1 in 100).
+TEST(CudaModel, QuantizerSamplingAndEmaUpdateMatchCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  models::QuantizerConfig q;
+  q.n_embed = 64;
+  q.temperature = 2.5;
+  q.init = "normal";
+  auto cpu = models::make_quantizer(q, 32, 4), gpu = models::make_quantizer(q, 32, 4);
+  gpu->to(kGpu);
+  cpu->set_step(7);
+  gpu->set_step(7);
+  const Tensor z = test::randn32({8, 32, 8, 8}, 10);
+  const auto a = cpu->forward(z).indices.to_vector<int64_t>();
+  const auto b = gpu->forward(z.to(kGpu)).indices.cpu().to_vector<int64_t>();
+  int64_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  EXPECT_GE(same, static_cast<int64_t>(a.size() * 99 / 100)) << same << " of " << a.size();
+  if (same == static_cast<int64_t>(a.size())) {
+    for (size_t i = 0; i < cpu->state_dict().size(); ++i) {
+      EXPECT_TRUE(
+          allclose(gpu->state_dict()[i].second.cpu(), cpu->state_dict()[i].second, 1e-5, 1e-4))
+          << cpu->state_dict()[i].first;
+    }
+  }
+}
+
+// One whole training step (generator with the adaptive adversarial weight, Adam, discriminator)
+// gives the same loss and nearly the same weights on both devices.
+TEST(CudaModel, TrainingStepMatchesCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  train::TrainConfig c = fmnist_config();
+  train::TrainStep cpu(c, kCPU), gpu(c, kGpu);
+  const Tensor x = clamp(test::randn32({8, 1, 32, 32}, 11), -1.0, 1.0);
+  const auto r_cpu = cpu.run(x, 0, 1.0, 2e-4), r_gpu = gpu.run(x.to(kGpu), 0, 1.0, 2e-4);
+  EXPECT_NEAR(r_gpu.loss, r_cpu.loss, 1e-3 * std::abs(r_cpu.loss));
+  EXPECT_NEAR(r_gpu.d_loss, r_cpu.d_loss, 1e-3 * std::abs(r_cpu.d_loss) + 1e-6);
+  const auto a = cpu.model().state_dict(), b = gpu.model().state_dict();
+  for (size_t i = 0; i < a.size(); ++i) {
+    // Adam moves each weight by about lr = 2e-4 whatever the gradient's size, so weights agree
+    // to a few lr where a gradient's sign is uncertain.
+    EXPECT_TRUE(allclose(b[i].second.cpu(), a[i].second, 1e-3, 1e-3)) << a[i].first;
+  }
+}
+
+TEST(CudaModel, ToMovesEveryTensorAndDeviceMismatchIsAnError) {
+  VQ_SKIP_WITHOUT_CUDA();
+  ModelPair m(fmnist_config());
+  for (const auto& [name, t] : m.gpu->state_dict()) EXPECT_EQ(t.device(), kGpu) << name;
+  EXPECT_VQ_ERROR(m.gpu->forward(zeros({1, 1, 32, 32})), "on different devices");
+  EXPECT_VQ_ERROR(add(ones({2}), ones({2}, DType::Float32, kGpu)),
+                  "different devices (cpu and cuda:0)");
+}
+
+#if VQ_WITH_CUDA_BACKEND
+// A limit far below the GPU's size exercises the out-of-memory path: a cached block is given
+// back and the allocation retried, and past the limit the error says so.
+TEST(CudaModel, AllocatorReleasesTheCacheAndRetriesUnderALimit) {
+  VQ_SKIP_WITHOUT_CUDA();
+  auto& alloc = cuda::CachingAllocator::instance();
+  alloc.empty_cache();
+  const size_t base = alloc.stats().reserved;
+  cuda::set_memory_limit(base + (size_t{64} << 20));
+  { const Tensor a = Tensor::empty({10 << 20}, DType::Float32, kGpu); }  // 40 MiB, now cached
+  EXPECT_GE(alloc.stats().cached, size_t{40} << 20);
+  const size_t mallocs = alloc.stats().device_mallocs;
+  {
+    // 48 MiB does not fit beside the cached 40 MiB block: release, retry, succeed.
+    const Tensor b = Tensor::empty({12 << 20}, DType::Float32, kGpu);
+    EXPECT_EQ(alloc.stats().cached, 0u);
+    EXPECT_EQ(alloc.stats().device_mallocs, mallocs + 1);
+  }
+  EXPECT_VQ_ERROR(Tensor::empty({32 << 20}, DType::Float32, kGpu),
+                  "The allocator's memory limit is");
+  cuda::set_memory_limit(0);
+  EXPECT_EQ(sum(ones({3}, DType::Float32, kGpu)).item(), 3.0);
+}
+#endif
+
+}  // namespace
+}  // namespace vq
