@@ -62,7 +62,11 @@ void CachingAllocator::release_cached() {
 
 cudaError_t CachingAllocator::device_malloc(void** p, size_t size) {
   if (limit_ > 0 && stats_.reserved + size > limit_) return cudaErrorMemoryAllocation;
-  return cudaMalloc(p, size);
+  const cudaError_t status = cudaMalloc(p, size);
+  // A failed cudaMalloc also records itself as the runtime's last error; it is handled here, and
+  // only then is that error cleared (the limit's refusal must not clear an earlier kernel's).
+  if (status == cudaErrorMemoryAllocation) (void)cudaGetLastError();
+  return status;
 }
 
 void* CachingAllocator::allocate(size_t nbytes) {
@@ -77,13 +81,11 @@ void* CachingAllocator::allocate(size_t nbytes) {
     size_t released = 0;
     if (status == cudaErrorMemoryAllocation) {
       // Out of memory: give every cached block back to the driver and try once more.
-      (void)cudaGetLastError();
       released = stats_.cached;
       release_cached();
       status = device_malloc(&p, size);
     }
     if (status == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
       size_t free_bytes = 0, total_bytes = 0;
       const bool info = cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
       (void)cudaGetLastError();

@@ -6,7 +6,9 @@
 #     vq_gpu/bin/   test_cuda, train_vqvae_improved, bench_ops, bench_train_step: Release,
 #                   VQ_NATIVE=OFF (the GPU host's CPU is not ours), CUDA code for sm_90, stripped
 #     vq_gpu/lib/   the libraries they load that are ours to bring: oneDNN, fmt, stb, the OpenCL
-#                   loader oneDNN links, Google Benchmark, and GCC 12's C++/OpenMP runtimes
+#                   loader oneDNN links, Google Benchmark, GCC's OpenMP runtime
+#     vq_gpu/lib/compat/  GCC 12's libstdc++ and libgcc_s, used only where the host's libstdc++ is
+#                   older than GCC 12's (it needs glibc 2.36, so it is no default)
 #     vq_gpu/data/  Fashion-MNIST's test images (for the 20-step training comparison)
 #     vq_gpu/MANIFEST   commit, date, sizes and sha256 of every file
 #
@@ -45,7 +47,7 @@ done
 
 # Libraries: whatever the programs load, except glibc's own (the host's must be used), zlib (on
 # every Linux) and CUDA's (the host's, to match its driver).
-skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libz|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*)\.so'
+skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libz|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*)\.so'
 for p in "${PROGRAMS[@]}"; do ldd "$root/bin/$p"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' \
   | sort -u | while read -r soname path; do
     if ! grep -Eq "$skip" <<<"$soname"; then cp -L "$path" "$root/lib/$soname"; fi
@@ -55,6 +57,10 @@ for lib in "$root"/lib/*; do ldd "$lib"; done | awk '$2 == "=>" && $3 ~ /^\// {p
   | sort -u | while read -r soname path; do
     if ! grep -Eq "$skip" <<<"$soname" && [ ! -e "$root/lib/$soname" ]; then cp -L "$path" "$root/lib/$soname"; fi
   done
+mkdir -p "$root/lib/compat"
+for soname in libstdc++.so.6 libgcc_s.so.1; do
+  cp -L "$(ldconfig -p | awk -v s="$soname" '$1 == s && /x86-64/ {print $NF; exit}')" "$root/lib/compat/$soname"
+done
 cp /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "$root/data/"
 
 {
@@ -64,7 +70,11 @@ cp /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "$root/data/"
 
 mkdir -p "$OUT_DIR"
 tar -C "$stage" -cJf "$OUT_DIR/vq_gpu.tar.xz.part" vq_gpu
+size_mib=$(( $(stat -c %s "$OUT_DIR/vq_gpu.tar.xz.part") / 1048576 ))
+if [ "$size_mib" -gt "$LIMIT_MIB" ]; then
+  rm -f "$OUT_DIR/vq_gpu.tar.xz.part"
+  echo "gpu_carry: ${size_mib} MiB is larger than ${LIMIT_MIB} MiB: it would not travel"
+  exit 1
+fi
 mv "$OUT_DIR/vq_gpu.tar.xz.part" "$OUT_DIR/vq_gpu.tar.xz"
-size_mib=$(( $(stat -c %s "$OUT_DIR/vq_gpu.tar.xz") / 1048576 ))
 echo "== gpu_carry: $OUT_DIR/vq_gpu.tar.xz, ${size_mib} MiB ($(du -sm "$root" | cut -f1) MiB unpacked), $((SECONDS - start)) s in all"
-[ "$size_mib" -le "$LIMIT_MIB" ] || { echo "gpu_carry: larger than ${LIMIT_MIB} MiB: it would not travel"; exit 1; }

@@ -44,20 +44,31 @@ struct ModelPair {
 ::testing::AssertionResult same_grads(const nn::Module& cpu, const nn::Module& gpu, double atol,
                                       double rtol) {
   const auto a = cpu.named_parameters(), b = gpu.named_parameters();
+  int compared = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].second.grad().defined()) continue;
+    ++compared;
     if (!b[i].second.grad().defined())
       return ::testing::AssertionFailure() << "no CUDA gradient for " << b[i].first;
     if (auto r = allclose(b[i].second.grad().cpu(), a[i].second.grad(), atol, rtol); !r)
       return r << " (gradient of " << a[i].first << ")";
   }
+  if (compared == 0) return ::testing::AssertionFailure() << "no gradients to compare";
   return ::testing::AssertionSuccess();
+}
+
+// The share of equal entries of two index lists.
+double agreement(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  int64_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  return static_cast<double>(same) / static_cast<double>(a.size());
 }
 
 TEST(CudaModel, VQModelForwardAndBackwardMatchCpu) {
   VQ_SKIP_WITHOUT_CUDA();
   train::TrainConfig c = fmnist_config();
   c.quantizer.temperature = 0.0;  // nearest codes: the same on both devices unless near a tie
+  c.quantizer.init = "normal";    // well-separated codes (the uniform +-1/K ones are near-equal)
   ModelPair m(c);
   const Tensor x = clamp(test::randn32({4, 1, 32, 32}, 3), -1.0, 1.0);
   const auto out_cpu = m.cpu->forward(x);
@@ -65,14 +76,20 @@ TEST(CudaModel, VQModelForwardAndBackwardMatchCpu) {
   EXPECT_EQ(out_gpu.reconstruction.device(), kGpu);
   const auto idx_cpu = out_cpu.quant.indices.to_vector<int64_t>();
   const auto idx_gpu = out_gpu.quant.indices.cpu().to_vector<int64_t>();
-  EXPECT_EQ(idx_gpu, idx_cpu);
+  // A last-bit difference in the encoder output may flip a near-tie: allow 1 in 100.
+  const double agree = agreement(idx_gpu, idx_cpu);
+  EXPECT_GE(agree, 0.99);
+  if (agree < 1.0) GTEST_SKIP() << "codes differ at a near-tie; values and gradients not compared";
   EXPECT_TRUE(allclose(out_gpu.reconstruction.cpu(), out_cpu.reconstruction, 1e-3, 1e-3));
   add(l1_loss(out_cpu.reconstruction, x), out_cpu.quant.loss).backward();
   add(l1_loss(out_gpu.reconstruction, x.to(kGpu)), out_gpu.quant.loss).backward();
   EXPECT_TRUE(same_grads(*m.cpu, *m.gpu, 1e-4, 1e-2));
   // The EMA statistics saw the same assignments.
-  EXPECT_TRUE(allclose(m.gpu->quantizer().state_dict()[0].second.cpu(),
-                       m.cpu->quantizer().state_dict()[0].second, 1e-5, 1e-4));
+  const auto q_cpu = m.cpu->quantizer().state_dict(), q_gpu = m.gpu->quantizer().state_dict();
+  for (size_t i = 0; i < q_cpu.size(); ++i) {
+    if (!is_floating(q_cpu[i].second.dtype())) continue;
+    EXPECT_TRUE(allclose(q_gpu[i].second.cpu(), q_cpu[i].second, 1e-5, 1e-4)) << q_cpu[i].first;
+  }
 }
 
 TEST(CudaModel, PatchGanForwardAndBackwardMatchCpu) {
@@ -103,15 +120,14 @@ TEST(CudaModel, QuantizerSamplingAndEmaUpdateMatchCpu) {
   const Tensor z = test::randn32({8, 32, 8, 8}, 10);
   const auto a = cpu->forward(z).indices.to_vector<int64_t>();
   const auto b = gpu->forward(z.to(kGpu)).indices.cpu().to_vector<int64_t>();
-  int64_t same = 0;
-  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
-  EXPECT_GE(same, static_cast<int64_t>(a.size() * 99 / 100)) << same << " of " << a.size();
-  if (same == static_cast<int64_t>(a.size())) {
-    for (size_t i = 0; i < cpu->state_dict().size(); ++i) {
-      EXPECT_TRUE(
-          allclose(gpu->state_dict()[i].second.cpu(), cpu->state_dict()[i].second, 1e-5, 1e-4))
-          << cpu->state_dict()[i].first;
-    }
+  const double agree = agreement(a, b);
+  EXPECT_GE(agree, 0.99);
+  // One flipped sample moves two codes' counts by (1 - decay): compare the EMA only without flips.
+  if (agree < 1.0) GTEST_SKIP() << "a sample flipped at a near-tie; the EMA update not compared";
+  const auto s_cpu = cpu->state_dict(), s_gpu = gpu->state_dict();
+  for (size_t i = 0; i < s_cpu.size(); ++i) {
+    if (!is_floating(s_cpu[i].second.dtype())) continue;
+    EXPECT_TRUE(allclose(s_gpu[i].second.cpu(), s_cpu[i].second, 1e-5, 1e-4)) << s_cpu[i].first;
   }
 }
 
@@ -150,6 +166,9 @@ TEST(CudaModel, AllocatorReleasesTheCacheAndRetriesUnderALimit) {
   auto& alloc = cuda::CachingAllocator::instance();
   alloc.empty_cache();
   const size_t base = alloc.stats().reserved;
+  struct LimitGuard {  // later tests must not inherit the limit, even if this one throws
+    ~LimitGuard() { cuda::set_memory_limit(0); }
+  } guard;
   cuda::set_memory_limit(base + (size_t{64} << 20));
   { const Tensor a = Tensor::empty({10 << 20}, DType::Float32, kGpu); }  // 40 MiB, now cached
   EXPECT_GE(alloc.stats().cached, size_t{40} << 20);
@@ -162,7 +181,6 @@ TEST(CudaModel, AllocatorReleasesTheCacheAndRetriesUnderALimit) {
   }
   EXPECT_VQ_ERROR(Tensor::empty({32 << 20}, DType::Float32, kGpu),
                   "The allocator's memory limit is");
-  cuda::set_memory_limit(0);
   EXPECT_EQ(sum(ones({3}, DType::Float32, kGpu)).item(), 3.0);
 }
 #endif
