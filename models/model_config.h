@@ -10,6 +10,12 @@
 
 namespace vq::models {
 
+// Limits on what a config may ask for (a config can come from an untrusted file), far above any
+// VQGAN in use (the seed's 256x256 model: 5 levels, resolution 256, 71.9 million weights).
+inline constexpr int64_t kMaxModelLevels = 8;
+inline constexpr int64_t kMaxModelResolution = 8192;
+inline constexpr double kMaxModelWeights = 2e9;
+
 struct ModelConfig {
   std::string name = "fmnist";
   int64_t resolution = 32;
@@ -24,8 +30,14 @@ struct ModelConfig {
   int64_t embed_dim = 256;  // codebook vector size D (quant_conv maps z_channels -> D)
 
   int64_t latent_size() const;  // resolution / 2^(levels - 1)
+  // The weights (parameters) of the encoder, decoder and the convolutions around the quantizer
+  // that this config builds, counted without building them, so that a config from a file can be
+  // refused before it allocates more than the file could fill. tests/test_models.cpp checks it
+  // against the built model.
+  double weight_count() const;
   // Throws naming the field when the combination cannot be built (e.g. channels not divisible
-  // by the 32 GroupNorm groups, resolution not divisible by the downsampling).
+  // by the 32 GroupNorm groups, resolution not divisible by the downsampling), or when it asks
+  // for more than the limits below.
   void validate() const;
 };
 

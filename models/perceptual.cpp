@@ -5,8 +5,8 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "nn/activation.h"
+#include "nn/checkpoint.h"
 #include "nn/init.h"
-#include "nn/safetensors.h"
 
 namespace vq::models {
 
@@ -124,6 +124,7 @@ Tensor PerceptualLoss::forward(const Tensor& a, const Tensor& b) {
 
 void PerceptualLoss::load(const std::string& path) {
   const nn::SafetensorsFile file = nn::load_safetensors(path);
+  nn::check_finite(file.tensors, path);
   nn::NamedTensors mapped;
   bool has_lin = false;
   for (const auto& [raw, t] : file.tensors) {

@@ -2,6 +2,8 @@
 #include "models/fsq.h"
 #include "models/vector_quantizer.h"
 
+#include <fmt/ranges.h>
+
 namespace vq::models {
 
 Tensor Quantizer::flatten_latents(const Tensor& z, int64_t embed_dim, const char* who) {
@@ -20,14 +22,25 @@ void QuantizerConfig::validate() const {
   VQ_CHECK(kind == "vq" || kind == "fsq", "quantizer: kind must be 'vq' or 'fsq', got '{}'", kind);
   if (kind == "fsq") {
     VQ_CHECK(!fsq_levels.empty(), "quantizer: fsq_levels must list at least one level");
-    for (int64_t l : fsq_levels)
+    double codes = 1;
+    for (int64_t l : fsq_levels) {
       VQ_CHECK(l >= 2, "quantizer: every FSQ level must be >= 2, got {}", l);
+      codes *= static_cast<double>(l);
+    }
+    VQ_CHECK(codes <= static_cast<double>(kMaxCodes),
+             "quantizer: fsq_levels {} give {:.3g} codes, above the limit of {} (kMaxCodes)",
+             fmt::join(fsq_levels, "x"), codes, kMaxCodes);
     return;
   }
-  VQ_CHECK(n_embed >= 2, "quantizer: n_embed must be >= 2, got {}", n_embed);
+  VQ_CHECK(n_embed >= 2 && n_embed <= kMaxCodes,
+           "quantizer: n_embed must be in [2, {}] (kMaxCodes), got {}", kMaxCodes, n_embed);
+  VQ_CHECK(!expand || expand_max_codes <= kMaxCodes,
+           "quantizer: expand_max_codes must be at most {} (kMaxCodes), got {}", kMaxCodes,
+           expand_max_codes);
   VQ_CHECK(codebook == "ema" || codebook == "learned" || codebook == "simvq",
            "quantizer: codebook must be 'ema', 'learned' or 'simvq', got '{}'", codebook);
-  VQ_CHECK(codebook_dim >= 0, "quantizer: codebook_dim must be >= 0 (0: no projection), got {}",
+  VQ_CHECK(codebook_dim >= 0 && codebook_dim <= kMaxCodeDim,
+           "quantizer: codebook_dim must be in [0, {}] (0: no projection), got {}", kMaxCodeDim,
            codebook_dim);
   VQ_CHECK(ema_decay >= 0.0 && ema_decay < 1.0, "quantizer: ema_decay must be in [0, 1), got {}",
            ema_decay);

@@ -13,6 +13,10 @@
 
 namespace vq::models {
 
+// Limits on what a config may ask for (it can come from an untrusted file).
+inline constexpr int64_t kMaxCodes = int64_t{1} << 24;
+inline constexpr int64_t kMaxCodeDim = 1 << 16;
+
 struct QuantizerConfig {
   std::string kind = "vq";       // "vq": a codebook of vectors; "fsq": finite scalar quantization
   int64_t n_embed = 64;          // K (the current size; codebook expansion grows it)

@@ -1,8 +1,10 @@
 #include "nn/checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 
-#include <nlohmann/json.hpp>
+#include "nn/file_io.h"
+#include "nn/json_input.h"
 
 namespace vq::nn {
 
@@ -50,13 +52,29 @@ NamedTensors LoadedCheckpoint::without(const std::vector<std::string>& prefixes)
   return out;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path) {
+void check_finite(const NamedTensors& tensors, const std::string& source) {
+  for (const auto& [name, t] : tensors) {
+    if (t.dtype() == DType::Int64 || t.dtype() == DType::UInt8) continue;
+    const Tensor values = t.to(DType::Float64).contiguous();
+    const double* v = values.data<double>();
+    const int64_t bad =
+        std::count_if(v, v + values.numel(), [](double x) { return !std::isfinite(x); });
+    VQ_CHECK(bad == 0,
+             "{}: tensor '{}' holds {} non-finite values (NaN or infinity) out of {}; the trainer "
+             "never writes such values, so the file is damaged or was edited",
+             source, name, bad, t.numel());
+  }
+}
+
+LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& source,
+                                  bool allow_nonfinite) {
   LoadedCheckpoint ck;
-  ck.file = load_safetensors(path);
+  ck.file = parse_safetensors(bytes, source);
+  if (!allow_nonfinite) check_finite(ck.file.tensors, source);
   auto it = ck.file.metadata.find(kStateKey);
   if (it == ck.file.metadata.end()) return ck;
   try {
-    const auto s = nlohmann::json::parse(it->second);
+    const auto s = parse_json_input(it->second, source + " (training state)");
     ck.state.version = s.value("version", int64_t{1});
     ck.state.step = s.at("step").get<int64_t>();
     ck.state.epoch = s.at("epoch").get<int64_t>();
@@ -68,12 +86,23 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
                                  : s.at("best_val_loss").get<double>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(
-        fmt::format("{}: the training state in the metadata is malformed: {}", path, e.what()));
+        fmt::format("{}: the training state in the metadata is malformed: {}", source, e.what()));
   }
+  VQ_CHECK(ck.state.step >= 0 && ck.state.epoch >= 0 && ck.state.total_steps >= 0 &&
+               ck.state.epochs_without_improvement >= 0,
+           "{}: the training state in the metadata has a negative count (step {}, epoch {}, "
+           "total_steps {}, epochs_without_improvement {})",
+           source, ck.state.step, ck.state.epoch, ck.state.total_steps,
+           ck.state.epochs_without_improvement);
   auto config = ck.file.metadata.find(kConfigKey);
   if (config != ck.file.metadata.end()) ck.state.config_json = config->second;
   ck.has_state = true;
   return ck;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
+  return parse_checkpoint(read_file(path, kMaxSafetensorsFileBytes, "checkpoint"), path,
+                          allow_nonfinite);
 }
 
 }  // namespace vq::nn

@@ -47,6 +47,15 @@ struct LoadedCheckpoint {
   NamedTensors without(const std::vector<std::string>& prefixes) const;
 };
 
-LoadedCheckpoint load_checkpoint(const std::string& path);
+// Reads and checks a checkpoint. Every floating-point tensor must be finite: the trainer never
+// writes NaN or infinity, so one in a file means the file was damaged or edited, and training on
+// it or measuring it would report nonsense; the error names the tensor. `allow_nonfinite` lets an
+// analysis tool look at such a file anyway. `source` names the bytes in errors.
+LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& source,
+                                  bool allow_nonfinite = false);
+LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite = false);
+
+// Throws naming the first tensor (and how many of its values) that holds NaN or infinity.
+void check_finite(const NamedTensors& tensors, const std::string& source);
 
 }  // namespace vq::nn

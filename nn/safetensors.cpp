@@ -7,9 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
+#include "nn/json_input.h"
 
 namespace vq::nn {
 
@@ -74,10 +73,7 @@ std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metad
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const Metadata& metadata) {
-  const std::string bytes = safetensors_bytes(tensors, metadata);
-  write_file_atomically(path, [&](std::ostream& out) {
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  });
+  write_file_atomically(path, safetensors_bytes(tensors, metadata));
 }
 
 namespace {
@@ -104,11 +100,18 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
           {},
           0,
           0};
+  // The element count is checked against the data section before anything is allocated, so it
+  // must not overflow on the way: every dimension is at most the section's size, and the running
+  // product stops at the first value beyond it.
+  uint64_t numel = 1;
   for (const auto& d : v["shape"]) {
-    VQ_CHECK(d.is_number_unsigned(),
-             "{}: entry '{}' has a shape entry that is not a non-negative integer: {}", src, name,
-             d.dump());
+    VQ_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= std::max<uint64_t>(data_size, 1),
+             "{}: entry '{}' has a shape entry that is not a non-negative integer of at most the "
+             "data section's {} bytes: {}",
+             src, name, data_size, d.dump());
     e.shape.push_back(d.get<int64_t>());
+    const uint64_t dim = d.get<uint64_t>();
+    numel = dim != 0 && numel > data_size / dim ? data_size + 1 : numel * dim;
   }
   for (const auto& o : v["data_offsets"]) {
     VQ_CHECK(o.is_number_unsigned(),
@@ -121,7 +124,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
            "{}: entry '{}' has data_offsets [{}, {}] outside the data section of {} bytes "
            "(truncated file?)",
            src, name, e.begin, e.end, data_size);
-  const uint64_t expected = static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
+  const uint64_t expected = numel * dtype_size(e.dtype);
   VQ_CHECK(e.end - e.begin == expected,
            "{}: entry '{}' has shape {} of {} ({} bytes) but its data range holds {} bytes", src,
            name, shape_str(e.shape), v["dtype"].get<std::string>(), expected, e.end - e.begin);
@@ -139,33 +142,17 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& s
            src, bytes.size());
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
+  VQ_CHECK(n <= kMaxSafetensorsHeaderBytes,
+           "{}: the header length {} is above the limit of {} bytes (kMaxSafetensorsHeaderBytes): "
+           "not a safetensors file, or a corrupt one",
+           src, n, kMaxSafetensorsHeaderBytes);
   VQ_CHECK(n <= bytes.size() - 8,
            "{}: the header length {} is larger than the {} bytes that follow it (truncated, or not "
            "a safetensors file)",
            src, n, bytes.size() - 8);
 
-  // Duplicate keys are legal JSON but ambiguous here: track the keys of every open object.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  const auto detect_duplicates = [&](int, nlohmann::json::parse_event_t event,
-                                     nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start) open_objects.emplace_back();
-    if (event == E::object_end && !open_objects.empty()) open_objects.pop_back();
-    if (event == E::key && !open_objects.empty() &&
-        !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(
-        bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n), detect_duplicates);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: malformed JSON header: {}", src, e.what()));
-  }
-  VQ_CHECK(duplicate.empty(), "{}: the header names '{}' twice", src, duplicate);
+  const nlohmann::json header =
+      parse_json_input(std::string_view(bytes).substr(8, n), src + " (header)");
   VQ_CHECK(header.is_object(), "{}: the header is not a JSON object", src);
 
   const uint64_t data_size = bytes.size() - 8 - n;
@@ -231,9 +218,9 @@ std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors)
     for (const auto& [k, v] : file.metadata) {
       std::string value = v;
       try {  // pretty-print JSON values
-        const auto parsed = nlohmann::json::parse(v);
+        const auto parsed = parse_json_input(v, "metadata");
         if (parsed.is_object()) value = parsed.dump(2);
-      } catch (const nlohmann::json::exception&) {
+      } catch (const Error&) {
       }
       for (size_t pos = 0; (pos = value.find('\n', pos)) != std::string::npos; pos += 5)
         value.replace(pos, 1, "\n    ");
@@ -244,11 +231,7 @@ std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors)
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  VQ_CHECK(in.good(), "cannot open '{}': {}", path, std::strerror(errno));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return parse_safetensors(buffer.str(), path);
+  return parse_safetensors(read_file(path, kMaxSafetensorsFileBytes, "safetensors file"), path);
 }
 
 }  // namespace vq::nn

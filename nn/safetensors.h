@@ -6,7 +6,8 @@
 // Reading validates everything before trusting it and throws vq::Error naming the file and the
 // problem: truncated files, header lengths beyond the file, malformed JSON, unknown dtypes, offsets
 // out of range, overlapping, gapped or misaligned ranges, shape/size disagreements, duplicate
-// names. Writing is atomic (see atomic_file.h). dtypes: F32, F64, F16, BF16, I64, U8.
+// names; and limits on what an untrusted file may make us allocate. Writing is atomic (see
+// file_io.h). dtypes: F32, F64, F16, BF16, I64, U8.
 #pragma once
 
 #include <map>
@@ -17,6 +18,11 @@
 namespace vq::nn {
 
 using Metadata = std::map<std::string, std::string>;
+
+// The header's size limit is the Python safetensors library's own. Tensor data is checked against
+// the bytes actually present before any tensor is allocated, so the file size bounds the rest.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+inline constexpr uint64_t kMaxSafetensorsFileBytes = uint64_t{64} << 30;
 
 struct SafetensorsFile {
   NamedTensors tensors;  // in file order of data offsets, on the CPU

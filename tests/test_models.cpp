@@ -20,51 +20,6 @@ namespace {
 
 using test::allclose;
 
-// Parameter counts written from taming's architecture description, independently of the code.
-int64_t conv(int64_t in, int64_t out, int64_t k) { return out * in * k * k + out; }
-int64_t gn(int64_t c) { return 2 * c; }
-int64_t resblock(int64_t in, int64_t out) {
-  return gn(in) + conv(in, out, 3) + gn(out) + conv(out, out, 3) +
-         (in != out ? conv(in, out, 1) : 0);
-}
-int64_t attn(int64_t c) { return gn(c) + 4 * conv(c, c, 1); }
-int64_t expected_count(const ModelConfig& c, int64_t K) {
-  int64_t n = conv(c.in_channels, c.ch, 3);  // encoder
-  int64_t ch = c.ch, res = c.resolution;
-  const int64_t L = static_cast<int64_t>(c.ch_mult.size());
-  auto has_attn = [&](int64_t r) {
-    return std::count(c.attn_resolutions.begin(), c.attn_resolutions.end(), r) > 0;
-  };
-  for (int64_t l = 0; l < L; ++l) {
-    for (int64_t b = 0; b < c.num_res_blocks; ++b) {
-      n += resblock(b == 0 ? ch : c.ch * c.ch_mult[l], c.ch * c.ch_mult[l]);
-      if (has_attn(res)) n += attn(c.ch * c.ch_mult[l]);
-    }
-    ch = c.ch * c.ch_mult[l];
-    if (l != L - 1) {
-      n += conv(ch, ch, 3);
-      res /= 2;
-    }
-  }
-  n += 2 * resblock(ch, ch) + attn(ch) + gn(ch) + conv(ch, c.z_channels, 3);
-  n += conv(c.z_channels, ch, 3) + 2 * resblock(ch, ch) + attn(ch);  // decoder in + mid
-  for (int64_t l = L - 1; l >= 0; --l) {
-    for (int64_t b = 0; b <= c.num_res_blocks; ++b) {
-      n += resblock(ch, c.ch * c.ch_mult[l]);
-      ch = c.ch * c.ch_mult[l];
-      if (has_attn(res)) n += attn(ch);
-    }
-    if (l != 0) {
-      n += conv(ch, ch, 3);
-      res *= 2;
-    }
-  }
-  n += gn(ch) + conv(ch, c.out_channels, 3);
-  n += conv(c.z_channels, c.embed_dim, 1) + conv(c.embed_dim, c.z_channels, 1);  // quant convs
-  (void)K;  // the EMA codebook is a buffer, not a parameter
-  return n;
-}
-
 bool has_name(const nn::NamedTensors& named, const std::string& name) {
   return std::any_of(named.begin(), named.end(), [&](const auto& e) { return e.first == name; });
 }
@@ -72,7 +27,10 @@ bool has_name(const nn::NamedTensors& named, const std::string& name) {
 TEST(VQModel, FmnistShapesNamesAndParameterCount) {
   const ModelConfig c = model_config_by_name("fmnist");
   VQModel model(c, QuantizerConfig{}, 1);
-  EXPECT_EQ(model.num_parameters(), expected_count(c, 64));
+  // The count a loader checks a file against before building anything is the built model's (the
+  // EMA codebook is a buffer, not a parameter).
+  EXPECT_EQ(model.num_parameters(), c.weight_count());
+  EXPECT_EQ(static_cast<int64_t>(c.weight_count()), 4494529);
   const auto state = model.state_dict();
   for (const char* name :
        {"encoder.conv_in.weight", "encoder.down.1.block.0.nin_shortcut.weight",
@@ -96,7 +54,8 @@ TEST(VQModel, FmnistShapesNamesAndParameterCount) {
 TEST(VQModel, Seed256ParameterCountAndAttentionLevels) {
   const ModelConfig c = model_config_by_name("seed256");
   VQModel model(c, QuantizerConfig{}, 1);
-  EXPECT_EQ(model.num_parameters(), expected_count(c, 64));
+  EXPECT_EQ(model.num_parameters(), c.weight_count());
+  EXPECT_EQ(static_cast<int64_t>(c.weight_count()), 71879555);
   const auto names = model.named_parameters();
   EXPECT_TRUE(has_name(names, "encoder.down.4.attn.1.k.weight"));  // 16x16 is the 5th level
   EXPECT_FALSE(has_name(names, "encoder.down.3.attn.0.k.weight"));
@@ -112,9 +71,34 @@ TEST(VQModel, ConfigErrorsNameTheField) {
   c.resolution = 30;
   EXPECT_VQ_ERROR(c.validate(), "resolution 30 must be divisible by 4");
   EXPECT_VQ_ERROR(model_config_by_name("huge"), "unknown model config 'huge'");
+  // Limits on what a config (perhaps from a damaged file) may ask for, checked before building.
+  c = ModelConfig{};
+  c.ch_mult = std::vector<int64_t>(9, 1);
+  EXPECT_VQ_ERROR(c.validate(), "ch_mult must list 1 to 8 levels (kMaxModelLevels), got 9");
+  c = ModelConfig{};
+  c.ch_mult = {1, 0};
+  EXPECT_VQ_ERROR(c.validate(), "every ch_mult entry must be >= 1, got 0");
+  c = ModelConfig{};
+  c.resolution = int64_t{1} << 40;
+  EXPECT_VQ_ERROR(c.validate(), "resolution must be in [1, 8192] (kMaxModelResolution)");
+  c = ModelConfig{};
+  c.ch = 32 << 12;
+  EXPECT_VQ_ERROR(c.validate(), "above the limit of 2e+09 (kMaxModelWeights)");
   VQModel model(ModelConfig{}, QuantizerConfig{}, 1);
   EXPECT_VQ_ERROR(model.forward(zeros({1, 3, 32, 32})),
                   "expected images [N, 1, 32, 32], got [1, 3, 32, 32]");
+}
+
+TEST(VQModel, WeightCountMatchesTheBuiltModelForOtherShapes) {
+  ModelConfig c;
+  c.ch = 32;
+  c.ch_mult = {1, 3, 2};
+  c.num_res_blocks = 3;
+  c.attn_resolutions = {16, 32};
+  c.in_channels = c.out_channels = 3;
+  c.z_channels = 64;
+  c.embed_dim = 8;
+  EXPECT_EQ(VQModel(c, QuantizerConfig{}, 1).num_parameters(), c.weight_count());
 }
 
 // The fmnist layout at half width, for quick whole-model tests.

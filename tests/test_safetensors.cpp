@@ -1,11 +1,10 @@
 // safetensors: the exact bytes of a hand-built file, round trips of every dtype, one test per
-// validation error, atomic writes that survive an interrupted save, checkpoints, and interop with
+// validation error and limit, checkpoints (and what their loader refuses), and interop with
 // Python's safetensors package (when the build knows a Python that has it).
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
-#include "nn/atomic_file.h"
 #include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
@@ -81,7 +80,18 @@ TEST(Safetensors, RejectsCorruptFilesWithClearErrors) {
       {"", "truncated: 0 bytes"},
       {std::string("\x05\x00\x00", 3), "truncated: 3 bytes"},
       {le64(100) + "{}", "header length 100 is larger than the 2 bytes"},
-      {file_bytes("{\"a\":", ""), "malformed JSON header"},
+      {file_bytes("{\"a\":", ""), "(header): malformed JSON"},
+      {le64(200'000'000) + "{}", "above the limit of 100000000 bytes (kMaxSafetensorsHeaderBytes)"},
+      {file_bytes(std::string(100, '[') + std::string(100, ']'), ""),
+       "JSON nested deeper than 64 levels"},
+      // Element counts that overflow 64 bits must not wrap around to a small size.
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,2],"data_offsets":[0,8]}})",
+                  eight),
+       "of at most the data section's 8 bytes"},
+      {file_bytes(R"({"a":{"dtype":"F32","shape":[8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8],)"
+                  R"("data_offsets":[0,8]}})",
+                  eight),
+       "holds 8 bytes"},
       {file_bytes("[1,2]", ""), "the header is not a JSON object"},
       {file_bytes(R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"),
        "unsupported dtype 'Q8'"},
@@ -101,14 +111,16 @@ TEST(Safetensors, RejectsCorruptFilesWithClearErrors) {
       {file_bytes(R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[1,9]}})", eight + "x"),
        "misaligned"},
       {file_bytes("{" + good_entry + "}", eight + "xyz"), "3 trailing bytes"},
-      {file_bytes("{" + good_entry + "," + good_entry + "}", eight), "names 'a' twice"},
+      {file_bytes("{" + good_entry + "," + good_entry + "}", eight),
+       "the key 'a' appears twice in one JSON object"},
       {file_bytes(R"({"__metadata__":{"k":1}})", ""), "__metadata__ value of 'k' is not a string"},
   };
   for (const auto& c : cases) {
     EXPECT_VQ_ERROR(parse_safetensors(c.bytes, "bad.safetensors"), c.expected);
   }
   EXPECT_VQ_ERROR(load_safetensors("/nonexistent/x.safetensors"),
-                  "cannot open '/nonexistent/x.safetensors'");
+                  "safetensors file '/nonexistent/x.safetensors' does not exist");
+  EXPECT_VQ_ERROR(load_safetensors(temp_dir()), "is not a regular file");
 }
 
 TEST(Safetensors, DescribeListsTensorsAndMetadata) {
@@ -130,24 +142,6 @@ TEST(Safetensors, TruncatingAValidFileAnywhereIsCaught) {
   for (size_t cut = 0; cut < bytes.size(); cut += 7) {
     EXPECT_THROW(parse_safetensors(bytes.substr(0, cut), "cut"), Error) << "cut at " << cut;
   }
-}
-
-TEST(AtomicFile, InterruptedWriteLeavesThePreviousFile) {
-  const std::string path = temp_dir() + "/model.safetensors";
-  save_safetensors(path, {{"w", ones({2})}});
-  EXPECT_THROW(write_file_atomically(path,
-                                     [](std::ostream& out) {
-                                       out << "partial bytes";
-                                       throw Error("simulated crash mid-write");
-                                     }),
-               Error);
-  EXPECT_TRUE(allclose(load_safetensors(path).tensors[0].second, ones({2})));
-  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path())) {
-    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
-        << "temp file left behind";
-  }
-  EXPECT_VQ_ERROR(save_safetensors("/nonexistent/dir/m.safetensors", {}),
-                  "the folder '/nonexistent/dir' does not exist");
 }
 
 TEST(Checkpoint, GroupsAndTrainingStateRoundTrip) {
@@ -176,6 +170,32 @@ TEST(Checkpoint, GroupsAndTrainingStateRoundTrip) {
   // An infinite best loss (nothing validated yet) survives as null in JSON.
   save_checkpoint(path, {}, TrainingState{});
   EXPECT_TRUE(std::isinf(load_checkpoint(path).state.best_val_loss));
+}
+
+TEST(Checkpoint, RefusesNonFiniteTensorsNamingThemUnlessAllowed) {
+  const std::string path = temp_dir() + "/nan.safetensors";
+  Tensor codes = ones({4, 2});
+  codes.data<float>()[3] = NAN;
+  codes.data<float>()[5] = INFINITY;
+  save_safetensors(path, {{"encoder.w", ones({2})},
+                          {"quantize.embedding.weight", codes},
+                          {"step", zeros({1}, DType::Int64)}});
+  EXPECT_VQ_ERROR(load_checkpoint(path),
+                  "tensor 'quantize.embedding.weight' holds 2 non-finite values (NaN or infinity) "
+                  "out of 8");
+  const LoadedCheckpoint anyway = load_checkpoint(path, true);
+  EXPECT_TRUE(std::isnan(anyway.group("quantize.").at(0).second.data<float>()[3]));
+}
+
+TEST(Checkpoint, RefusesAMalformedTrainingState) {
+  const std::string path = temp_dir() + "/state.safetensors";
+  save_safetensors(path, {},
+                   {{"vqgan.training_state", R"({"step":-5,"epoch":0,"best_val_loss":null})"}});
+  EXPECT_VQ_ERROR(load_checkpoint(path), "has a negative count (step -5");
+  save_safetensors(path, {}, {{"vqgan.training_state", R"({"epoch":0})"}});
+  EXPECT_VQ_ERROR(load_checkpoint(path), "the training state in the metadata is malformed");
+  save_safetensors(path, {}, {{"vqgan.training_state", "{"}});
+  EXPECT_VQ_ERROR(load_checkpoint(path), "(training state): malformed JSON");
 }
 
 #ifdef VQ_PYTHON

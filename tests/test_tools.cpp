@@ -148,6 +148,12 @@ TEST_F(Tool, LoadErrorsAreClear) {
   const std::string plain = test::temp_path("plain") + "/weights.safetensors";
   nn::save_safetensors(plain, {{"encoder.conv_in.weight", zeros({64, 1, 3, 3})}});
   EXPECT_VQ_ERROR(train::load_model(plain, kCPU), "pass --model_config");
+  // A config asking for more weights than the file holds is refused before the model is built.
+  EXPECT_VQ_ERROR(train::load_model(plain, kCPU, "fmnist"),
+                  "its config describes a model of 4.511e+06 weights, but the file holds only 576 "
+                  "values");
+  nn::save_safetensors(
+      plain, {{"encoder.conv_in.weight", zeros({64, 1, 3, 3})}, {"unrelated", zeros({5'000'000})}});
   EXPECT_VQ_ERROR(train::load_model(plain, kCPU, "fmnist"), "the weights do not fit the model");
 }
 

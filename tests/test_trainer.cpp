@@ -7,9 +7,11 @@
 #include <thread>
 
 #include "nn/checkpoint.h"
+#include "nn/file_io.h"
 #include "test_util.h"
 #include "trainer_fixture.h"
 #include "trainers/data/dataset.h"
+#include "trainers/data/idx.h"
 #include "trainers/data/image.h"
 #include "trainers/data/loader.h"
 #include "trainers/flags.h"
@@ -134,7 +136,14 @@ TEST(Config, JsonRoundTripAndOverrides) {
   EXPECT_VQ_ERROR(b.validate(), "--num_samples must be at least 1, got 0");
   b.training.num_samples = 16;
   EXPECT_VQ_ERROR(b.merge_json(R"({"optimizer": {}})", "f.json"), "unknown group \"optimizer\"");
-  EXPECT_VQ_ERROR(b.merge_json("{oops", "f.json"), "f.json: not valid JSON");
+  EXPECT_VQ_ERROR(b.merge_json("{oops", "f.json"), "f.json: malformed JSON");
+  EXPECT_VQ_ERROR(b.merge_json(R"({"model": {"ch": 32}, "model": {"ch": 64}})", "f.json"),
+                  "the key 'model' appears twice");
+  EXPECT_VQ_ERROR(b.merge_json(std::string(100000, '[') + std::string(100000, ']'), "deep.json"),
+                  "deep.json: JSON nested deeper than 64 levels");
+  EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embed": 100000000}})", "f.json");
+                  b.validate(), "n_embed must be in [2, 16777216] (kMaxCodes)");
+  b.quantizer.n_embed = 64;
   b.training.batch_size = 0;
   EXPECT_VQ_ERROR(b.validate(), "--batch_size must be at least 1");
 }
@@ -169,7 +178,7 @@ TEST(Data, FashionMnistFromTheDebianPackage) {
   open_dataset("fashion-mnist:test", 1, 32)->load(0, false, copied.data());
   EXPECT_EQ(copied, img);
   EXPECT_VQ_ERROR(open_dataset("fashion-mnist:train", 1, 32),
-                  "/train-images-idx3-ubyte.gz' (is the Debian package");
+                  "/train-images-idx3-ubyte.gz' does not exist (is the Debian package");
   unsetenv("VQ_FASHION_MNIST_DIR");
 }
 
@@ -200,6 +209,80 @@ TEST(Data, ImageFolderSkipsCorruptFilesAndRejectsEmptyFolders) {
   o.drop_last = true;
   DataLoader hopeless(open_dataset(bad_only, 1, 16), 1, 16, o);
   EXPECT_VQ_ERROR(hopeless.next(), "none of the 2 images");
+}
+
+// A PNG signature and IHDR chunk declaring width x height (stb checks no CRC before decoding).
+std::string png_header(uint32_t width, uint32_t height) {
+  std::string s("\x89PNG\r\n\x1a\n", 8);
+  const auto be32 = [&](uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      s.push_back(static_cast<char>((v >> shift) & 0xff));
+  };
+  be32(13);
+  s += "IHDR";
+  be32(width);
+  be32(height);
+  s += std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit grey, no interlace
+  be32(0);                                      // CRC
+  return s;
+}
+
+TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
+  // A tiny file claiming 65535 x 65535 pixels would make a decoder allocate 4 GiB.
+  EXPECT_VQ_ERROR(decode_image_bytes(png_header(65535, 65535), "huge.png", 1),
+                  "is 65535x65535, above the limits of 16384 pixels a side (kMaxImageSide)");
+  EXPECT_VQ_ERROR(decode_image_bytes(png_header(16384, 16384), "big.png", 1), "(kMaxImagePixels)");
+  EXPECT_VQ_ERROR(decode_image_bytes(png_header(0, 5), "empty.png", 1), "cannot decode image");
+  EXPECT_VQ_ERROR(decode_image_bytes(png_header(4, 4), "cut.png", 1), "cannot decode image");
+  // Formats stb knows but we do not compile in are not decoded, whatever the file is named.
+  EXPECT_VQ_ERROR(decode_image_bytes("8BPS" + std::string(40, '\1'), "layers.png", 1),
+                  "cannot decode image 'layers.png'");
+  EXPECT_VQ_ERROR(
+      decode_image_bytes("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n", "a.png", 3),
+      "cannot decode image 'a.png'");
+  EXPECT_VQ_ERROR(decode_image_bytes("", "nothing.png", 1), "cannot decode image 'nothing.png'");
+  const std::string dir = test::temp_path("image_limits");
+  std::filesystem::create_directories(dir + "/folder.png");
+  EXPECT_VQ_ERROR(decode_image(dir + "/folder.png", 1), "is not a regular file");
+  std::ofstream(dir + "/sparse.png").close();
+  std::filesystem::resize_file(dir + "/sparse.png", kMaxImageFileBytes + 1);  // no disk used
+  EXPECT_VQ_ERROR(decode_image(dir + "/sparse.png", 1), "above the limit of 268435456 bytes");
+}
+
+TEST(Data, IdxFilesAreCheckedAgainstTheirBytes) {
+  const auto header = [](uint32_t magic, std::vector<uint32_t> dims) {
+    std::string s;
+    dims.insert(dims.begin(), magic);
+    for (uint32_t v : dims)
+      for (int shift = 24; shift >= 0; shift -= 8)
+        s.push_back(static_cast<char>((v >> shift) & 0xff));
+    return s;
+  };
+  const IdxImages ok = parse_idx_images(header(0x803, {2, 1, 3}) + "abcdef", "ok");
+  EXPECT_EQ(ok.count, 2);
+  EXPECT_EQ(ok.cols, 3);
+  EXPECT_EQ(std::string(ok.pixels.begin(), ok.pixels.end()), "abcdef");
+  EXPECT_VQ_ERROR(parse_idx_images("short", "f"), "f is not an IDX image file");
+  EXPECT_VQ_ERROR(parse_idx_images(header(0x801, {2, 1, 3}), "f"), "not an IDX image file");
+  EXPECT_VQ_ERROR(parse_idx_images(header(0x803, {2, 0, 3}), "f"), "images of 0x3 pixels");
+  EXPECT_VQ_ERROR(parse_idx_images(header(0x803, {2, 1, 3}) + "abc", "f"),
+                  "f is truncated or damaged: 19 bytes for 2 images of 1x3");
+  // 2^32 - 1 images of 16384 x 16384: the expected size must not overflow into a match.
+  EXPECT_VQ_ERROR(parse_idx_images(header(0x803, {0xffffffff, 16384, 16384}), "f"),
+                  "truncated or damaged");
+  EXPECT_EQ(parse_idx_labels(header(0x801, {3}) + "\1\2\3", "l").size(), 3u);
+  EXPECT_VQ_ERROR(parse_idx_labels(header(0x801, {4}) + "\1\2\3", "l"),
+                  "l is truncated or damaged: 11 bytes for 4 labels");
+  // gzip: the real file, cut short, damaged, and above a decompression limit.
+  const std::string gz =
+      nn::read_file(fashion_mnist_dir() + "/t10k-labels-idx1-ubyte.gz", 1 << 20, "f");
+  EXPECT_EQ(gunzip(gz, "gz", 1 << 20).size(), 10008u);
+  EXPECT_VQ_ERROR(gunzip(gz.substr(0, gz.size() / 2), "half", 1 << 20),
+                  "half is corrupt (gzip error: the data ends early (truncated))");
+  std::string damaged = gz;
+  for (size_t i = 20; i < 60; ++i) damaged[i] = static_cast<char>(~damaged[i]);
+  EXPECT_VQ_ERROR(gunzip(damaged, "damaged", 1 << 20), "damaged is corrupt (gzip error:");
+  EXPECT_VQ_ERROR(gunzip(gz, "bomb", 5000), "bomb: decompresses to more than 5000 bytes");
 }
 
 TEST(Data, LoaderIsDeterministicForAnyThreadCountAndResumes) {

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "autograd/ops.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 #include "tools/codebook_analysis.h"
 #include "tools/model_flags.h"
 
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
         static_cast<uint64_t>(seed));
     std::filesystem::create_directories(output_dir);
     auto write = [&](const std::string& name, const std::string& text) {
-      nn::write_file_atomically(output_dir + "/" + name, [&](std::ostream& out) { out << text; });
+      nn::write_file_atomically(output_dir + "/" + name, text);
     };
     write("summary.json",
           tools::report_summary_json(report, model_flags.model_path, loader.dataset().describe()) +

@@ -1,5 +1,7 @@
 #include "tools/model_flags.h"
 
+#include <cstdio>
+
 #include "autograd/ops.h"
 
 namespace vq::tools {
@@ -10,11 +12,16 @@ void ModelFlags::add_to(train::Flags& flags, const std::string& model_help) {
   flags.add_int("num_threads", &num_threads, "CPU threads; 0 = all cores", 0);
   flags.add_string("model_config", &model_config,
                    "fmnist or seed256, only for plain weight files without our config");
+  flags.add_bool("allow_nonfinite", &allow_nonfinite,
+                 "load a model whose weights hold NaN or infinity (refused otherwise: such a file "
+                 "is damaged), e.g. to see what it does");
 }
 
 train::LoadedModel ModelFlags::load() const {
   if (num_threads > 0) set_num_threads(static_cast<int>(num_threads));
-  return train::load_model(model_path, parse_device(device), model_config);
+  if (allow_nonfinite)
+    std::fprintf(stderr, "warning: --allow_nonfinite: NaN or infinite weights are not refused\n");
+  return train::load_model(model_path, parse_device(device), model_config, allow_nonfinite);
 }
 
 train::DataLoader model_data(const std::string& data_dir, const models::ModelConfig& model,

@@ -1,6 +1,6 @@
 // What every tool that runs a trained model shares: the flags saying which model and where
-// (--model_path --device --num_threads --model_config), loading it, and reading a data set at the
-// model's image size and channels.
+// (--model_path --device --num_threads --model_config --allow_nonfinite), loading it, and reading a
+// data set at the model's image size and channels.
 #pragma once
 
 #include <string>
@@ -14,8 +14,10 @@ namespace vq::tools {
 struct ModelFlags {
   std::string model_path, device = "cpu", model_config;
   int64_t num_threads = 0;
+  bool allow_nonfinite = false;
 
-  // Registers --model_path (described by model_help), --device, --num_threads, --model_config.
+  // Registers --model_path (described by model_help), --device, --num_threads, --model_config,
+  // --allow_nonfinite.
   void add_to(train::Flags& flags,
               const std::string& model_help = "model or checkpoint (.safetensors)");
   // Applies --num_threads, then loads the model onto --device (clear errors for a missing,

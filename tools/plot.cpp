@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "autograd/error.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 
 namespace vq::tools {
 
@@ -71,9 +71,7 @@ class Canvas {
     };
     VQ_CHECK(stbi_write_png_to_func(append, &png, w_, h_, 3, px_.data(), w_ * 3) != 0,
              "encoding '{}' failed", path);
-    nn::write_file_atomically(path, [&](std::ostream& out) {
-      out.write(png.data(), static_cast<std::streamsize>(png.size()));
-    });
+    nn::write_file_atomically(path, png);
   }
   int width() const { return w_; }
   int height() const { return h_; }

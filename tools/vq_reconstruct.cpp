@@ -7,7 +7,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 #include "nn/safetensors.h"
 #include "tools/model_flags.h"
 #include "trainers/data/image.h"
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
       mean_psnr += psnr[i] / psnr.size();
       mean_ssim += ssim[i] / ssim.size();
     }
-    nn::write_file_atomically(output_dir + "/metrics.csv", [&](std::ostream& out) { out << csv; });
+    nn::write_file_atomically(output_dir + "/metrics.csv", csv);
     if (save_tensors) {
       nn::save_safetensors(
           output_dir + "/reconstructions.safetensors",

@@ -6,6 +6,7 @@
 
 #include "autograd/device.h"
 #include "autograd/error.h"
+#include "nn/json_input.h"
 #include "nn/optim/lr_schedule.h"
 
 namespace vq::train {
@@ -173,12 +174,7 @@ std::string TrainConfig::to_json() const {
 }
 
 void TrainConfig::merge_json(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("{}: not valid JSON: {}", source, e.what()));
-  }
+  const json j = nn::parse_json_input(text, source);
   VQ_CHECK(j.is_object(),
            "{}: the config must be a JSON object with model/quantizer/loss/training groups",
            source);

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 
 namespace vq::train {
 
@@ -101,9 +101,9 @@ int64_t truncate_jsonl_after_step(const std::string& path, int64_t step) {
   }
   in.close();
   if (dropped > 0) {
-    nn::write_file_atomically(path, [&](std::ostream& out) {
-      for (const auto& line : kept) out << line << '\n';
-    });
+    std::string text;
+    for (const auto& line : kept) text += line + '\n';
+    nn::write_file_atomically(path, text);
   }
   return dropped;
 }

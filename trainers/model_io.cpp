@@ -10,12 +10,28 @@ TrainConfig config_of(const nn::LoadedCheckpoint& checkpoint, const std::string&
   return config;
 }
 
+void check_config_fits_file(const TrainConfig& config, const nn::LoadedCheckpoint& checkpoint,
+                            const std::string& path) {
+  double values = 0;
+  for (const auto& [name, t] : checkpoint.file.tensors) values += static_cast<double>(t.numel());
+  double needed = config.model.weight_count();
+  if (config.quantizer.kind == "vq") {
+    const int64_t dim =
+        config.quantizer.codebook_dim > 0 ? config.quantizer.codebook_dim : config.model.embed_dim;
+    needed += static_cast<double>(config.quantizer.n_embed) * static_cast<double>(dim);
+  }
+  VQ_CHECK(needed <= values,
+           "{}: its config describes a model of {:.4g} weights, but the file holds only {:.4g} "
+           "values (a damaged or edited config)",
+           path, needed, values);
+}
+
 LoadedModel load_model(const std::string& path, Device device,
-                       const std::string& fallback_model_config) {
+                       const std::string& fallback_model_config, bool allow_nonfinite) {
   VQ_CHECK(!path.empty(), "no model given (--model_path)");
   VQ_CHECK(std::filesystem::exists(path), "model file '{}' does not exist", path);
   LoadedModel out;
-  out.checkpoint = nn::load_checkpoint(path);
+  out.checkpoint = nn::load_checkpoint(path, allow_nonfinite);
   if (out.checkpoint.has_state) {
     out.config = config_of(out.checkpoint, path);
     VQ_CHECK(out.config.quantizer.kind != "fsq" || out.checkpoint.state.version >= 2,
@@ -37,6 +53,9 @@ LoadedModel load_model(const std::string& path, Device device,
       }
     }
   }
+  out.config.model.validate();
+  out.config.quantizer.validate();
+  check_config_fits_file(out.config, out.checkpoint, path);
   out.model = std::make_shared<models::VQModel>(out.config.model, out.config.quantizer,
                                                 out.config.training.seed);
   try {

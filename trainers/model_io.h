@@ -28,8 +28,16 @@ inline const std::vector<std::string> kTrainingOnlyPrefixes = {"loss.", "optimiz
                                                                kPendingMaintenancePrefix};
 
 // `fallback_model_config` ("fmnist" / "seed256") is used only when the file has no config.
+// `allow_nonfinite`: load a file whose tensors hold NaN or infinity (refused otherwise; see
+// nn::parse_checkpoint). A config that asks for more weights than the file holds is refused
+// before the model is built.
 LoadedModel load_model(const std::string& path, Device device,
-                       const std::string& fallback_model_config = "");
+                       const std::string& fallback_model_config = "", bool allow_nonfinite = false);
+
+// Refuses (naming the file) a config that describes more weights than the file holds: checked
+// before the model is built, so a damaged config cannot make us allocate gigabytes.
+void check_config_fits_file(const TrainConfig& config, const nn::LoadedCheckpoint& checkpoint,
+                            const std::string& path);
 
 // The TrainConfig stored in a checkpoint's metadata.
 TrainConfig config_of(const nn::LoadedCheckpoint& checkpoint, const std::string& path);

@@ -42,6 +42,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
              resume_path, resume.state.version, nn::kTrainingStateVersion);
   }
   config_.validate();
+  if (!resume_path.empty()) check_config_fits_file(config_, resume, resume_path);
   VQ_CHECK(!t_.use_amp,
            "--use_amp: mixed precision needs float16/bfloat16 kernels, which this build's {} "
            "backend does not have; "

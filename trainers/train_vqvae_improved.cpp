@@ -3,11 +3,10 @@
 // a run sized to finish in minutes on a 2-core CPU. See --help and README.md.
 #include <csignal>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
+#include "nn/file_io.h"
 #include "trainers/config.h"
 #include "trainers/flags.h"
 #include "trainers/model_io.h"
@@ -18,14 +17,6 @@ namespace {
 void on_signal(int) {
   vq::train::request_stop();
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  VQ_CHECK(in.good(), "--config: cannot open '{}'", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace
@@ -112,7 +103,8 @@ int main(int argc, char** argv) {
     } else {
       config = preset_config(preset, model_config);
     }
-    if (!config_file.empty()) config.merge_json(read_text(config_file), config_file);
+    if (!config_file.empty())
+      config.merge_json(nn::read_file(config_file, 1 << 20, "--config file"), config_file);
     // Explicit flags win over the preset and the config file.
     TrainingConfig& c = config.training;
     for (const auto& [name, apply] : std::vector<std::pair<std::string, std::function<void()>>>{

@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "autograd/ops.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 #include "trainers/progress.h"
 #include "trainers/run.h"
 
@@ -210,8 +210,7 @@ TrainSummary TrainingRun::go() {
   TrainSummary summary;
   summary.interrupted = interrupted;
   summary.json = summary_json(interrupted, seconds_since(start));
-  nn::write_file_atomically(paths(".summary.json"),
-                            [&](std::ostream& out) { out << summary.json << "\n"; });
+  nn::write_file_atomically(paths(".summary.json"), summary.json + "\n");
   return summary;
 }
 

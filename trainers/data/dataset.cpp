@@ -1,14 +1,12 @@
 #include "trainers/data/dataset.h"
 
-#include <stb_image_resize.h>
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <vector>
 
 #include "autograd/error.h"
+#include "trainers/data/idx.h"
 #include "trainers/data/image.h"
 
 namespace vq::train {
@@ -17,64 +15,34 @@ namespace {
 
 namespace fs = std::filesystem;
 
-uint32_t big_endian(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-
-// An IDX image file (magic 0x00000803: uint8 images, dims N x rows x cols), gzip-compressed.
-std::vector<uint8_t> read_gz(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  VQ_CHECK(f != nullptr,
-           "cannot open '{}' (is the Debian package dataset-fashion-mnist installed? "
-           "scripts/setup.sh installs it; or point VQ_FASHION_MNIST_DIR at a folder with its "
-           "files)",
-           path);
-  std::vector<uint8_t> data;
-  uint8_t buffer[1 << 16];
-  int n = 0;
-  while ((n = gzread(f, buffer, sizeof(buffer))) > 0) data.insert(data.end(), buffer, buffer + n);
-  int err = 0;
-  const char* msg = gzerror(f, &err);
-  const std::string reason = msg ? msg : "";
-  gzclose(f);
-  VQ_CHECK(n == 0 && err == Z_OK, "'{}' is corrupt (gzip error: {})", path, reason);
-  return data;
-}
-
 class FashionMnist : public Dataset {
  public:
   FashionMnist(const std::string& split, int64_t channels, int64_t size)
       : split_(split), channels_(channels), size_(size) {
     const std::string path = fmt::format("{}/{}-images-idx3-ubyte.gz", fashion_mnist_dir(),
                                          split == "train" ? "train" : "t10k");
-    data_ = read_gz(path);
-    VQ_CHECK(data_.size() >= 16 && big_endian(data_.data()) == 0x803,
-             "'{}' is not an IDX image file", path);
-    count_ = big_endian(&data_[4]);
-    rows_ = big_endian(&data_[8]);
-    cols_ = big_endian(&data_[12]);
-    VQ_CHECK(data_.size() == 16 + static_cast<size_t>(count_ * rows_ * cols_),
-             "'{}' is truncated: {} bytes for {} images of {}x{}", path, data_.size(), count_,
-             rows_, cols_);
+    images_ = parse_idx_images(read_idx_file(path), "'" + path + "'");
+    VQ_CHECK(images_.count > 0, "'{}' holds no images", path);
   }
-  int64_t size() const override { return count_; }
+  int64_t size() const override { return images_.count; }
   std::string item_name(int64_t i) const override {
     return fmt::format("fashion-mnist:{}#{}", split_, i);
   }
   std::string describe() const override {
-    return fmt::format("Fashion-MNIST {} split ({} images, {}x{} grey -> {}x{}x{})", split_, count_,
-                       rows_, cols_, channels_, size_, size_);
+    return fmt::format("Fashion-MNIST {} split ({} images, {}x{} grey -> {}x{}x{})", split_,
+                       images_.count, images_.rows, images_.cols, channels_, size_, size_);
   }
   void load(int64_t i, bool flip, float* out) const override {
-    const uint8_t* src = &data_[16 + i * rows_ * cols_];
+    const int64_t rows = images_.rows, cols = images_.cols;
+    const uint8_t* src = &images_.pixels[i * rows * cols];
     // The 28x28 digit-style images sit centred on background (0) when padded to a larger size;
     // other sizes are resized.
-    Image8 img{cols_, rows_, 1, std::vector<uint8_t>(src, src + rows_ * cols_)};
-    if (size_ >= std::max(rows_, cols_) && (size_ - rows_) % 2 == 0 && (size_ - cols_) % 2 == 0) {
+    Image8 img{cols, rows, 1, std::vector<uint8_t>(src, src + rows * cols)};
+    if (size_ >= std::max(rows, cols) && (size_ - rows) % 2 == 0 && (size_ - cols) % 2 == 0) {
       Image8 padded{size_, size_, 1, std::vector<uint8_t>(static_cast<size_t>(size_ * size_), 0)};
-      const int64_t oy = (size_ - rows_) / 2, ox = (size_ - cols_) / 2;
-      for (int64_t y = 0; y < rows_; ++y)
-        std::copy_n(&src[y * cols_], cols_, &padded.pixels[(oy + y) * size_ + ox]);
+      const int64_t oy = (size_ - rows) / 2, ox = (size_ - cols) / 2;
+      for (int64_t y = 0; y < rows; ++y)
+        std::copy_n(&src[y * cols], cols, &padded.pixels[(oy + y) * size_ + ox]);
       img = std::move(padded);
     } else {
       img = resize_and_crop(img, size_);
@@ -90,8 +58,8 @@ class FashionMnist : public Dataset {
 
  private:
   std::string split_;
-  int64_t channels_, size_, count_ = 0, rows_ = 0, cols_ = 0;
-  std::vector<uint8_t> data_;
+  int64_t channels_, size_;
+  IdxImages images_;
 };
 
 class ImageFolder : public Dataset {
@@ -101,7 +69,7 @@ class ImageFolder : public Dataset {
     VQ_CHECK(fs::exists(root), "image folder '{}' does not exist", root);
     VQ_CHECK(fs::is_directory(root), "'{}' is not a folder", root);
     static const std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp", ".tga",
-                                                        ".gif", ".psd", ".pnm",  ".ppm", ".pgm"};
+                                                        ".gif", ".pnm", ".ppm",  ".pgm"};
     for (const auto& entry :
          fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied)) {
       if (!entry.is_regular_file()) continue;
@@ -113,8 +81,8 @@ class ImageFolder : public Dataset {
     }
     std::sort(files_.begin(), files_.end());  // a stable order, so a seed fixes the shuffle
     VQ_CHECK(!files_.empty(),
-             "image folder '{}' holds no images (looked for .png .jpg .jpeg .bmp .tga .gif .psd "
-             ".pnm .ppm .pgm, recursively)",
+             "image folder '{}' holds no images (looked for .png .jpg .jpeg .bmp .tga .gif .pnm "
+             ".ppm .pgm, recursively)",
              root);
   }
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
@@ -145,12 +113,7 @@ std::vector<uint8_t> fashion_mnist_labels(const std::string& split) {
            "fashion_mnist_labels: split must be train or test, got '{}'", split);
   const std::string path = fmt::format("{}/{}-labels-idx1-ubyte.gz", fashion_mnist_dir(),
                                        split == "train" ? "train" : "t10k");
-  std::vector<uint8_t> data = read_gz(path);
-  VQ_CHECK(data.size() >= 8 && big_endian(data.data()) == 0x801, "'{}' is not an IDX label file",
-           path);
-  const uint32_t n = big_endian(&data[4]);
-  VQ_CHECK(data.size() == 8 + n, "'{}' is truncated: {} bytes for {} labels", path, data.size(), n);
-  return std::vector<uint8_t>(data.begin() + 8, data.end());
+  return parse_idx_labels(read_idx_file(path), "'" + path + "'");
 }
 
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,

@@ -3,7 +3,7 @@
 //   "fashion-mnist:train" / "fashion-mnist:test": Debian's dataset-fashion-mnist (IDX files,
 //       gzip), 28x28 grey, padded with background to 32 (or resized to other sizes); plain
 //       "fashion-mnist" means the caller's default split (train for training, test for evaluation)
-//   any other text: a folder searched recursively for .png .jpg .jpeg .bmp .tga .gif .psd .pnm
+//   any other text: a folder searched recursively for .png .jpg .jpeg .bmp .tga .gif .pnm .ppm .pgm
 //       files (decoded lazily, so a corrupt file is found when it is first loaded)
 #pragma once
 

@@ -9,20 +9,61 @@
 #include <cstring>
 
 #include "autograd/error.h"
-#include "nn/atomic_file.h"
+#include "nn/file_io.h"
 
 namespace vq::train {
 
-Image8 decode_image(const std::string& path, int64_t channels) {
+namespace {
+
+void check_image_size(int64_t w, int64_t h, const std::string& source) {
+  VQ_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels,
+           "image '{}' is {}x{}, above the limits of {} pixels a side (kMaxImageSide) and {} "
+           "pixels (kMaxImagePixels)",
+           source, w, h, kMaxImageSide, kMaxImagePixels);
+}
+
+// stb refuses a PNG above 2^30 pixel bytes while reading its header, but then reports only that
+// no format fits ("unknown image type"); the size a PNG declares is read here for a clear error.
+void check_declared_png_size(const std::string& bytes, const std::string& source) {
+  if (bytes.size() < 24 || bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0 ||
+      bytes.compare(12, 4, "IHDR") != 0)
+    return;
+  const auto be32 = [&](size_t at) {
+    int64_t v = 0;
+    for (size_t i = 0; i < 4; ++i) v = v << 8 | static_cast<uint8_t>(bytes[at + i]);
+    return v;
+  };
+  check_image_size(be32(16), be32(20), source);
+}
+
+}  // namespace
+
+Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels) {
+  VQ_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got {}",
+           channels);
+  VQ_CHECK(bytes.size() <= kMaxImageFileBytes && bytes.size() <= INT32_MAX,
+           "image '{}' has {} bytes, above the limit of {} bytes (kMaxImageFileBytes)", source,
+           bytes.size(), kMaxImageFileBytes);
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int length = static_cast<int>(bytes.size());
+  check_declared_png_size(bytes, source);
   int w = 0, h = 0, found = 0;
-  uint8_t* data = stbi_load(path.c_str(), &w, &h, &found, static_cast<int>(channels));
-  VQ_CHECK(data != nullptr, "cannot decode image '{}': {}", path,
+  VQ_CHECK(stbi_info_from_memory(data, length, &w, &h, &found) == 1, "cannot decode image '{}': {}",
+           source, stbi_failure_reason() ? stbi_failure_reason() : "not an image");
+  VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", source, w, h);
+  check_image_size(w, h, source);
+  uint8_t* pixels = stbi_load_from_memory(data, length, &w, &h, &found, static_cast<int>(channels));
+  VQ_CHECK(pixels != nullptr, "cannot decode image '{}': {}", source,
            stbi_failure_reason() ? stbi_failure_reason() : "unknown error");
   Image8 img{w, h, channels,
-             std::vector<uint8_t>(data, data + static_cast<size_t>(w) * h * channels)};
-  stbi_image_free(data);
-  VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", path, w, h);
+             std::vector<uint8_t>(pixels, pixels + static_cast<size_t>(w) * h * channels)};
+  stbi_image_free(pixels);
+  VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", source, w, h);
   return img;
+}
+
+Image8 decode_image(const std::string& path, int64_t channels) {
+  return decode_image_bytes(nn::read_file(path, kMaxImageFileBytes, "image"), path, channels);
 }
 
 Image8 resize_and_crop(const Image8& image, int64_t size) {
@@ -87,9 +128,7 @@ void write_png_grid(const std::string& path, const std::vector<const float*>& im
                                         static_cast<int>(channels), canvas.data(),
                                         static_cast<int>(W * channels));
   VQ_CHECK(ok != 0, "encoding the PNG for '{}' failed", path);
-  nn::write_file_atomically(path, [&](std::ostream& out) {
-    out.write(png.data(), static_cast<std::streamsize>(png.size()));
-  });
+  nn::write_file_atomically(path, png);
 }
 
 void write_comparison_grid(const std::string& path, const Tensor& inputs,

@@ -1,4 +1,5 @@
-// Image decoding and preprocessing for training: decode (PNG, JPEG, BMP, TGA, ... via stb_image),
+// Image decoding and preprocessing for training: decode (PNG, JPEG, BMP, TGA, GIF, PNM via
+// stb_image),
 // convert to 1 (grey) or 3 (RGB) channels, resize the short side to the target size and crop the
 // centre square, and scale to [-1, 1] as float CHW. Plus PNG writing of image grids.
 #pragma once
@@ -17,8 +18,17 @@ struct Image8 {
   std::vector<uint8_t> pixels;
 };
 
-// Throws vq::Error naming the path and stb's reason when the file cannot be decoded.
+// Limits on untrusted images, checked before anything is decoded: the file's size, then the
+// dimensions its header declares (a 65535x65535 header would otherwise allocate 12 GiB).
+inline constexpr uint64_t kMaxImageFileBytes = 256u << 20;
+inline constexpr int64_t kMaxImageSide = 16384;
+inline constexpr int64_t kMaxImagePixels = int64_t{64} << 20;
+
+// Decodes a PNG, JPEG, BMP, TGA, GIF (first frame) or PNM file to `channels` channels. Throws
+// vq::Error naming the path and the reason (stb's, or the limit exceeded).
 Image8 decode_image(const std::string& path, int64_t channels);
+// The same for bytes in memory; `source` names them in errors.
+Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels);
 
 // Short side to `size` (bilinear-ish filtering from stb_image_resize), centre crop to size x size.
 Image8 resize_and_crop(const Image8& image, int64_t size);
