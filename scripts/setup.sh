@@ -19,28 +19,9 @@ phase_done() {  # prints how long the phase that just ended took
 VQ_CUDA=${VQ_CUDA:-AUTO}
 CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
 
-PACKAGES=(
-  build-essential cmake ninja-build ccache
-  libfmt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
-  libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libstb-dev
-  dataset-fashion-mnist
-  python3 python3-venv python3-numpy python3-torch
-)
-
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "== setup: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  phase_done "installed ${#missing[@]} packages"
-else
-  echo "== setup: all ${#PACKAGES[@]} Debian packages present"
-fi
+source scripts/packages.sh
+ensure_packages "${VQ_PACKAGES[@]}"
+phase_start=$SECONDS
 
 # A venv on Debian's python3 (which sees python3-torch) with the safetensors package, used by the
 # Python interop tests and the benchmark comparison.

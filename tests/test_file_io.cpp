@@ -73,75 +73,77 @@ void limit_file_size(uint64_t bytes) {
   ::setrlimit(RLIMIT_FSIZE, &limit);
 }
 
-// Which of the two checkpoints the file holds (loading it fully, with every check); fails the
-// test if it is neither.
-std::string holds(const std::string& path, const std::string& old_bytes,
-                  const std::string& new_bytes) {
-  const LoadedCheckpoint ck = load_checkpoint(path);
-  const std::string bytes = read_file(path, 1 << 30, "checkpoint");
-  if (bytes == old_bytes && ck.state.step == 1) return "old";
-  if (bytes == new_bytes && ck.state.step == 2) return "new";
-  ADD_FAILURE() << path << " holds neither checkpoint (" << bytes.size() << " bytes)";
-  return "neither";
-}
+// A checkpoint file holding the "old" checkpoint (step 1), and the bytes of a "new" one (step 2)
+// that the tests try to write over it.
+struct OldAndNew {
+  explicit OldAndNew(const std::string& name)
+      : dir(fresh_dir(name)),
+        path(dir + "/run.last.safetensors"),
+        old_bytes(checkpoint_bytes(dir, 1.0f, 1)),
+        new_bytes(checkpoint_bytes(dir, 2.0f, 2)) {
+    write_file_atomically(path, old_bytes);
+  }
+  // Which of the two the file holds (loading it fully, with every check); fails the test if it is
+  // neither.
+  std::string holds() const {
+    const LoadedCheckpoint ck = load_checkpoint(path);
+    const std::string bytes = read_file(path, 1 << 30, "checkpoint");
+    if (bytes == old_bytes && ck.state.step == 1) return "old";
+    if (bytes == new_bytes && ck.state.step == 2) return "new";
+    ADD_FAILURE() << path << " holds neither checkpoint (" << bytes.size() << " bytes)";
+    return "neither";
+  }
+  std::string dir, path, old_bytes, new_bytes;
+};
 
 TEST(CrashSafety, KilledAtAnyByteOfTheWriteLeavesTheOldCheckpoint) {
-  const std::string dir = fresh_dir("bytes");
-  const std::string path = dir + "/run.last.safetensors";
-  const std::string old_bytes = checkpoint_bytes(dir, 1.0f, 1);
-  const std::string new_bytes = checkpoint_bytes(dir, 2.0f, 2);
-  write_file_atomically(path, old_bytes);
+  const OldAndNew files("bytes");
+  const std::string& path = files.path;
   // 40 cut points across the file, including the first and the last byte: the child is killed by
   // SIGXFSZ (default action: terminate at once) when its write crosses the limit.
   for (int i = 0; i < 40; ++i) {
-    const uint64_t cut = i == 39 ? new_bytes.size() - 1 : new_bytes.size() * i / 39;
-    const int status = write_in_child(path, new_bytes, [&] { limit_file_size(cut); });
+    const uint64_t cut = i == 39 ? files.new_bytes.size() - 1 : files.new_bytes.size() * i / 39;
+    const int status = write_in_child(path, files.new_bytes, [&] { limit_file_size(cut); });
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ)
         << "the child was to die at byte " << cut << "; status " << status;
-    EXPECT_EQ(holds(path, old_bytes, new_bytes), "old") << "killed at byte " << cut;
+    EXPECT_EQ(files.holds(), "old") << "killed at byte " << cut;
   }
   // The killed writers left their temporary files; the next save removes them.
-  write_file_atomically(path, new_bytes);
-  EXPECT_EQ(holds(path, old_bytes, new_bytes), "new");
-  for (const auto& entry : fs::directory_iterator(dir)) {
+  write_file_atomically(path, files.new_bytes);
+  EXPECT_EQ(files.holds(), "new");
+  for (const auto& entry : fs::directory_iterator(files.dir)) {
     EXPECT_EQ(entry.path().filename().string(), "run.last.safetensors")
         << "left behind: " << entry.path();
   }
 }
 
 TEST(CrashSafety, SigkillAtRandomInstantsLeavesOneCompleteCheckpoint) {
-  const std::string dir = fresh_dir("sigkill");
-  const std::string path = dir + "/run.last.safetensors";
-  const std::string old_bytes = checkpoint_bytes(dir, 1.0f, 1);
-  const std::string new_bytes = checkpoint_bytes(dir, 2.0f, 2);
-  write_file_atomically(path, old_bytes);
+  const OldAndNew files("sigkill");
+  const std::string& path = files.path;
   std::mt19937 rng(7);
   std::map<std::string, int> seen;
   for (int i = 0; i < 30; ++i) {
     const pid_t pid = ::fork();
     if (pid == 0) {  // saves the two checkpoints in turn until killed
-      for (int n = 0;; ++n) write_file_atomically(path, n % 2 ? old_bytes : new_bytes);
+      for (int n = 0;; ++n) write_file_atomically(path, n % 2 ? files.old_bytes : files.new_bytes);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    ++seen[holds(path, old_bytes, new_bytes)];
+    ++seen[files.holds()];
   }
   EXPECT_EQ(seen.count("neither"), 0u);
 }
 
 TEST(CrashSafety, DiskFullIsAClearErrorAndKeepsTheOldCheckpoint) {
-  const std::string dir = fresh_dir("full");
-  const std::string path = dir + "/run.last.safetensors";
-  const std::string old_bytes = checkpoint_bytes(dir, 1.0f, 1);
-  const std::string new_bytes = checkpoint_bytes(dir, 2.0f, 2);
-  write_file_atomically(path, old_bytes);
+  const OldAndNew files("full");
+  const std::string& path = files.path;
   // With SIGXFSZ ignored, a write past the limit fails with EFBIG, as a full disk fails with
   // ENOSPC: the writer must notice, say so, remove its temporary file and keep the old one.
   testing::internal::CaptureStderr();
-  const int status = write_in_child(path, new_bytes, [] {
+  const int status = write_in_child(path, files.new_bytes, [] {
     ::signal(SIGXFSZ, SIG_IGN);
     limit_file_size(4096);
   });
@@ -151,8 +153,8 @@ TEST(CrashSafety, DiskFullIsAClearErrorAndKeepsTheOldCheckpoint) {
   EXPECT_NE(message.find("failed after 4096 of"), std::string::npos) << message;
   EXPECT_NE(message.find("File too large"), std::string::npos) << message;
   EXPECT_NE(message.find("'" + path + "' was left as it was"), std::string::npos) << message;
-  EXPECT_EQ(holds(path, old_bytes, new_bytes), "old");
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1)
+  EXPECT_EQ(files.holds(), "old");
+  EXPECT_EQ(std::distance(fs::directory_iterator(files.dir), fs::directory_iterator()), 1)
       << "the temporary file was not removed";
 }
 

@@ -59,6 +59,9 @@ TEST(Flags, ParsesTypesAndRejectsBadInput) {
   EXPECT_VQ_ERROR(parse({"--n", "three"}), "--n: 'three' is not an integer");
   EXPECT_VQ_ERROR(parse({"--n", "0"}), "--n: 0 is below the minimum 1");
   EXPECT_VQ_ERROR(parse({"--lr"}), "--lr needs a value");
+  EXPECT_VQ_ERROR(parse({"--lr", "nan"}), "--lr: 'nan' is not a finite number");
+  EXPECT_VQ_ERROR(parse({"--lr", "1e999"}), "--lr: '1e999' is not a finite number");
+  EXPECT_VQ_ERROR(parse({"--n", "99999999999999999999"}), "is not an integer");
   EXPECT_VQ_ERROR(parse({"--plot=maybe"}), "--plot: 'maybe' is not a boolean");
   EXPECT_VQ_ERROR(parse({"stray"}), "unexpected argument 'stray'");
   EXPECT_NE(f.help().find("--n int"), std::string::npos);
@@ -241,6 +244,10 @@ TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
       decode_image_bytes("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n", "a.png", 3),
       "cannot decode image 'a.png'");
   EXPECT_VQ_ERROR(decode_image_bytes("", "nothing.png", 1), "cannot decode image 'nothing.png'");
+  // Found by fuzz_image: a JPEG Huffman table of 472 codes overflowed Debian's stb 2.27.
+  EXPECT_VQ_ERROR(
+      decode_image_bytes(std::string("\xff\xd8\xff\xc4\xff\xd9\x01\xff\xd9", 9), "dht.jpg", 1),
+      "cannot decode image 'dht.jpg': corrupt JPEG (a Huffman table declares 472 codes");
   const std::string dir = test::temp_path("image_limits");
   std::filesystem::create_directories(dir + "/folder.png");
   EXPECT_VQ_ERROR(decode_image(dir + "/folder.png", 1), "is not a regular file");

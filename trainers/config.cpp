@@ -36,7 +36,11 @@ template <class S>
 void read_fields(S& s, const std::vector<Field<S>>& fields, const json& in,
                  const std::string& group, const std::string& source) {
   VQ_CHECK(in.is_object(), "{}: \"{}\" must be a JSON object", source, group);
-  for (const auto& [key, value] : in.items()) {
+  for (const auto& item : in.items()) {
+    // Named references rather than a structured binding: clang 14 (the fuzz build) cannot capture
+    // structured bindings in lambdas.
+    const std::string& key = item.key();
+    const json& value = item.value();
     auto it =
         std::find_if(fields.begin(), fields.end(), [&](const Field<S>& f) { return key == f.key; });
     VQ_CHECK(it != fields.end(), "{}: unknown key \"{}.{}\"", source, group, key);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
@@ -41,7 +42,8 @@ void Flags::add_double(const std::string& name, double* value, const std::string
          char* end = nullptr;
          errno = 0;
          const double parsed = std::strtod(v.c_str(), &end);
-         VQ_CHECK(!v.empty() && *end == '\0' && errno == 0, "--{}: '{}' is not a number", name, v);
+         VQ_CHECK(!v.empty() && *end == '\0' && errno == 0 && std::isfinite(parsed),
+                  "--{}: '{}' is not a finite number", name, v);
          VQ_CHECK(parsed >= min, "--{}: {} is below the minimum {}", name, parsed, min);
          *value = parsed;
        }});

@@ -30,8 +30,14 @@ LoadedModel load_model(const std::string& path, Device device,
                        const std::string& fallback_model_config, bool allow_nonfinite) {
   VQ_CHECK(!path.empty(), "no model given (--model_path)");
   VQ_CHECK(std::filesystem::exists(path), "model file '{}' does not exist", path);
+  return model_from_checkpoint(nn::load_checkpoint(path, allow_nonfinite), path, device,
+                               fallback_model_config);
+}
+
+LoadedModel model_from_checkpoint(nn::LoadedCheckpoint checkpoint, const std::string& path,
+                                  Device device, const std::string& fallback_model_config) {
   LoadedModel out;
-  out.checkpoint = nn::load_checkpoint(path, allow_nonfinite);
+  out.checkpoint = std::move(checkpoint);
   if (out.checkpoint.has_state) {
     out.config = config_of(out.checkpoint, path);
     VQ_CHECK(out.config.quantizer.kind != "fsq" || out.checkpoint.state.version >= 2,

@@ -34,6 +34,10 @@ inline const std::vector<std::string> kTrainingOnlyPrefixes = {"loss.", "optimiz
 LoadedModel load_model(const std::string& path, Device device,
                        const std::string& fallback_model_config = "", bool allow_nonfinite = false);
 
+// The same for a checkpoint already read (`path` names it in errors).
+LoadedModel model_from_checkpoint(nn::LoadedCheckpoint checkpoint, const std::string& path,
+                                  Device device, const std::string& fallback_model_config = "");
+
 // Refuses (naming the file) a config that describes more weights than the file holds: checked
 // before the model is built, so a damaged config cannot make us allocate gigabytes.
 void check_config_fits_file(const TrainConfig& config, const nn::LoadedCheckpoint& checkpoint,

@@ -36,6 +36,46 @@ void check_declared_png_size(const std::string& bytes, const std::string& source
   check_image_size(be32(16), be32(20), source);
 }
 
+// Debian 12's stb_image (2.27) trusts the code counts of a JPEG Huffman table (DHT segment): their
+// sum may reach 16 x 255, and it writes that many entries into tables of 257 and 256 bytes: a
+// heap overflow that a 10-byte file triggers (found by tests/fuzz/fuzz_image; stb 2.28 checks the
+// sum). The segments are walked here as stb reads them, and a table of more than 256 codes (the
+// JPEG limit) is refused before stb sees the file.
+void check_jpeg_huffman_tables(const std::string& bytes, const std::string& source) {
+  const auto byte = [&](size_t at) -> uint8_t {
+    return at < bytes.size() ? static_cast<uint8_t>(bytes[at]) : 0;
+  };
+  if (byte(0) != 0xFF || byte(1) != 0xD8) return;  // not a JPEG
+  size_t at = 2;
+  while (at + 1 < bytes.size()) {
+    const uint8_t marker = byte(at + 1);
+    // Outside a marker (entropy-coded data), fill bytes, stuffed 0xFF00, restarts, TEM, SOI.
+    if (byte(at) != 0xFF || marker == 0xFF || marker == 0x00 || marker == 0x01 ||
+        (marker >= 0xD0 && marker <= 0xD8)) {
+      at += byte(at) == 0xFF && marker != 0xFF ? 2 : 1;
+      continue;
+    }
+    if (marker == 0xD9) return;  // end of image
+    const size_t length = size_t{byte(at + 2)} << 8 | byte(at + 3);
+    if (marker == 0xC4) {
+      // As stb: tables follow one another while the segment has bytes left (stb reads zeros past
+      // the end of the file).
+      size_t table = at + 4;
+      for (int64_t left = static_cast<int64_t>(length) - 2; left > 0 && table < bytes.size();) {
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += byte(table + i);
+        VQ_CHECK(codes <= 256,
+                 "cannot decode image '{}': corrupt JPEG (a Huffman table declares {} codes; at "
+                 "most 256)",
+                 source, codes);
+        left -= static_cast<int64_t>(17 + codes);
+        table += 17 + codes;
+      }
+    }
+    at += 2 + length;
+  }
+}
+
 }  // namespace
 
 Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels) {
@@ -47,6 +87,7 @@ Image8 decode_image_bytes(const std::string& bytes, const std::string& source, i
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int length = static_cast<int>(bytes.size());
   check_declared_png_size(bytes, source);
+  check_jpeg_huffman_tables(bytes, source);
   int w = 0, h = 0, found = 0;
   VQ_CHECK(stbi_info_from_memory(data, length, &w, &h, &found) == 1, "cannot decode image '{}': {}",
            source, stbi_failure_reason() ? stbi_failure_reason() : "not an image");
