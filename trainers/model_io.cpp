@@ -22,7 +22,8 @@ void check_config_fits_file(const TrainConfig& config, const nn::LoadedCheckpoin
   }
   VQ_CHECK(needed <= values,
            "{}: its config describes a model of {:.4g} weights, but the file holds only {:.4g} "
-           "values (a damaged or edited config)",
+           "values (the config does not describe this file: damaged, edited, or the wrong "
+           "--model_config)",
            path, needed, values);
 }
 
