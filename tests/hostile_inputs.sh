@@ -233,6 +233,9 @@ check data "unknown split" 1 "unknown Fashion-MNIST split" "$TRAIN" "${TINY[@]}"
 cfg() { printf '%s' "$2" > "$W/$1.json"; }
 check config "missing file" 1 "--config file '$W/none.json' does not exist" "$TRAIN" --config "$W/none.json"
 check config "a folder" 1 "is not a regular file" "$TRAIN" --config "$W/emptydir"
+head -c 2000000 /dev/zero | tr '\0' ' ' > "$W/huge.json"
+check config "a 2 MB file" 1 "has 2000000 bytes, above the limit of 1048576 bytes" \
+  "$TRAIN" --config "$W/huge.json"
 cfg broken '{"quantizer": {"n_embed": 32}'
 check config "malformed JSON" 1 "broken.json: malformed JSON" "$TRAIN" --config "$W/broken.json"
 cfg group '{"optimizer": {"lr": 1}}'

@@ -147,6 +147,13 @@ TEST(Config, JsonRoundTripAndOverrides) {
   EXPECT_VQ_ERROR(b.merge_json(R"({"quantizer": {"n_embed": 100000000}})", "f.json");
                   b.validate(), "n_embed must be in [2, 16777216] (kMaxCodes)");
   b.quantizer.n_embed = 64;
+  b.quantizer.codebook_dim = 100000;
+  EXPECT_VQ_ERROR(b.validate(), "codebook_dim must be in [0, 65536]");
+  b.quantizer.codebook_dim = 0;
+  b.quantizer.kind = "fsq";
+  b.quantizer.fsq_levels = {1000, 1000, 1000};
+  EXPECT_VQ_ERROR(b.validate(), "fsq_levels 1000x1000x1000 give 1e+09 codes, above the limit");
+  b.quantizer.kind = "vq";
   b.training.batch_size = 0;
   EXPECT_VQ_ERROR(b.validate(), "--batch_size must be at least 1");
 }
