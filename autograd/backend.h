@@ -24,6 +24,9 @@ struct ConvShape {
   int64_t O, kH, kW;   // weight [O, C, kH, kW]
   int64_t OH, OW;      // output
   Conv2dOptions options;
+  // The precision of the products (accumulation is float32 or wider): the input's dtype, or
+  // bfloat16 under autocast (autograd/autocast.h) for float32 tensors.
+  DType compute = DType::Float32;
 };
 
 class Backend {
@@ -33,6 +36,9 @@ class Backend {
   // Devices of this type that can be used; when 0, why_unavailable() says what was found.
   virtual int device_count() = 0;
   virtual std::string why_unavailable() = 0;
+  // Empty when this backend's kernels compute in `low` (e.g. bfloat16) natively and faster than
+  // float32; otherwise why not.
+  virtual std::string why_no_low_precision(DType low) = 0;
 
   // ---- memory ----
   virtual void* allocate(size_t nbytes) = 0;

@@ -3,6 +3,7 @@
 // update at K = 64 and 512, D = 256, N = 64 x 8 x 8) and the perceptual net's forward. Each
 // reports GFLOP/s (or GB/s, images/s) and, for the ops, the fraction of the sgemm rate. sgemm and
 // the convolutions run on VQ_BENCH_DEVICE (cpu or cuda); the others on the CPU.
+#include "autograd/autocast.h"
 #include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
@@ -72,12 +73,14 @@ void BM_Conv2dBackwardWeights(benchmark::State& state) {
   bench::set_flops(state, s.flops);
 }
 
-// Through autograd, as training runs it: forward, then backward for input, weight and bias.
-void BM_Conv2dForwardBackward(benchmark::State& state) {
+// Through autograd, as training runs it: forward, then backward for input, weight and bias; in
+// `precision` (Float32, or BFloat16 autocast as --use_amp trains).
+void conv_forward_backward(benchmark::State& state, DType precision) {
   ConvSetup s(state);
   const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
   Tensor x = s.x.detach().requires_grad_(), w = s.w.detach().requires_grad_(),
          b = s.b.detach().requires_grad_();
+  AutocastScope autocast(precision);
   for (auto _ : state) {
     conv2d(x, w, b, o).backward(s.dy);
     bench::wait_for(x.grad());
@@ -85,12 +88,21 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
   }
   bench::set_flops(state, 3 * s.flops);
 }
+void BM_Conv2dForwardBackward(benchmark::State& state) {
+  conv_forward_backward(state, DType::Float32);
+}
+void BM_Conv2dForwardBackwardBf16(benchmark::State& state) {
+  conv_forward_backward(state, DType::BFloat16);
+}
 
 #define VQ_CONV_SHAPES Args({64, 64, 32, 64})->Args({64, 128, 16, 128})->Args({64, 128, 8, 128})
 BENCHMARK(BM_Conv2dForward)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Conv2dBackwardData)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Conv2dBackwardWeights)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Conv2dForwardBackward)->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dForwardBackwardBf16)
+    ->VQ_CONV_SHAPES->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 #undef VQ_CONV_SHAPES
 
 void BM_GroupNorm(benchmark::State& state) {

@@ -2,7 +2,9 @@
 // (trainers/train_step.h): generator forward, loss with the adaptive adversarial weight,
 // backward, Adam; then the discriminator step. Reports images/s. The improved preset's
 // quantizer settings; the perceptual term off (the default run's setting) or on with random
-// VGG16 features (arg 1). Runs on VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step on CUDA only.
+// VGG16 features (arg 1); in float32, and with bf16 autocast (BM_TrainStepAmp). Runs on
+// VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step on CUDA only.
+#include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
 #include "trainers/config.h"
@@ -14,13 +16,13 @@ namespace {
 // A step of `model_config` at batch `batch` on VQ_BENCH_DEVICE; its loss values are read back
 // (as the trainer does), which waits for the step's kernels.
 void run_train_step(benchmark::State& state, const std::string& model_config, int64_t batch,
-                    bool perceptual) {
+                    bool perceptual, DType precision = DType::Float32) {
   set_num_threads(bench::bench_threads());
   train::TrainConfig config = train::preset_config("improved", model_config);
   config.loss.disc_start = 0;  // time the full step, discriminator included
   if (perceptual) config.loss.perceptual_weights = "random";
   const Device device = bench::bench_device();
-  train::TrainStep step(config, device);
+  train::TrainStep step(config, device, precision);
   Generator gen(6);
   const int64_t C = config.model.in_channels, S = config.model.resolution;
   const Tensor x = clamp(randn({batch, C, S, S}, gen), -1.0, 1.0).to(device);
@@ -34,13 +36,28 @@ void run_train_step(benchmark::State& state, const std::string& model_config, in
 void BM_TrainStep(benchmark::State& state) {
   run_train_step(state, "fmnist", 64, state.range(0) == 1);
 }
-BENCHMARK(BM_TrainStep)
-    ->ArgName("perceptual")
-    ->Arg(0)
-    ->Arg(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->MinTime(5.0);
+// The fmnist step's settings: perceptual term off (0) and on (1), 5 s per case.
+void fmnist_step_cases(benchmark::internal::Benchmark* b) {
+  b->ArgName("perceptual")
+      ->Arg(0)
+      ->Arg(1)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MinTime(5.0);
+}
+BENCHMARK(BM_TrainStep)->Apply(fmnist_step_cases);
+
+// The same step with --use_amp's bf16 autocast (where the CPU has AVX512_BF16).
+void BM_TrainStepAmp(benchmark::State& state) {
+  const std::string why_not =
+      backend_for(bench::bench_device()).why_no_low_precision(DType::BFloat16);
+  if (!why_not.empty()) {
+    state.SkipWithError(why_not.c_str());
+    return;
+  }
+  run_train_step(state, "fmnist", 64, state.range(0) == 1, DType::BFloat16);
+}
+BENCHMARK(BM_TrainStepAmp)->Apply(fmnist_step_cases);
 
 // The seed's 256x256 RGB model at batch 8: a GPU-sized step (on 2 CPU cores one step takes
 // minutes, so there it reports a skip instead).

@@ -99,6 +99,13 @@ std::string CudaBackend::why_unavailable() {
   return reason_;
 }
 
+std::string CudaBackend::why_no_low_precision(DType low) {
+  return fmt::format(
+      "the CUDA backend has no {} kernels yet (cuDNN/cuBLAS mixed precision with loss scaling is "
+      "still to be built); train in float32 on CUDA",
+      dtype_name(low));
+}
+
 // ---- memory ----
 
 void* CudaBackend::allocate(size_t nbytes) { return CachingAllocator::instance().allocate(nbytes); }

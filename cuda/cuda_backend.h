@@ -23,6 +23,7 @@ class CudaBackend final : public Backend {
   // 1 when a GPU answers and can run this build's kernels, else 0 (why_unavailable() says why).
   int device_count() override;
   std::string why_unavailable() override;
+  std::string why_no_low_precision(DType low) override;
 
   void* allocate(size_t nbytes) override;
   void deallocate(void* ptr, size_t nbytes) override;

@@ -270,7 +270,11 @@ check flags "below the minimum" 1 "--batch_size: 0 is below the minimum 1" "$TRA
 check flags "unknown preset" 1 "unknown --preset 'fast'" "$TRAIN" --preset fast
 check flags "stray argument" 1 "unexpected argument" "$TRAIN" fashion-mnist
 check flags "a device this machine lacks" 1 "cuda:7" "$TRAIN" "${TINY[@]}" --device cuda:7
-check flags "mixed precision" 1 "--use_amp: mixed precision" "$TRAIN" --use_amp
+check flags "float16 mixed precision on the CPU" 1 "--amp_dtype fp16: the CPU has no float16" \
+  "$TRAIN" --use_amp --amp_dtype fp16
+check flags "--use_amp on a CPU without AVX512_BF16 (simulated)" 0 \
+  "note:       --use_amp: this CPU has no AVX512_BF16 instructions" \
+  env ONEDNN_MAX_CPU_ISA=AVX512_CORE "$TRAIN" "${TINY[@]}" --train_dir "$W/good" --use_amp
 check flags "output folder inside a file" 1 "$W/good/img0.png/out" \
   "$TRAIN" "${TINY[@]}" --model_dir "$W/good/img0.png/out"
 check flags "--preset changed on --resume" 1 "--preset and --model_config cannot change when resuming" \

@@ -1,6 +1,8 @@
 // conv2d (oneDNN in float32, im2col in float64) against a direct 7-loop reference, forward and
 // both backward passes, at toy sizes and at the models' real channel counts; resampling and
 // padding ops with their gradients.
+#include "autograd/autocast.h"
+#include "autograd/backend.h"
 #include "test_util.h"
 
 namespace vq {
@@ -161,6 +163,69 @@ TEST(Conv2d, RealChannelCountsMatchDirectLoops) {
       EXPECT_TRUE(allclose(b32.grad(), g.db, 1e-3, 1e-4)) << "db " << shape_str(c.x);
     }
   }
+}
+
+// Under autocast the products take bfloat16 inputs and accumulate in float32. The reference is
+// the direct loops in float64 on the inputs rounded to bfloat16 (round to nearest even): the
+// result may then differ only by float32 accumulation (~1e-6 relative per term), while skipping
+// the rounding would differ by bfloat16's half-ulp, 2^-9 = 0.2% per input (about 1e-2 on these
+// sums): the tolerance 2e-3 separates the two. Backward: dx from bf16(dy) and bf16(w), dw from
+// bf16(dy) and bf16(x), as PyTorch's autocast computes them.
+TEST(Conv2d, AutocastBfloat16ProductsMatchRoundedInputs) {
+  if (!backend_for(kCPU).why_no_low_precision(DType::BFloat16).empty())
+    GTEST_SKIP() << backend_for(kCPU).why_no_low_precision(DType::BFloat16);
+  const auto bf16 = [](const Tensor& t) { return t.to(DType::BFloat16).to(DType::Float64); };
+  const std::vector<ConvCase> cases = {
+      {{2, 64, 8, 8}, {64, 64, 3, 3}, {{1, 1}, {1, 1}, {1, 1}}, true},
+      {{2, 128, 9, 9}, {128, 128, 3, 3}, {{2, 2}, {0, 0}, {1, 1}}, true},
+      {{2, 64, 8, 8}, {128, 64, 1, 1}, {{1, 1}, {0, 0}, {1, 1}}, false},
+      {{2, 3, 8, 8}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}}, true},
+  };
+  for (const auto& c : cases) {
+    const Tensor x = randn64(c.x, 21), w = mul(randn64(c.w, 22), 0.05);
+    const Tensor b = c.bias ? randn64({c.w[0]}, 23) : Tensor();
+    Tensor x32 = x.to(DType::Float32).requires_grad_(), w32 = w.to(DType::Float32).requires_grad_();
+    Tensor b32 = c.bias ? b.to(DType::Float32).requires_grad_() : Tensor();
+    Tensor y;
+    {
+      AutocastScope autocast(DType::BFloat16);
+      y = conv2d(x32, w32, b32, c.o);
+    }
+    EXPECT_EQ(y.dtype(), DType::Float32);
+    const Tensor rounded = naive_conv(bf16(x), bf16(w), b, c.o);
+    EXPECT_TRUE(allclose(y, rounded, 1e-4, 1e-4)) << "forward " << shape_str(c.x);
+    // Not the float32 result: the products really were rounded.
+    const Tensor exact = naive_conv(x, w, b, c.o);
+    EXPECT_FALSE(allclose(y, exact, 1e-4, 1e-4)) << "forward not in bf16 " << shape_str(c.x);
+    const Tensor dy = randn64(y.shape(), 24);
+    y.backward(dy.to(DType::Float32));  // outside the scope: backward follows the forward
+    const NaiveConvGrads g = naive_conv_backward(bf16(x), bf16(w), bf16(dy), c.o);
+    EXPECT_TRUE(allclose(x32.grad(), g.dx, 1e-4, 1e-4)) << "dx " << shape_str(c.x);
+    EXPECT_TRUE(allclose(w32.grad(), g.dw, 1e-3, 1e-4)) << "dw " << shape_str(c.x);
+    if (c.bias) {
+      // The bias gradient sums dy itself (no product): oneDNN sums the bf16 copy of dy.
+      EXPECT_TRUE(allclose(b32.grad(), naive_conv_backward(x, w, bf16(dy), c.o).db, 1e-3, 1e-4))
+          << "db " << shape_str(c.x);
+    }
+  }
+}
+
+TEST(Autocast, PolicyAndScopes) {
+  EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::Float32);
+  {
+    AutocastScope outer(DType::BFloat16);
+    EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::BFloat16);
+    // float64 (gradchecks) is never lowered.
+    EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float64), DType::Float64);
+    {
+      AutocastScope off(DType::Float32);
+      EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::Float32);
+    }
+    EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::BFloat16);
+  }
+  EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::Float32);
+  EXPECT_VQ_ERROR(AutocastScope(DType::Float16), "the low precision must be bfloat16");
+  EXPECT_NE(autocast_policy().find("conv2d"), std::string::npos);
 }
 
 TEST(Conv2d, NonContiguousInputIsHandled) {

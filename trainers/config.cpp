@@ -145,6 +145,7 @@ const std::vector<Field<T>>& training_fields() {
                                           {"sample_dir", &T::sample_dir},
                                           {"device", &T::device},
                                           {"use_amp", &T::use_amp},
+                                          {"amp_dtype", &T::amp_dtype},
                                           {"batch_size", &T::batch_size},
                                           {"lr", &T::lr},
                                           {"adam_beta1", &T::adam_beta1},
@@ -214,6 +215,8 @@ void TrainConfig::validate() const {
            t.early_stopping_patience);
   VQ_CHECK(!t.model_name.empty() && t.model_name.find('/') == std::string::npos,
            "--model_name must be a plain file name, got '{}'", t.model_name);
+  VQ_CHECK(t.amp_dtype == "bf16" || t.amp_dtype == "fp16",
+           "--amp_dtype must be bf16 or fp16, got '{}'", t.amp_dtype);
   nn::LrSchedule::parse_kind(t.lr_schedule);
   parse_device(t.device);
   VQ_CHECK(

@@ -20,7 +20,8 @@ struct TrainingConfig {
   std::string model_name = "vqgan_improved";
   std::string sample_dir = "runs/samples";
   std::string device = "cpu";
-  bool use_amp = false;
+  bool use_amp = false;            // mixed precision (autograd/autocast.h)
+  std::string amp_dtype = "bf16";  // its low precision: bf16 (fp16: CUDA only, not built yet)
   int64_t batch_size = 64;
   double lr = 2e-4;
   double adam_beta1 = 0.5, adam_beta2 = 0.9;  // taming's

@@ -44,6 +44,7 @@ class TrainingRun {
 
  private:
   void log_setup() const;
+  std::string precision_description() const;  // "float32" or "bfloat16 autocast (...)"
   void check_resume_fits(const nn::LoadedCheckpoint& resume, const std::string& path) const;
   bool train_step(const Batch& batch);  // false when the step was skipped (non-finite loss)
   void count_nonfinite(const std::string& what);
@@ -60,6 +61,8 @@ class TrainingRun {
   TrainConfig config_;
   const TrainingConfig& t_;
   Device device_;
+  DType precision_ = DType::Float32;  // what the steps compute in (training_precision())
+  std::string precision_note_;        // why --use_amp fell back to float32, if it did
   std::unique_ptr<TrainStep> stepper_;
   models::VQModel* model_ = nullptr;
   models::VQGANLoss* loss_ = nullptr;

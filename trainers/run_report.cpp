@@ -12,11 +12,21 @@ namespace vq::train {
 
 using nlohmann::json;
 
+std::string TrainingRun::precision_description() const {
+  if (precision_ == DType::Float32) return "float32";
+  return fmt::format(
+      "{} autocast: convolutions multiply in {} (float32 accumulation), "
+      "everything else float32",
+      dtype_name(precision_), dtype_name(precision_));
+}
+
 void TrainingRun::log_setup() const {
   std::printf("train_vqvae_improved: preset '%s', model '%s' (%lld parameters), %s, %d threads\n",
               t_.preset.c_str(), config_.model.name.c_str(),
               static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
               get_num_threads());
+  std::printf("  precision:  %s\n", precision_description().c_str());
+  if (!precision_note_.empty()) std::printf("  note:       %s\n", precision_note_.c_str());
   std::printf("  data:       train %s\n              val   %s (first %lld per validation)\n",
               train_loader_->dataset().describe().c_str(), val_set_->describe().c_str(),
               static_cast<long long>(t_.val_limit > 0 ? std::min(t_.val_limit, val_set_->size())
@@ -119,6 +129,7 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"val_unreadable_images_skipped", val(last_val_.unreadable)},
       {"perceptual", loss_->perceptual_description()},
       {"device", device_.str()},
+      {"precision", precision_description()},
       {"threads", get_num_threads()},
       {"codebook_events", epoch_notes_},
       {"best_model", paths(".safetensors")},

@@ -43,15 +43,11 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
   }
   config_.validate();
   if (!resume_path.empty()) check_config_fits_file(config_, resume, resume_path);
-  VQ_CHECK(!t_.use_amp,
-           "--use_amp: mixed precision needs float16/bfloat16 kernels, which this build's {} "
-           "backend does not have; "
-           "train in float32 (drop --use_amp)",
-           device_.str());
+  precision_ = training_precision(t_, device_, &precision_note_);
   set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads) : get_num_threads());
   zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
 
-  stepper_ = std::make_unique<TrainStep>(config_, device_);
+  stepper_ = std::make_unique<TrainStep>(config_, device_, precision_);
   model_ = &stepper_->model();
   loss_ = &stepper_->loss();
 

@@ -2,12 +2,27 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
+#include "autograd/backend.h"
 #include "autograd/ops.h"
 
 namespace vq::train {
 
-TrainStep::TrainStep(const TrainConfig& config, Device device)
-    : grad_clip_(config.training.grad_clip) {
+DType training_precision(const TrainingConfig& t, Device device, std::string* note) {
+  if (!t.use_amp) return DType::Float32;
+  VQ_CHECK(!(device.is_cpu() && t.amp_dtype == "fp16"),
+           "--amp_dtype fp16: the CPU has no float16 convolution kernels here (oneDNN); use "
+           "--amp_dtype bf16");
+  const DType low = t.amp_dtype == "fp16" ? DType::Float16 : DType::BFloat16;
+  const std::string why_not = backend_for(device).why_no_low_precision(low);
+  if (why_not.empty()) return low;
+  VQ_CHECK(device.is_cpu(), "--use_amp on {}: {}", device.str(), why_not);
+  *note = fmt::format("--use_amp: {}; training in float32", why_not);
+  return DType::Float32;
+}
+
+TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision)
+    : grad_clip_(config.training.grad_clip), precision_(precision) {
   const TrainingConfig& t = config.training;
   // Layers draw their initial weights from the default generator.
   manual_seed(stream_key(t.seed, RandomStream::ModelInit));
@@ -35,6 +50,7 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
   model_->quantizer().set_step(step);
   opt_g_->set_lr(lr);
   opt_d_->set_lr(lr);
+  AutocastScope autocast(precision_);  // forward and backward; the optimizer is float32 anyway
   const auto out = model_->forward(x);
   const auto g = loss_->generator_loss(x, out.reconstruction, out.quant.loss,
                                        model_->decoder().last_layer_weight(), step);
@@ -74,6 +90,7 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
 void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction, int64_t step,
                                    Result& r) {
   if (!loss_->adversarial_active(step)) return;
+  AutocastScope autocast(precision_);
   const auto d = loss_->discriminator_loss(x, reconstruction);
   r.d_loss = d.total.item();
   auto skip = [&](std::string what) {

@@ -22,7 +22,9 @@ namespace vq::train {
 
 class TrainStep {
  public:
-  TrainStep(const TrainConfig& config, Device device);
+  // precision: Float32, or BFloat16 to run forward and backward under autocast (see
+  // training_precision()).
+  TrainStep(const TrainConfig& config, Device device, DType precision = DType::Float32);
 
   struct Result {
     bool generator_skipped = false;      // nothing was updated
@@ -50,9 +52,16 @@ class TrainStep {
 
  private:
   double grad_clip_;
+  DType precision_;
   std::shared_ptr<models::VQModel> model_;
   std::shared_ptr<models::VQGANLoss> loss_;
   std::unique_ptr<nn::Adam> opt_g_, opt_d_;
 };
+
+// The precision a run's steps compute in: Float32 without --use_amp; with it, BFloat16 where the
+// device's kernels have it natively. A CPU without AVX512_BF16 trains in Float32 and `note` says
+// why (one line for the run header); --amp_dtype fp16 on the CPU and mixed precision on CUDA
+// (not built yet) are errors.
+DType training_precision(const TrainingConfig& t, Device device, std::string* note);
 
 }  // namespace vq::train

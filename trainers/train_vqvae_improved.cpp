@@ -60,8 +60,12 @@ int main(int argc, char** argv) {
   flags.add_int("early_stopping_patience", &t.early_stopping_patience,
                 "epochs without validation improvement before stopping; 0 = never", 0);
   flags.add_string("device", &t.device, "cpu, cuda or cuda:N");
-  flags.add_bool("use_amp", &t.use_amp,
-                 "mixed precision (refused: no float16/bfloat16 kernels in this build)");
+  flags.add_bool(
+      "use_amp", &t.use_amp,
+      "mixed precision: convolutions multiply in --amp_dtype with float32 accumulation, "
+      "everything else stays float32 (CPU: needs AVX512_BF16, else float32 with a note)");
+  flags.add_string("amp_dtype", &t.amp_dtype,
+                   "bf16 (CPU and CUDA) or fp16 (CUDA; refused on the CPU)");
   flags.add_string("preset", &preset,
                    "improved (the seed's fixes), original (the collapsing setup) or best (a large "
                    "codebook kept alive, beyond the seed)");
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
               [&] { c.early_stopping_patience = t.early_stopping_patience; }},
              {"device", [&] { c.device = t.device; }},
              {"use_amp", [&] { c.use_amp = t.use_amp; }},
+             {"amp_dtype", [&] { c.amp_dtype = t.amp_dtype; }},
              {"batch_size", [&] { c.batch_size = t.batch_size; }},
              {"lr", [&] { c.lr = t.lr; }},
              {"lr_schedule", [&] { c.lr_schedule = t.lr_schedule; }},

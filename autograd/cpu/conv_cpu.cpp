@@ -1,7 +1,10 @@
 // conv2d on the CPU. float32 runs on oneDNN (the library PyTorch itself uses for CPU
 // convolutions): each direction (forward, backward-data, backward-weights) gets a primitive
 // planned once per shape and thread count and cached. oneDNN picks its own (blocked) memory
-// layouts; our NCHW/OIHW tensors are reordered into them and back around each call.
+// layouts; our NCHW/OIHW tensors are reordered into them and back around each call. Under
+// autocast (s.compute == BFloat16) the primitives take bfloat16 inputs and produce float32: the
+// reorders into the blocked layouts convert to bfloat16 on the way, so the cast costs no extra
+// pass, and the products accumulate in float32 (oneDNN's AVX512_BF16 kernels, vdpbf16ps).
 // float64 (gradchecks) and shapes oneDNN cannot take (negative right padding) use im2col + GEMM,
 // which is also the reference the oneDNN path is tested against.
 // Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
@@ -31,6 +34,7 @@ enum class Direction { Forward, BackwardData, BackwardWeights };
 
 struct PlanKey {
   Direction dir;
+  bool bf16;
   std::array<int64_t, 13> dims;  // N C H W O kH kW sH sW pH pW dH dW
   bool bias;
   int threads;
@@ -39,7 +43,7 @@ struct PlanKey {
 
 struct PlanKeyHash {
   size_t operator()(const PlanKey& k) const {
-    size_t h = static_cast<size_t>(k.dir) * 31 + k.bias * 7 + k.threads;
+    size_t h = static_cast<size_t>(k.dir) * 31 + k.bias * 7 + k.bf16 * 3 + k.threads;
     for (int64_t d : k.dims) h = h * 1000003u ^ static_cast<size_t>(d);
     return h;
   }
@@ -91,8 +95,9 @@ Descs descs_for(const ConvShape& s) {
   return d;
 }
 
-memory::desc any_like(const memory::desc& md) {
-  return memory::desc(md.dims(), memory::data_type::f32, Tag::any);
+// The same dims in any layout the primitive prefers, of element type `type`.
+memory::desc any_like(const memory::desc& md, memory::data_type type = memory::data_type::f32) {
+  return memory::desc(md.dims(), type, Tag::any);
 }
 
 // oneDNN would allocate each primitive's scratchpad with fresh pages on every call (a page fault
@@ -103,22 +108,27 @@ dnnl::primitive_attr user_scratchpad() {
   return attr;
 }
 
-dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias) {
+// `in`: the element type of the products' inputs (src, weights, diff_dst): f32, or bf16 under
+// autocast; results (dst, diff_src, diff_weights, biases) are always f32.
+dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias,
+                                                     memory::data_type in) {
   const auto alg = dnnl::algorithm::convolution_direct;
   auto desc =
-      bias ? dnnl::convolution_forward::desc(
-                 dnnl::prop_kind::forward_training, alg, any_like(d.src), any_like(d.weights),
-                 d.bias, any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r)
-           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
-                                             any_like(d.src), any_like(d.weights), any_like(d.dst),
-                                             d.strides, d.dilates, d.pad_l, d.pad_r);
+      bias
+          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
+                                            any_like(d.src, in), any_like(d.weights, in), d.bias,
+                                            any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r)
+          : dnnl::convolution_forward::desc(
+                dnnl::prop_kind::forward_training, alg, any_like(d.src, in),
+                any_like(d.weights, in), any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r);
   return dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(), engine());
 }
 
 Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
   const Descs d = descs_for(s);
   const auto alg = dnnl::algorithm::convolution_direct;
-  const auto fwd = forward_pd(d, bias);
+  const auto in = s.compute == DType::BFloat16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const auto fwd = forward_pd(d, bias, in);
   Plan plan;
   switch (dir) {
     case Direction::Forward:
@@ -130,8 +140,8 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
       if (bias) plan.args.push_back(make_arg(DNNL_ARG_BIAS, d.bias, d.bias, false));
       break;
     case Direction::BackwardData: {
-      dnnl::convolution_backward_data::desc desc(alg, any_like(d.src), any_like(d.weights),
-                                                 any_like(d.dst), d.strides, d.dilates, d.pad_l,
+      dnnl::convolution_backward_data::desc desc(alg, any_like(d.src), any_like(d.weights, in),
+                                                 any_like(d.dst, in), d.strides, d.dilates, d.pad_l,
                                                  d.pad_r);
       dnnl::convolution_backward_data::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
       plan.primitive = dnnl::convolution_backward_data(pd);
@@ -143,11 +153,11 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
     }
     case Direction::BackwardWeights: {
       auto desc = bias ? dnnl::convolution_backward_weights::desc(
-                             alg, any_like(d.src), any_like(d.weights), d.bias, any_like(d.dst),
-                             d.strides, d.dilates, d.pad_l, d.pad_r)
+                             alg, any_like(d.src, in), any_like(d.weights), d.bias,
+                             any_like(d.dst, in), d.strides, d.dilates, d.pad_l, d.pad_r)
                        : dnnl::convolution_backward_weights::desc(
-                             alg, any_like(d.src), any_like(d.weights), any_like(d.dst), d.strides,
-                             d.dilates, d.pad_l, d.pad_r);
+                             alg, any_like(d.src, in), any_like(d.weights), any_like(d.dst, in),
+                             d.strides, d.dilates, d.pad_l, d.pad_r);
       dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
       plan.primitive = dnnl::convolution_backward_weights(pd);
       plan.scratchpad = pd.scratchpad_desc();
@@ -166,6 +176,7 @@ const Plan& plan_for(const ConvShape& s, Direction dir, bool bias) {
   static std::unordered_map<PlanKey, Plan, PlanKeyHash> cache;
   const auto& o = s.options;
   const PlanKey key{dir,
+                    s.compute == DType::BFloat16,
                     {s.N, s.C, s.H, s.W, s.O, s.kH, s.kW, o.stride[0], o.stride[1], o.padding[0],
                      o.padding[1], o.dilation[0], o.dilation[1]},
                     bias,
@@ -177,8 +188,8 @@ const Plan& plan_for(const ConvShape& s, Direction dir, bool bias) {
       it = cache.emplace(key, make_plan(s, dir, bias)).first;
     } catch (const dnnl::error& e) {
       throw Error(fmt::format(
-          "conv2d: oneDNN could not plan input [{}, {}, {}, {}] weight [{}, {}, {}, {}]: {}", s.N,
-          s.C, s.H, s.W, s.O, s.C, s.kH, s.kW, e.what()));
+          "conv2d: oneDNN could not plan input [{}, {}, {}, {}] weight [{}, {}, {}, {}] in {}: {}",
+          s.N, s.C, s.H, s.W, s.O, s.C, s.kH, s.kW, dtype_name(s.compute), e.what()));
     }
   }
   return it->second;
@@ -281,6 +292,19 @@ Backend::GemmArgs gemm_args(bool ta, bool tb, int64_t M, int64_t N, int64_t K, d
 }
 
 }  // namespace
+
+std::string CpuBackend::why_no_low_precision(DType low) {
+  if (low != DType::BFloat16) {
+    return fmt::format("{} products on the CPU: oneDNN has no such kernels here; use bfloat16",
+                       dtype_name(low));
+  }
+  // oneDNN 2.6 builds emulated bfloat16 kernels on plain AVX-512, slower than float32: only the
+  // native instructions count. ONEDNN_MAX_CPU_ISA lowers what oneDNN reports (used by a test).
+  const auto isa = dnnl::get_effective_cpu_isa();
+  if (isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) return {};
+  return "this CPU has no AVX512_BF16 instructions for oneDNN (or ONEDNN_MAX_CPU_ISA is below "
+         "AVX512_CORE_BF16): bfloat16 would be emulated, slower than float32";
+}
 
 void CpuBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
                                 const Tensor& bias, const Tensor& y) {

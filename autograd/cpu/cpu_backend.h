@@ -13,6 +13,7 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   int device_count() override { return 1; }
   std::string why_unavailable() override { return {}; }
+  std::string why_no_low_precision(DType low) override;
 
   void* allocate(size_t nbytes) override;
   void deallocate(void* ptr, size_t nbytes) override;

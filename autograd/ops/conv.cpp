@@ -1,6 +1,8 @@
 // conv2d: checks, output size, the backend's forward, and its backward rule: dx from the
-// backward-data kernel, dweight and dbias from the backward-weights kernel.
+// backward-data kernel, dweight and dbias from the backward-weights kernel. Under autocast the
+// products run in bfloat16 (the shape records it, so backward does too).
 // Size letters: N batch, C in channels, O out channels, H W, kH kW, OH OW.
+#include "autograd/autocast.h"
 #include "autograd/ops/op_util.h"
 
 namespace vq {
@@ -24,8 +26,17 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
              "{}, dilation {})",
              o.stride[i], o.padding[i], o.dilation[i]);
   }
-  ConvShape s{x.size(0),      x.size(1),      x.size(2), x.size(3), weight.size(0),
-              weight.size(2), weight.size(3), 0,         0,         o};
+  ConvShape s{x.size(0),
+              x.size(1),
+              x.size(2),
+              x.size(3),
+              weight.size(0),
+              weight.size(2),
+              weight.size(3),
+              0,
+              0,
+              o,
+              autocast_compute_dtype(AutocastOp::Conv2d, x.dtype())};
   s.OH = (s.H + 2 * o.padding[0] - o.dilation[0] * (s.kH - 1) - 1) / o.stride[0] + 1;
   s.OW = (s.W + 2 * o.padding[1] - o.dilation[1] * (s.kW - 1) - 1) / o.stride[1] + 1;
   VQ_CHECK(s.OH >= 1 && s.OW >= 1,
