@@ -6,8 +6,12 @@ for several rounds so that load on a shared machine hits both alike, and prints 
 of medians: op, ours, PyTorch, ratio (ours / PyTorch; below 1 means we are faster).
 
 Usage: bench/compare_pytorch.py [--build build] [--threads 2] [--rounds 3] [--filter REGEX]
-PyTorch comes from Debian's python3-torch, which only /usr/bin/python3 sees; the script re-runs
-itself under /usr/bin/python3 when the first python3 on PATH has no torch.
+                                [--python PYTHON]
+PyTorch comes from Debian's python3-torch (1.13), which only /usr/bin/python3 sees; the script
+re-runs itself under /usr/bin/python3 when the first python3 on PATH has no torch. --python runs
+it under another Python instead, e.g. a venv with PyTorch 2.x from PyPI
+(python3 -m venv build/torch2-venv && build/torch2-venv/bin/pip install torch numpy).
+The "bf16 autocast" cases time our --use_amp path against torch.autocast("cpu", bfloat16).
 """
 import argparse
 import datetime
@@ -21,12 +25,12 @@ import sys
 import time
 
 
-def ensure_torch():
+def ensure_torch(fallback=True):
     try:
         import torch  # noqa: F401
         return True
     except ImportError:
-        if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        if fallback and sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
             os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
         return False
 
@@ -55,14 +59,16 @@ def torch_cases(torch, F):
         x, w, b, dy = conv_setup(n, c, h, o)
         return lambda: torch.ops.aten.convolution_backward(dy, x, w, [o], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
 
-    def conv_forward_backward(n, c, h, o):
+    def conv_forward_backward(n, c, h, o, amp=False):
         x, w, b, dy = conv_setup(n, c, h, o)
         x.requires_grad_()
         w.requires_grad_()
         b.requires_grad_()
 
         def run():
-            F.conv2d(x, w, b, padding=1).backward(dy)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                y = F.conv2d(x, w, b, padding=1)
+            y.backward(dy.to(y.dtype))
             x.grad = w.grad = b.grad = None
         return run
 
@@ -97,8 +103,8 @@ def torch_cases(torch, F):
                 net(a, b)
         return run
 
-    def train_step(perceptual_weight):
-        return pytorch_vqgan.TrainStep(batch=64, perceptual_weight=perceptual_weight)
+    def train_step(perceptual_weight, amp=False):
+        return pytorch_vqgan.TrainStep(batch=64, perceptual_weight=perceptual_weight, amp=amp)
 
     cases = {"sgemm 2048^3": ("bench_ops", "BM_Sgemm/2048/real_time", lambda: sgemm(2048))}
     for n, c, h, o in [(64, 64, 32, 64), (64, 128, 16, 128), (64, 128, 8, 128)]:
@@ -112,6 +118,9 @@ def torch_cases(torch, F):
                                                 lambda a=(n, c, h, o): conv_backward(*a, [False, True, True]))
         cases[f"conv2d fwd+bwd {shape}"] = ("bench_ops", f"BM_Conv2dForwardBackward/{args}/real_time",
                                             lambda a=(n, c, h, o): conv_forward_backward(*a))
+        cases[f"conv2d fwd+bwd {shape} bf16 autocast"] = (
+            "bench_ops", f"BM_Conv2dForwardBackwardBf16/{args}/real_time",
+            lambda a=(n, c, h, o): conv_forward_backward(*a, amp=True))
     cases["group_norm [64,128,16,16] G=32"] = ("bench_ops", "BM_GroupNorm/real_time", group_norm)
     for k in (64, 512):
         cases[f"quantizer K={k} D=256 N=64x8x8"] = ("bench_ops", f"BM_Quantizer/{k}/real_time", lambda k=k: quantizer(k))
@@ -120,6 +129,8 @@ def torch_cases(torch, F):
                                                      lambda: train_step(0.0))
     cases["train step fmnist b64 (+ perceptual)"] = ("bench_train_step", "BM_TrainStep/perceptual:1/min_time:5.000/real_time",
                                                     lambda: train_step(0.005))
+    cases["train step fmnist b64 (no perceptual) bf16 autocast"] = (
+        "bench_train_step", "BM_TrainStepAmp/perceptual:0/min_time:5.000/real_time", lambda: train_step(0.0, amp=True))
     return cases
 
 
@@ -153,8 +164,11 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all cores)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--filter", default="", help="only cases whose name matches this regex")
+    parser.add_argument("--python", default="", help="run under this Python (another PyTorch)")
     args = parser.parse_args()
-    if not ensure_torch():
+    if args.python and os.path.abspath(args.python) != os.path.abspath(sys.executable):
+        os.execv(args.python, [args.python] + sys.argv)  # (a venv's python links to the system's)
+    if not ensure_torch(fallback=not args.python):
         print("PyTorch is not installed: install Debian's python3-torch (apt-get install python3-torch) "
               "to compare; our own numbers are in the bench/ programs.", file=sys.stderr)
         return 2

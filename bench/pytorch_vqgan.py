@@ -187,8 +187,11 @@ class Vgg16Distance(nn.Module):
 class TrainStep:
     """One generator + discriminator step of the fmnist VQGAN at the given batch size."""
 
-    def __init__(self, batch=64, perceptual_weight=0.0):
+    def __init__(self, batch=64, perceptual_weight=0.0, amp=False):
+        """amp: bf16 autocast for the forward passes (backward follows), as a PyTorch user would
+        write it, with the quantizer kept in fp32 as ours is (autocast off around it)."""
         torch.manual_seed(0)
+        self.amp = amp
         self.enc, self.dec = Encoder(), Decoder()
         self.quant_conv, self.post_quant_conv = nn.Conv2d(256, 256, 1), nn.Conv2d(256, 256, 1)
         self.quantizer, self.disc = EmaQuantizer(), PatchGAN()
@@ -199,18 +202,25 @@ class TrainStep:
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
         self.x = torch.rand(batch, 1, 32, 32) * 2 - 1
 
+    def autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp)
+
     def __call__(self):
         x = self.x
-        zq, qloss = self.quantizer(self.quant_conv(self.enc(x)))
-        rec = self.dec(self.post_quant_conv(zq))
-        nll = 0.7 * (x - rec).abs().mean()
-        if self.perceptual is not None:
-            nll = nll + self.pw * self.perceptual(x, rec).mean()
-        for p in self.disc.parameters():
-            p.requires_grad_(False)
-        g_adv = -self.disc(rec).mean()
-        for p in self.disc.parameters():
-            p.requires_grad_(True)
+        with self.autocast():
+            h = self.quant_conv(self.enc(x))
+        with torch.autocast("cpu", enabled=False):
+            zq, qloss = self.quantizer(h.float())
+        with self.autocast():
+            rec = self.dec(self.post_quant_conv(zq)).float()
+            nll = 0.7 * (x - rec).abs().mean()
+            if self.perceptual is not None:
+                nll = nll + self.pw * self.perceptual(x, rec).float().mean()
+            for p in self.disc.parameters():
+                p.requires_grad_(False)
+            g_adv = -self.disc(rec).float().mean()
+            for p in self.disc.parameters():
+                p.requires_grad_(True)
         last = self.dec.conv_out.weight
         g1 = torch.autograd.grad(nll, last, retain_graph=True)[0]
         g2 = torch.autograd.grad(g_adv, last, retain_graph=True)[0]
@@ -219,7 +229,8 @@ class TrainStep:
         self.opt_g.zero_grad()
         loss.backward()
         self.opt_g.step()
-        d_loss = 0.5 * (F.relu(1 - self.disc(x)).mean() + F.relu(1 + self.disc(rec.detach())).mean())
+        with self.autocast():
+            d_loss = 0.5 * (F.relu(1 - self.disc(x).float()).mean() + F.relu(1 + self.disc(rec.detach()).float()).mean())
         self.opt_d.zero_grad()
         d_loss.backward()
         self.opt_d.step()
