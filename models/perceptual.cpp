@@ -1,5 +1,6 @@
 #include "models/perceptual.h"
 
+#include <charconv>
 #include <cmath>
 
 #include "autograd/node.h"
@@ -133,7 +134,9 @@ void PerceptualLoss::load(const std::string& path) {
       if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
     }
     if (name.rfind("features.", 0) == 0) {  // torchvision: features.<index>.<weight|bias>
-      const int index = std::stoi(name.substr(9));
+      // A name like features.x.weight (no index) matches no convolution and is ignored.
+      int index = -1;
+      std::from_chars(name.data() + 9, name.data() + name.size(), index);
       for (int s = 0; s < Vgg16Features::kSlices; ++s) {
         for (int conv : kSliceConvs[s]) {
           if (conv == index) name = fmt::format("net.slice{}.{}", s + 1, name.substr(9));

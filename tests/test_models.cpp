@@ -294,9 +294,17 @@ TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
   EXPECT_NE(loaded.describe().find("[test] (lin: uniform 1/C)"), std::string::npos)
       << loaded.describe();
   torchvision.pop_back();
+  // A torchvision-style name without an index (a damaged or foreign file) is a clear error too,
+  // not a parse exception.
+  torchvision.emplace_back("features.x.weight", zeros({1}));
   nn::save_safetensors(dir + "/partial.safetensors", torchvision);
   EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/partial.safetensors"),
                   "missing 1 of the VGG16 feature tensors");
+  // Damaged values are refused naming the tensor.
+  torchvision.back().second = full({1}, NAN);
+  nn::save_safetensors(dir + "/nan.safetensors", torchvision);
+  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/nan.safetensors"),
+                  "tensor 'features.x.weight' holds 1 non-finite values");
 }
 
 TEST(VQGANLoss, AdaptiveWeightIsTheGradientNormRatio) {
