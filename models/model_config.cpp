@@ -92,10 +92,11 @@ void ModelConfig::validate() const {
       resolution, factor, ch_mult.size());
   VQ_CHECK(dropout >= 0.0 && dropout < 1.0, "model config: dropout must be in [0, 1), got {}",
            dropout);
-  VQ_CHECK(weight_count() <= kMaxModelWeights,
+  const double weights = weight_count();
+  VQ_CHECK(weights <= kMaxModelWeights,
            "model config: the model would have {:.3g} weights, above the limit of {:.3g} "
            "(kMaxModelWeights)",
-           weight_count(), kMaxModelWeights);
+           weights, kMaxModelWeights);
 }
 
 ModelConfig model_config_by_name(const std::string& name) {

@@ -10,7 +10,7 @@
 set -u
 BIN=$1
 MARKDOWN=${2:-}
-W=$(mktemp -d /tmp/vq_hostile.XXXXXX)
+W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 TRAIN="$BIN/train_vqvae_improved"

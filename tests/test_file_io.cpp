@@ -33,7 +33,8 @@ std::string fresh_dir(const std::string& name) {
   return dir.string();
 }
 
-// The bytes of a checkpoint whose every weight is `value` (about 200 KB), as the trainer writes it.
+// The bytes of a checkpoint whose every weight is `value` (42,024 float32 values: 168 KB), as the
+// trainer writes it.
 std::string checkpoint_bytes(const std::string& dir, float value, int64_t step) {
   const std::string path = dir + "/prepare.safetensors";
   TrainingState state;
