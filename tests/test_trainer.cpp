@@ -237,6 +237,19 @@ std::string png_header(uint32_t width, uint32_t height) {
   return s;
 }
 
+TEST(Data, ImagesAreConvertedToTheModelsChannels) {
+  // Two pixels, pure red and mid grey: grey is replicated for RGB, colour becomes stb's
+  // luminance (77 R + 150 G + 29 B) / 256.
+  const std::string rgb = std::string("P6\n2 1\n255\n") + std::string("\xff\0\0\x80\x80\x80", 6);
+  EXPECT_EQ(decode_image_bytes(rgb, "a.ppm", 3).pixels,
+            (std::vector<uint8_t>{255, 0, 0, 128, 128, 128}));
+  EXPECT_EQ(decode_image_bytes(rgb, "a.ppm", 1).pixels, (std::vector<uint8_t>{76, 128}));
+  const Image8 grey = decode_image_bytes("P5\n2 1\n255\n\x10\xf0", "a.pgm", 3);
+  EXPECT_EQ(grey.width, 2);
+  EXPECT_EQ(grey.channels, 3);
+  EXPECT_EQ(grey.pixels, (std::vector<uint8_t>{16, 16, 16, 240, 240, 240}));
+}
+
 TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
   // A tiny file claiming 65535 x 65535 pixels would make a decoder allocate 4 GiB.
   EXPECT_VQ_ERROR(decode_image_bytes(png_header(65535, 65535), "huge.png", 1),
@@ -255,6 +268,11 @@ TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
   EXPECT_VQ_ERROR(
       decode_image_bytes(std::string("\xff\xd8\xff\xc4\xff\xd9\x01\xff\xd9", 9), "dht.jpg", 1),
       "cannot decode image 'dht.jpg': corrupt JPEG (a Huffman table declares 472 codes");
+  // Found by fuzz_image: a 16-bit PPM converted to grey read past stb 2.27's buffer; such files
+  // (and maxval below 255) are refused because stb 2.27 reads their samples wrongly.
+  EXPECT_VQ_ERROR(decode_image_bytes(std::string("P6\n7 5\n289a\2\0\2\0\x80\0", 16), "a.ppm", 1),
+                  "cannot decode image 'a.ppm': a binary PNM with maxval 289; only 8-bit");
+  EXPECT_VQ_ERROR(decode_image_bytes("P5 # comment\n1 1\n100\n\x32", "dim.pgm", 1), "maxval 100");
   const std::string dir = test::temp_path("image_limits");
   std::filesystem::create_directories(dir + "/folder.png");
   EXPECT_VQ_ERROR(decode_image(dir + "/folder.png", 1), "is not a regular file");

@@ -5,8 +5,10 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "autograd/error.h"
 #include "nn/file_io.h"
@@ -76,6 +78,63 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& sour
   }
 }
 
+// Debian's stb 2.27 reads binary PNM (P5 grey, P6 RGB) samples as they are: a 16-bit file
+// (maxval above 255) comes out byte-swapped on little-endian machines, and a maxval below 255 is
+// not rescaled, so both would train on wrong pixels without a word. The header is read here
+// (magic, width, height, maxval; '#' comments as stb allows) and only maxval 255 is accepted.
+void check_pnm_maxval(const std::string& bytes, const std::string& source) {
+  if (bytes.size() < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return;
+  size_t at = 2;
+  int64_t maxval = 0, digits = 0;
+  for (int field = 0; field < 3; ++field) {
+    while (at < bytes.size() &&
+           (std::isspace(static_cast<unsigned char>(bytes[at])) != 0 || bytes[at] == '#')) {
+      if (bytes[at] == '#') {
+        while (at < bytes.size() && bytes[at] != '\n' && bytes[at] != '\r') ++at;
+      } else {
+        ++at;
+      }
+    }
+    maxval = digits = 0;
+    for (; at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at])) != 0; ++at) {
+      maxval = std::min<int64_t>(maxval * 10 + (bytes[at] - '0'), 1 << 20);
+      ++digits;
+    }
+  }
+  if (digits == 0) return;  // a header cut short: stb reports it
+  VQ_CHECK(maxval == 255,
+           "cannot decode image '{}': a binary PNM with maxval {}; only 8-bit files with maxval "
+           "255 are read correctly (convert it to PNG)",
+           source, maxval);
+}
+
+// Luminance as stb computes it (ITU-R BT.601 weights in 8-bit fixed point), so a colour file read
+// as grey gives the values stb's own conversion would.
+uint8_t luminance(uint8_t r, uint8_t g, uint8_t b) {
+  return static_cast<uint8_t>((r * 77 + g * 150 + b * 29) >> 8);
+}
+
+// stb decodes at the file's own channel count (`found`: grey, grey+alpha, RGB or RGBA); the
+// conversion to the channels the model wants is done here. Asking stb to convert instead reads
+// past its buffer for a 16-bit PNM in Debian's stb 2.27 (it converts the 16-bit samples with its
+// 8-bit routine; found by tests/fuzz/fuzz_image). Alpha is dropped, as stb does.
+std::vector<uint8_t> convert_channels(const uint8_t* pixels, int64_t count, int found,
+                                      int64_t channels) {
+  std::vector<uint8_t> out(static_cast<size_t>(count * channels));
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* p = pixels + i * found;
+    uint8_t* o = out.data() + i * channels;
+    if (found >= 3 && channels == 1) {
+      o[0] = luminance(p[0], p[1], p[2]);
+    } else if (found >= 3) {
+      std::memcpy(o, p, 3);
+    } else {
+      std::memset(o, p[0], static_cast<size_t>(channels));  // grey, replicated for RGB
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels) {
@@ -88,19 +147,19 @@ Image8 decode_image_bytes(const std::string& bytes, const std::string& source, i
   const int length = static_cast<int>(bytes.size());
   check_declared_png_size(bytes, source);
   check_jpeg_huffman_tables(bytes, source);
+  check_pnm_maxval(bytes, source);
   int w = 0, h = 0, found = 0;
   VQ_CHECK(stbi_info_from_memory(data, length, &w, &h, &found) == 1, "cannot decode image '{}': {}",
            source, stbi_failure_reason() ? stbi_failure_reason() : "not an image");
   VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", source, w, h);
   check_image_size(w, h, source);
-  uint8_t* pixels = stbi_load_from_memory(data, length, &w, &h, &found, static_cast<int>(channels));
+  const std::unique_ptr<uint8_t, void (*)(void*)> pixels(
+      stbi_load_from_memory(data, length, &w, &h, &found, 0), stbi_image_free);
   VQ_CHECK(pixels != nullptr, "cannot decode image '{}': {}", source,
            stbi_failure_reason() ? stbi_failure_reason() : "unknown error");
-  Image8 img{w, h, channels,
-             std::vector<uint8_t>(pixels, pixels + static_cast<size_t>(w) * h * channels)};
-  stbi_image_free(pixels);
-  VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", source, w, h);
-  return img;
+  VQ_CHECK(w > 0 && h > 0 && found >= 1 && found <= 4,
+           "image '{}' decoded to {}x{} pixels of {} channels", source, w, h, found);
+  return Image8{w, h, channels, convert_channels(pixels.get(), int64_t{w} * h, found, channels)};
 }
 
 Image8 decode_image(const std::string& path, int64_t channels) {
