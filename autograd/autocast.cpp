@@ -23,8 +23,9 @@ thread_local DType t_autocast = DType::Float32;  // Float32: autocast off
 }  // namespace
 
 AutocastScope::AutocastScope(DType dtype) : previous_(t_autocast) {
-  VQ_CHECK(dtype == DType::BFloat16 || dtype == DType::Float32,
-           "AutocastScope: the low precision must be bfloat16 (or float32 to disable), got {}",
+  VQ_CHECK(dtype == DType::BFloat16 || dtype == DType::Float16 || dtype == DType::Float32,
+           "AutocastScope: the low precision must be bfloat16 or float16 (or float32 to disable), "
+           "got {}",
            dtype_name(dtype));
   t_autocast = dtype;
 }

@@ -224,7 +224,13 @@ TEST(Autocast, PolicyAndScopes) {
     EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::BFloat16);
   }
   EXPECT_EQ(autocast_compute_dtype(AutocastOp::Conv2d, DType::Float32), DType::Float32);
-  EXPECT_VQ_ERROR(AutocastScope(DType::Float16), "the low precision must be bfloat16");
+  EXPECT_VQ_ERROR(AutocastScope(DType::Float64), "the low precision must be bfloat16 or float16");
+  {
+    // float16 is for CUDA; oneDNN has no float16 convolutions on this CPU path.
+    AutocastScope half(DType::Float16);
+    EXPECT_VQ_ERROR(conv2d(ones({1, 2, 5, 5}), ones({3, 2, 3, 3})),
+                    "conv2d on cpu: no float16 kernels");
+  }
   EXPECT_NE(autocast_policy().find("conv2d"), std::string::npos);
 }
 

@@ -1,6 +1,7 @@
 // Optimizers against PyTorch's numbers (torch 1.13, float64, same loss and hyper-parameters:
 // five steps on f(p) = sum(p^3) + sum(p^2)/2 from p = [1, -2, 0.5]), state round trips,
-// gradient clipping and LR schedules.
+// gradient clipping, the float16 loss scaler and LR schedules.
+#include "nn/optim/loss_scaler.h"
 #include "nn/optim/lr_schedule.h"
 #include "nn/optim/optimizer.h"
 #include "test_util.h"
@@ -110,6 +111,78 @@ TEST(Optim, AllFiniteChecksValuesOrGradients) {
   EXPECT_FALSE(all_finite({from_vector<float>({NAN}, {1})}));
   // Large finite values whose squares would overflow float32 still count as finite.
   EXPECT_TRUE(all_finite({from_vector<float>({3e38f, 3e38f}, {2})}));
+}
+
+TEST(LossScaler, BacksOffOnOverflowAndGrowsAfterCleanSteps) {
+  LossScaler scaler({.init_scale = 1024, .growth_interval = 3});
+  EXPECT_EQ(scaler.scale(), 1024);
+  scaler.update(false);
+  scaler.update(false);
+  EXPECT_EQ(scaler.growth_tracker(), 2);
+  scaler.update(true);  // an overflow halves the scale and restarts the count
+  EXPECT_EQ(scaler.scale(), 512);
+  EXPECT_EQ(scaler.growth_tracker(), 0);
+  for (int i = 0; i < 3; ++i) scaler.update(false);
+  EXPECT_EQ(scaler.scale(), 1024);  // three clean steps in a row double it
+  EXPECT_EQ(scaler.growth_tracker(), 0);
+  // A scale whose growth would overflow float32 stays where it is.
+  LossScaler top({.init_scale = 2e38, .growth_interval = 1});
+  top.update(false);
+  EXPECT_EQ(top.scale(), 2e38);
+  EXPECT_VQ_ERROR(LossScaler({.backoff_factor = 1.0}), "backoff_factor in (0, 1)");
+  EXPECT_VQ_ERROR(LossScaler({.growth_interval = 0}), "growth_interval must be positive");
+}
+
+TEST(LossScaler, ScaledBackwardThenUnscaleGivesTheTrueGradients) {
+  Param plain, scaled;
+  const auto loss = [](const Param& m) {
+    return add(sum(pow(m.p, 3.0)), mul(sum(mul(m.p, m.p)), 0.5));
+  };
+  loss(plain).backward();
+  LossScaler scaler;
+  scaler.scale_loss(loss(scaled)).backward();
+  EXPECT_EQ(scaled.p.grad().to_vector<double>()[0], 65536.0 * 4.0);  // 3p^2 + p at p = 1
+  scaler.unscale({scaled.p});
+  // The scale is a power of two: dividing it out is exact.
+  EXPECT_EQ(scaled.p.grad().to_vector<double>(), plain.p.grad().to_vector<double>());
+}
+
+TEST(LossScaler, AnInjectedInfSkipsTheStepAndLowersTheScale) {
+  // One step of the training step's order: scaled backward, unscale, check, step or skip.
+  Param m;
+  Adam opt(m.named_parameters(), AdamOptions{.lr = 0.1});
+  LossScaler scaler({.init_scale = 8, .growth_interval = 2});
+  const auto step = [&](bool inject_inf) {
+    opt.zero_grad();
+    scaler.scale_loss(sum(mul(m.p, m.p))).backward();
+    if (inject_inf) m.p.grad().data<double>()[1] = INFINITY;  // what a float16 overflow leaves
+    scaler.unscale({m.p});
+    const bool finite = all_finite({m.p}, true);
+    scaler.update(!finite);
+    if (finite) opt.step();
+    return finite;
+  };
+  const std::vector<double> before = m.p.to_vector<double>();
+  EXPECT_FALSE(step(true));
+  EXPECT_EQ(m.p.to_vector<double>(), before);  // no update, and no NaN moments in Adam
+  EXPECT_EQ(scaler.scale(), 4);
+  EXPECT_TRUE(step(false));
+  EXPECT_TRUE(step(false));
+  EXPECT_EQ(scaler.scale(), 8);
+  EXPECT_TRUE(all_finite(m.parameters()));
+  EXPECT_NE(m.p.to_vector<double>(), before);
+  // The state round-trips through the checkpoint's tensors, and bad state is refused.
+  LossScaler copy;
+  copy.load_state_dict(scaler.state_dict());
+  EXPECT_EQ(copy.scale(), 8);
+  EXPECT_VQ_ERROR(copy.load_state_dict({{"scale", full({}, 8.0, DType::Float64)}}),
+                  "loss scaler state: missing 'growth_tracker'");
+  EXPECT_VQ_ERROR(copy.load_state_dict({{"scale", full({}, -1.0, DType::Float64)},
+                                        {"growth_tracker", full({}, 0.0, DType::Float64)}}),
+                  "scale -1 is not positive");
+  EXPECT_VQ_ERROR(copy.load_state_dict({{"scale", full({}, 8.0, DType::Float64)},
+                                        {"growth_tracker", full({}, 2.5, DType::Float64)}}),
+                  "growth_tracker 2.5 is not a count below the growth interval 2000");
 }
 
 TEST(LrSchedule, WarmupAndCosine) {

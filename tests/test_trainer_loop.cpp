@@ -261,6 +261,44 @@ TEST_F(TrainingLoop, NonFiniteDiscriminatorSkipsOnlyItsUpdate) {
   EXPECT_TRUE(stepper.discriminator_optimizer().state_dict().empty());  // Adam never stepped
 }
 
+// Dynamic loss scaling in the training step (float16 needs it; here it runs in float32 on the
+// CPU). A scale too large for float32 makes the scaled loss and every gradient overflow, as a
+// too-large scale does in float16: the step updates nothing and the scale halves. A sane scale
+// then trains.
+TEST_F(TrainingLoop, LossScalingSkipsOverflowsAndLowersTheScale) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("loop_scaler"));
+  c.loss.disc_start = 0;
+  TrainStep stepper(c, kCPU, DType::Float32, /*loss_scaling=*/true);
+  ASSERT_NE(stepper.generator_scaler(), nullptr);
+  EXPECT_EQ(stepper.generator_scaler()->scale(), 65536);
+  const Tensor bias_before = stepper.model().state_dict()[1].second.clone();
+  DataLoader loader(open_dataset(images_, 1, 16), 1, 16, LoaderOptions::single_pass(4));
+  const Tensor x = loader.next()->images;
+  const auto set_scales = [&](double scale) {
+    for (nn::LossScaler* s : {stepper.generator_scaler(), stepper.discriminator_scaler()})
+      s->load_state_dict({{"scale", full({}, scale, DType::Float64)},
+                          {"growth_tracker", full({}, 0.0, DType::Float64)}});
+  };
+  set_scales(1e300);
+  TrainStep::Result r = stepper.run(x, 0, 1.0, 1e-3);
+  EXPECT_TRUE(r.generator_skipped);
+  EXPECT_TRUE(r.loss_scale_overflow);
+  EXPECT_EQ(r.loss_scale, 5e299);
+  EXPECT_EQ(r.nonfinite,
+            "the gradients at loss scale 1e+300; the step was skipped and the scale lowered to "
+            "5e+299");
+  EXPECT_TRUE(allclose(stepper.model().state_dict()[1].second, bias_before, 0, 0));
+  EXPECT_TRUE(stepper.generator_optimizer().state_dict().empty());
+  set_scales(1024);
+  r = stepper.run(x, 1, 1.0, 1e-3);
+  EXPECT_FALSE(r.generator_skipped);
+  EXPECT_FALSE(r.discriminator_skipped);
+  EXPECT_EQ(r.loss_scale, 1024);
+  EXPECT_EQ(stepper.generator_scaler()->growth_tracker(), 1);
+  EXPECT_FALSE(allclose(stepper.model().state_dict()[1].second, bias_before));
+  EXPECT_TRUE(std::isfinite(r.loss) && std::isfinite(r.d_loss));
+}
+
 TEST_F(TrainingLoop, ResumeRefusesChangesThatAlterTheRun) {
   const std::string out = test::temp_path("loop_refuse");
   TrainConfig c = test::tiny_config(images_, out);

@@ -22,10 +22,11 @@ struct LoadedModel {
 };
 
 // Prefixes of a .last checkpoint's tensors that are not the model's: the discriminator, the
-// optimizers, and the inputs of an epoch-end codebook maintenance still pending.
+// optimizers, float16 loss scalers, and the inputs of an epoch-end codebook maintenance still
+// pending.
 inline constexpr const char* kPendingMaintenancePrefix = "pending_maintenance.";
-inline const std::vector<std::string> kTrainingOnlyPrefixes = {"loss.", "optimizer.",
-                                                               kPendingMaintenancePrefix};
+inline const std::vector<std::string> kTrainingOnlyPrefixes = {
+    "loss.", "optimizer.", "loss_scaler.", kPendingMaintenancePrefix};
 
 // `fallback_model_config` ("fmnist" / "seed256") is used only when the file has no config.
 // `allow_nonfinite`: load a file whose tensors hold NaN or infinity (refused otherwise; see

@@ -56,6 +56,8 @@ class TrainingRun {
   void save_samples(int64_t epoch);
   bool save(bool best);  // false when the state was not finite (nothing written)
   std::string paths(const std::string& suffix) const;
+  // The float16 loss scalers with their checkpoint prefixes; empty in other precisions.
+  std::vector<std::pair<std::string, nn::LossScaler*>> loss_scalers() const;
   std::string summary_json(bool interrupted, double seconds) const;
 
   TrainConfig config_;
@@ -78,6 +80,7 @@ class TrainingRun {
   int64_t nonfinite_run_ = 0;          // consecutive steps with anything non-finite
   int64_t generator_skipped_ = 0;      // steps that updated nothing
   int64_t discriminator_skipped_ = 0;  // steps whose discriminator update was skipped
+  int64_t loss_scale_skips_ = 0;       // of those, float16 overflows that lowered the loss scale
   bool early_stopped_ = false;
   // The epoch end's codebook maintenance has not run yet (see go()).
   bool maintenance_pending_ = false;

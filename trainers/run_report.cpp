@@ -122,6 +122,11 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"dead_codes_ema", s.dead_codes},
       {"nonfinite_steps_skipped", generator_skipped_},
       {"discriminator_updates_skipped", discriminator_skipped_},
+      {"loss_scale", stepper_->generator_scaler() != nullptr
+                         ? json({{"generator", stepper_->generator_scaler()->scale()},
+                                 {"discriminator", stepper_->discriminator_scaler()->scale()},
+                                 {"overflow_skips", loss_scale_skips_}})
+                         : json()},
       {"last_maintenance", maintenance_epoch_ > 0 ? json({{"after_epoch", maintenance_epoch_},
                                                           {"codes_touched", maintenance_codes_}})
                                                   : json()},

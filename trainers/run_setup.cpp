@@ -76,6 +76,12 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
     loss_->discriminator().load_state_dict(resume.group("loss.discriminator."));
     stepper_->generator_optimizer().load_state_dict(resume.group("optimizer.generator."));
     stepper_->discriminator_optimizer().load_state_dict(resume.group("optimizer.discriminator."));
+    // A float16 run continues with its loss scales; one resumed in float16 from a run that
+    // trained in another precision starts the scalers afresh.
+    for (const auto& [prefix, scaler] : loss_scalers()) {
+      const nn::NamedTensors state = resume.group(prefix);
+      if (!state.empty()) scaler->load_state_dict(state);
+    }
     step_ = resume.state.step;
     epoch_ = resume.state.epoch;
     VQ_CHECK(epoch_ * steps_per_epoch_ <= step_ && step_ <= (epoch_ + 1) * steps_per_epoch_,
@@ -130,6 +136,12 @@ void TrainingRun::check_resume_fits(const nn::LoadedCheckpoint& resume,
            planned, total_steps_);
 }
 
+std::vector<std::pair<std::string, nn::LossScaler*>> TrainingRun::loss_scalers() const {
+  if (stepper_->generator_scaler() == nullptr) return {};
+  return {{"loss_scaler.generator.", stepper_->generator_scaler()},
+          {"loss_scaler.discriminator.", stepper_->discriminator_scaler()}};
+}
+
 std::string TrainingRun::paths(const std::string& suffix) const {
   return (std::filesystem::path(t_.model_dir) / (t_.model_name + suffix)).string();
 }
@@ -156,6 +168,8 @@ bool TrainingRun::save(bool best) {
     groups.push_back({"optimizer.generator.", stepper_->generator_optimizer().state_dict()});
     groups.push_back(
         {"optimizer.discriminator.", stepper_->discriminator_optimizer().state_dict()});
+    for (const auto& [prefix, scaler] : loss_scalers())
+      groups.push_back({prefix, scaler->state_dict()});
     const Tensor pending_inputs = model_->quantizer().maintenance_inputs();
     if (maintenance_pending_ && pending_inputs.defined())
       groups.push_back({kPendingMaintenancePrefix, {{"inputs", pending_inputs}}});

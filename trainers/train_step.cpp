@@ -21,7 +21,29 @@ DType training_precision(const TrainingConfig& t, Device device, std::string* no
   return DType::Float32;
 }
 
-TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision)
+namespace {
+
+// Backward of `loss`, and whether the gradients it leaves on `params` are finite once the loss
+// scaler (float16) has divided its scale back out and clipping (grad_clip > 0) has run. A finite
+// loss can still have non-finite gradients (an overflow in backward); Adam would turn them into
+// NaN weights and moments, so the caller skips its step then.
+bool backward_with_finite_grads(const Tensor& loss, const std::vector<Tensor>& params,
+                                nn::LossScaler* scaler, double grad_clip) {
+  if (scaler != nullptr) {
+    scaler->scale_loss(loss).backward();
+    scaler->unscale(params);
+  } else {
+    loss.backward();
+  }
+  const bool finite = grad_clip > 0 ? std::isfinite(nn::clip_grad_norm_(params, grad_clip))
+                                    : nn::all_finite(params, true);
+  if (scaler != nullptr) scaler->update(!finite);
+  return finite;
+}
+
+}  // namespace
+
+TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision, bool loss_scaling)
     : grad_clip_(config.training.grad_clip), precision_(precision) {
   const TrainingConfig& t = config.training;
   // Layers draw their initial weights from the default generator.
@@ -34,6 +56,10 @@ TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision)
   const nn::AdamOptions adam{.lr = t.lr, .beta1 = t.adam_beta1, .beta2 = t.adam_beta2};
   opt_g_ = std::make_unique<nn::Adam>(model_->named_parameters(), adam);
   opt_d_ = std::make_unique<nn::Adam>(loss_->discriminator().named_parameters(), adam);
+  if (loss_scaling || precision == DType::Float16) {
+    scaler_g_ = std::make_unique<nn::LossScaler>();
+    scaler_d_ = std::make_unique<nn::LossScaler>();
+  }
 }
 
 TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitment_scale,
@@ -62,16 +88,19 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
     return r;
   }
   opt_g_->zero_grad();
-  g.total.backward();
-  // A finite loss can still have non-finite gradients (an overflow in backward); Adam would turn
-  // them into NaN weights and moments.
-  const std::vector<Tensor> params = model_->parameters();
-  const bool grads_finite = grad_clip_ > 0 ? std::isfinite(nn::clip_grad_norm_(params, grad_clip_))
-                                           : nn::all_finite(params, true);
+  const double scale = scaler_g_ ? scaler_g_->scale() : 0.0;
+  const bool grads_finite =
+      backward_with_finite_grads(g.total, model_->parameters(), scaler_g_.get(), grad_clip_);
+  r.loss_scale = scaler_g_ ? scaler_g_->scale() : 0.0;
   if (!grads_finite) {
     opt_g_->zero_grad();
     r.generator_skipped = true;
-    r.nonfinite = "the gradients; the step was skipped";
+    r.loss_scale_overflow = scale > 1.0;
+    r.nonfinite = scaler_g_ ? fmt::format(
+                                  "the gradients at loss scale {}; the step was skipped and the "
+                                  "scale lowered to {}",
+                                  scale, r.loss_scale)
+                            : "the gradients; the step was skipped";
     return r;
   }
   opt_g_->step();
@@ -100,9 +129,13 @@ void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction
   };
   if (!std::isfinite(r.d_loss)) return skip(fmt::format("the discriminator loss ({})", r.d_loss));
   opt_d_->zero_grad();
-  d.total.backward();
-  if (!nn::all_finite(loss_->discriminator().parameters(), true))
-    return skip("the discriminator's gradients");
+  const double scale = scaler_d_ ? scaler_d_->scale() : 0.0;
+  if (!backward_with_finite_grads(d.total, loss_->discriminator().parameters(), scaler_d_.get(),
+                                  0.0)) {
+    r.loss_scale_overflow = scale > 1.0;
+    return skip(scaler_d_ ? fmt::format("the discriminator's gradients at loss scale {}", scale)
+                          : "the discriminator's gradients");
+  }
   opt_d_->step();
 }
 

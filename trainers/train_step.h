@@ -15,6 +15,7 @@
 
 #include "models/vqgan.h"
 #include "models/vqgan_loss.h"
+#include "nn/optim/loss_scaler.h"
 #include "nn/optim/optimizer.h"
 #include "trainers/config.h"
 
@@ -22,14 +23,20 @@ namespace vq::train {
 
 class TrainStep {
  public:
-  // precision: Float32, or BFloat16 to run forward and backward under autocast (see
-  // training_precision()).
-  TrainStep(const TrainConfig& config, Device device, DType precision = DType::Float32);
+  // precision: Float32, or BFloat16/Float16 to run forward and backward under autocast (see
+  // training_precision()). Float16 always uses dynamic loss scaling; `loss_scaling` turns it on
+  // in the other precisions too (harmless there; the tests use it on the CPU).
+  TrainStep(const TrainConfig& config, Device device, DType precision = DType::Float32,
+            bool loss_scaling = false);
 
   struct Result {
     bool generator_skipped = false;      // nothing was updated
     bool discriminator_skipped = false;  // the generator stepped, the discriminator did not
     std::string nonfinite;               // what was not finite, and what that skipped
+    // float16 only: the skipped half's gradients overflowed at a loss scale above 1, so the skip
+    // is the loss scaler finding its scale (expected early in a run), not a sign of divergence.
+    bool loss_scale_overflow = false;
+    double loss_scale = 0;  // the generator's loss scale after the step; 0 without scaling
     double loss = 0, l1 = 0, perceptual = 0, g_adv = 0, adaptive_weight = 0, d_loss = 0;
     double commit_loss = 0, codebook_loss = 0, entropy_loss = 0;
     models::CodebookStats stats;
@@ -49,10 +56,14 @@ class TrainStep {
   models::VQGANLoss& loss() { return *loss_; }
   nn::Adam& generator_optimizer() { return *opt_g_; }
   nn::Adam& discriminator_optimizer() { return *opt_d_; }
+  // Dynamic loss scaling, one scaler per optimizer; null without it.
+  nn::LossScaler* generator_scaler() { return scaler_g_.get(); }
+  nn::LossScaler* discriminator_scaler() { return scaler_d_.get(); }
 
  private:
   double grad_clip_;
   DType precision_;
+  std::unique_ptr<nn::LossScaler> scaler_g_, scaler_d_;
   std::shared_ptr<models::VQModel> model_;
   std::shared_ptr<models::VQGANLoss> loss_;
   std::unique_ptr<nn::Adam> opt_g_, opt_d_;

@@ -27,14 +27,17 @@ bool TrainingRun::train_step(const Batch& batch) {
                                 : 1.0;
   const double lr = schedule_.lr_at(step_);
   const TrainStep::Result r = stepper_->run(batch.images.to(device_), step_, commitment, lr);
+  // A float16 overflow while the loss scaler is still above 1 only lowers the scale; it is not
+  // counted towards stopping the run (a diverged run keeps overflowing until the scale is below 1).
+  if (r.loss_scale_overflow) ++loss_scale_skips_;
   if (r.generator_skipped) {
     ++generator_skipped_;
-    count_nonfinite(r.nonfinite);
+    if (!r.loss_scale_overflow) count_nonfinite(r.nonfinite);
     return false;
   }
   if (r.discriminator_skipped) {
     ++discriminator_skipped_;
-    count_nonfinite(r.nonfinite);
+    if (!r.loss_scale_overflow) count_nonfinite(r.nonfinite);
   } else {
     nonfinite_run_ = 0;
   }
@@ -63,6 +66,7 @@ bool TrainingRun::train_step(const Batch& batch) {
                    {"dead_codes", s.dead_codes},
                    {"commitment_scale", commitment},
                    {"lr", lr}};
+  if (r.loss_scale > 0) last_metrics_["loss_scale"] = r.loss_scale;
   return true;
 }
 

@@ -125,6 +125,9 @@ dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias,
 }
 
 Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
+  VQ_CHECK(s.compute == DType::Float32 || s.compute == DType::BFloat16,
+           "conv2d on cpu: no {} kernels (oneDNN computes float32 or bfloat16 here)",
+           dtype_name(s.compute));
   const Descs d = descs_for(s);
   const auto alg = dnnl::algorithm::convolution_direct;
   const auto in = s.compute == DType::BFloat16 ? memory::data_type::bf16 : memory::data_type::f32;
