@@ -78,14 +78,16 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& sour
   }
 }
 
-// Debian's stb 2.27 reads binary PNM (P5 grey, P6 RGB) samples as they are: a 16-bit file
-// (maxval above 255) comes out byte-swapped on little-endian machines, and a maxval below 255 is
-// not rescaled, so both would train on wrong pixels without a word. The header is read here
-// (magic, width, height, maxval; '#' comments as stb allows) and only maxval 255 is accepted.
-void check_pnm_maxval(const std::string& bytes, const std::string& source) {
+// Debian's stb 2.27 trusts binary PNM headers (P5 grey, P6 RGB) too much: it reads the numbers
+// into an int without an overflow check (undefined behaviour, found by tests/fuzz/fuzz_image), a
+// 16-bit file (maxval above 255) comes out byte-swapped on little-endian machines, and a maxval
+// below 255 is not rescaled, so the last two would train on wrong pixels without a word. The
+// header (width, height, maxval, with '#' comments as stb allows) is read here first: sizes are
+// checked against our limits and only maxval 255 is accepted.
+void check_pnm_header(const std::string& bytes, const std::string& source) {
   if (bytes.size() < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return;
   size_t at = 2;
-  int64_t maxval = 0, digits = 0;
+  int64_t numbers[3] = {0, 0, 0};
   for (int field = 0; field < 3; ++field) {
     while (at < bytes.size() &&
            (std::isspace(static_cast<unsigned char>(bytes[at])) != 0 || bytes[at] == '#')) {
@@ -95,17 +97,19 @@ void check_pnm_maxval(const std::string& bytes, const std::string& source) {
         ++at;
       }
     }
-    maxval = digits = 0;
+    int64_t digits = 0, value = 0;
     for (; at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at])) != 0; ++at) {
-      maxval = std::min<int64_t>(maxval * 10 + (bytes[at] - '0'), 1 << 20);
+      value = std::min<int64_t>(value * 10 + (bytes[at] - '0'), int64_t{1} << 40);  // saturates
       ++digits;
     }
+    if (digits == 0) return;  // a header cut short or malformed: stb reports it
+    numbers[field] = value;
+    if (field < 2) check_image_size(numbers[0], numbers[1], source);
   }
-  if (digits == 0) return;  // a header cut short: stb reports it
-  VQ_CHECK(maxval == 255,
+  VQ_CHECK(numbers[2] == 255,
            "cannot decode image '{}': a binary PNM with maxval {}; only 8-bit files with maxval "
            "255 are read correctly (convert it to PNG)",
-           source, maxval);
+           source, numbers[2]);
 }
 
 // Luminance as stb computes it (ITU-R BT.601 weights in 8-bit fixed point), so a colour file read
@@ -147,7 +151,7 @@ Image8 decode_image_bytes(const std::string& bytes, const std::string& source, i
   const int length = static_cast<int>(bytes.size());
   check_declared_png_size(bytes, source);
   check_jpeg_huffman_tables(bytes, source);
-  check_pnm_maxval(bytes, source);
+  check_pnm_header(bytes, source);
   int w = 0, h = 0, found = 0;
   VQ_CHECK(stbi_info_from_memory(data, length, &w, &h, &found) == 1, "cannot decode image '{}': {}",
            source, stbi_failure_reason() ? stbi_failure_reason() : "not an image");
