@@ -1,6 +1,10 @@
 // conv2d on cuDNN's legacy convolution API (still in cuDNN 9, in libcudnn_cnn): forward,
 // backward-data and backward-filter, plus bias add (cudnnAddTensor) and the bias gradient
 // (cudnnConvolutionBackwardBias), float32 and float64, NCHW / OIHW.
+// Under autocast (ConvShape::compute bfloat16 or float16) cuDNN gets low-precision copies of the
+// float32 operands, accumulates in float32 (its PSEUDO_BFLOAT16 / PSEUDO_HALF configurations, on
+// tensor cores) and writes its result in the low precision, converted back to float32 as
+// PyTorch's autocast does when the next op needs float32. Bias and bias gradient stay float32.
 // Each shape gets a plan (descriptors, RAII) the first time it is seen; each direction of a plan
 // picks its algorithm once, from cuDNN's heuristics (cudnnGet*Algorithm_v7: no benchmarking, so
 // the choice does not depend on timing noise), and keeps it with its workspace size. Workspaces
@@ -76,7 +80,8 @@ struct Choice {
 };
 
 struct Plan {
-  TensorDesc x, y, bias;
+  TensorDesc x, y;         // in the type cuDNN computes on (conv_dtype)
+  TensorDesc y_out, bias;  // the output and bias as the caller holds them, for the bias terms
   FilterDesc w;
   ConvDesc conv;
   cudnnMathType_t requested_math = CUDNN_DEFAULT_MATH;
@@ -100,24 +105,48 @@ struct PlanKeyHash {
   }
 };
 
-std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, bool tf32) {
+cudnnDataType_t cudnn_type(DType dtype) {
+  switch (dtype) {
+    case DType::Float64: return CUDNN_DATA_DOUBLE;
+    case DType::Float16: return CUDNN_DATA_HALF;
+    case DType::BFloat16: return CUDNN_DATA_BFLOAT16;
+    default: return CUDNN_DATA_FLOAT;
+  }
+}
+
+// What cuDNN computes on: the tensors' own type, or under autocast the low precision.
+DType conv_dtype(const ConvShape& s, DType tensors) {
+  return tensors == DType::Float32 ? s.compute : tensors;
+}
+
+// `dtype` is what cuDNN computes on, `tensors` what the caller's tensors hold.
+std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, DType tensors, bool tf32) {
   const auto& o = s.options;
-  const cudnnDataType_t type = dtype == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  const cudnnDataType_t type = cudnn_type(dtype), outer = cudnn_type(tensors);
+  // float64 accumulates in float64; everything else in float32.
+  const cudnnDataType_t accumulate = dtype == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   auto plan = std::make_unique<Plan>();
   VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
                                             to_int(s.C, s), to_int(s.H, s), to_int(s.W, s)));
   VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
                                             to_int(s.O, s), to_int(s.OH, s), to_int(s.OW, s)));
-  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias.get(), CUDNN_TENSOR_NCHW, type, 1,
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y_out.get(), CUDNN_TENSOR_NCHW, outer,
+                                            to_int(s.N, s), to_int(s.O, s), to_int(s.OH, s),
+                                            to_int(s.OW, s)));
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias.get(), CUDNN_TENSOR_NCHW, outer, 1,
                                             to_int(s.O, s), 1, 1));
   VQ_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w.get(), type, CUDNN_TENSOR_NCHW, to_int(s.O, s),
                                             to_int(s.C, s), to_int(s.kH, s), to_int(s.kW, s)));
   VQ_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
       plan->conv.get(), to_int(o.padding[0], s), to_int(o.padding[1], s), to_int(o.stride[0], s),
       to_int(o.stride[1], s), to_int(o.dilation[0], s), to_int(o.dilation[1], s),
-      CUDNN_CROSS_CORRELATION, type));
+      CUDNN_CROSS_CORRELATION, accumulate));
   // float32 without TF32 must stay on FMA kernels; DEFAULT would allow TF32 on Ampere and newer.
-  plan->requested_math = (type == CUDNN_DATA_FLOAT && !tf32) ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  // The low precisions are there for the tensor cores.
+  plan->requested_math = type == CUDNN_DATA_HALF || type == CUDNN_DATA_BFLOAT16
+                             ? CUDNN_TENSOR_OP_MATH
+                         : (type == CUDNN_DATA_FLOAT && !tf32) ? CUDNN_FMA_MATH
+                                                               : CUDNN_DEFAULT_MATH;
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv.get(), plan->requested_math));
   // The op computed OH, OW with PyTorch's formula; cuDNN must agree or the buffers are wrong.
   int n = 0, c = 0, h = 0, w = 0;
@@ -167,17 +196,18 @@ std::mutex& conv_mutex() {
   return mutex;
 }
 
-Plan& plan_for(const ConvShape& s, DType dtype) {
+Plan& plan_for(const ConvShape& s, DType tensors) {
   // Never destroyed, like the handle: descriptors must not outlive cuDNN at exit.
   static auto& plans = *new std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash>();
   const auto& o = s.options;
   const bool tf32 = allow_tf32();
+  const DType dtype = conv_dtype(s, tensors);  // the tensors' type follows from it
   const PlanKey key{{s.N, s.C, s.H, s.W, s.O, s.kH, s.kW, o.stride[0], o.stride[1], o.padding[0],
                      o.padding[1], o.dilation[0], o.dilation[1]},
                     dtype,
                     tf32};
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(s, dtype, tf32)).first;
+  if (it == plans.end()) it = plans.emplace(key, make_plan(s, dtype, tensors, tf32)).first;
   return *it->second;
 }
 
@@ -191,19 +221,44 @@ struct Scalars {
   const void* zero() const { return is_double ? static_cast<const void*>(&d[1]) : &f[1]; }
 };
 
-void check_dtype(const Tensor& t) {
+void check_dtype(const ConvShape& s, const Tensor& t) {
   VQ_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64,
            "conv2d on cuda: unsupported dtype {}", dtype_name(t.dtype()));
+  VQ_CHECK(s.compute == t.dtype() || t.dtype() == DType::Float32,
+           "conv2d on cuda: {} tensors cannot compute in {}", dtype_name(t.dtype()),
+           dtype_name(s.compute));
 }
+
+// The operand as cuDNN takes it: the tensor itself, or a copy converted to the low precision
+// (round to nearest even).
+Tensor operand(const Tensor& t, DType dtype) {
+  if (t.dtype() == dtype) return t;
+  Tensor low = Tensor::empty(t.shape(), dtype, t.device());
+  backend_for(t).copy(t, low);
+  return low;
+}
+
+// Where cuDNN writes a result that the caller holds in `out`: `out` itself, or a low-precision
+// buffer that finish() converts into `out`.
+struct Result {
+  Tensor out, buffer;
+  Result(const Tensor& o, DType dtype)
+      : out(o), buffer(o.dtype() == dtype ? o : Tensor::empty(o.shape(), dtype, o.device())) {}
+  void* data() const { return buffer.raw_data(); }
+  void finish() const {
+    if (buffer.raw_data() != out.raw_data()) backend_for(out).copy(buffer, out);
+  }
+};
 
 }  // namespace
 
 void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
                                  const Tensor& bias, const Tensor& y) {
-  check_dtype(x);
+  check_dtype(s, x);
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, x.dtype());
+  const DType dtype = conv_dtype(s, x.dtype());
   if (!p.forward) {
     p.forward = choose<cudnnConvolutionFwdAlgo_t, cudnnConvolutionFwdAlgoPerf_t>(
         p, "forward",
@@ -219,22 +274,26 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
   const Scalars k(x.dtype());
   DeviceBuffer workspace(p.forward->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.forward->math));
+  const Tensor xl = operand(x, dtype), wl = operand(w, dtype);
+  const Result out(y, dtype);
   VQ_CUDNN_CHECK(cudnnConvolutionForward(
-      h, k.one(), p.x.get(), x.raw_data(), p.w.get(), w.raw_data(), p.conv.get(), p.forward->algo,
-      workspace.get(), workspace.size(), k.zero(), p.y.get(), y.raw_data()));
+      h, k.one(), p.x.get(), xl.raw_data(), p.w.get(), wl.raw_data(), p.conv.get(), p.forward->algo,
+      workspace.get(), workspace.size(), k.zero(), p.y.get(), out.data()));
+  out.finish();
   if (bias.defined()) {
     // y += bias, broadcast over N, OH, OW
-    VQ_CUDNN_CHECK(cudnnAddTensor(h, k.one(), p.bias.get(), bias.raw_data(), k.one(), p.y.get(),
+    VQ_CUDNN_CHECK(cudnnAddTensor(h, k.one(), p.bias.get(), bias.raw_data(), k.one(), p.y_out.get(),
                                   y.raw_data()));
   }
 }
 
 void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                                        const Tensor& dx) {
-  check_dtype(dy);
+  check_dtype(s, dy);
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, dy.dtype());
+  const DType dtype = conv_dtype(s, dy.dtype());
   if (!p.backward_data) {
     p.backward_data = choose<cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdDataAlgoPerf_t>(
         p, "backward-data",
@@ -250,18 +309,21 @@ void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, con
   const Scalars k(dy.dtype());
   DeviceBuffer workspace(p.backward_data->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_data->math));
-  VQ_CUDNN_CHECK(cudnnConvolutionBackwardData(h, k.one(), p.w.get(), w.raw_data(), p.y.get(),
-                                              dy.raw_data(), p.conv.get(), p.backward_data->algo,
-                                              workspace.get(), workspace.size(), k.zero(),
-                                              p.x.get(), dx.raw_data()));
+  const Tensor wl = operand(w, dtype), dyl = operand(dy, dtype);
+  const Result out(dx, dtype);
+  VQ_CUDNN_CHECK(cudnnConvolutionBackwardData(
+      h, k.one(), p.w.get(), wl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(),
+      p.backward_data->algo, workspace.get(), workspace.size(), k.zero(), p.x.get(), out.data()));
+  out.finish();
 }
 
 void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                                          const Tensor& dw, const Tensor& dbias) {
-  check_dtype(dy);
+  check_dtype(s, dy);
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, dy.dtype());
+  const DType dtype = conv_dtype(s, dy.dtype());
   if (!p.backward_filter) {
     p.backward_filter =
         choose<cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionBwdFilterAlgoPerf_t>(
@@ -278,14 +340,16 @@ void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, c
   const Scalars k(dy.dtype());
   DeviceBuffer workspace(p.backward_filter->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_filter->math));
+  const Tensor xl = operand(x, dtype), dyl = operand(dy, dtype);
+  const Result out(dw, dtype);
   // dw is overwritten (beta = 0), as the interface asks.
-  VQ_CUDNN_CHECK(
-      cudnnConvolutionBackwardFilter(h, k.one(), p.x.get(), x.raw_data(), p.y.get(), dy.raw_data(),
-                                     p.conv.get(), p.backward_filter->algo, workspace.get(),
-                                     workspace.size(), k.zero(), p.w.get(), dw.raw_data()));
+  VQ_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      h, k.one(), p.x.get(), xl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(),
+      p.backward_filter->algo, workspace.get(), workspace.size(), k.zero(), p.w.get(), out.data()));
+  out.finish();
   if (dbias.defined()) {
-    // dbias[o] = sum of dy over N, OH, OW
-    VQ_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, k.one(), p.y.get(), dy.raw_data(), k.zero(),
+    // dbias[o] = sum of dy over N, OH, OW, from the caller's dy
+    VQ_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, k.one(), p.y_out.get(), dy.raw_data(), k.zero(),
                                                 p.bias.get(), dbias.raw_data()));
   }
 }

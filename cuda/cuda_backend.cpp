@@ -87,6 +87,7 @@ void CudaBackend::probe() {
     return;
   }
   usable_ = 1;
+  compute_capability_ = prop.major * 10 + prop.minor;
 }
 
 int CudaBackend::device_count() {
@@ -99,11 +100,18 @@ std::string CudaBackend::why_unavailable() {
   return reason_;
 }
 
+// Convolutions run in the low precision on tensor cores (conv_cudnn.cpp): float16 ones since
+// Volta (7.0), bfloat16 ones since Ampere (8.0).
 std::string CudaBackend::why_no_low_precision(DType low) {
+  std::call_once(probed_, [this] { probe(); });
+  if (!usable_) return reason_;
+  const int needed = low == DType::BFloat16 ? 80 : low == DType::Float16 ? 70 : 0;
+  if (needed == 0) return fmt::format("{} is not a mixed-precision type", dtype_name(low));
+  if (compute_capability_ >= needed) return "";
   return fmt::format(
-      "the CUDA backend has no {} kernels yet (cuDNN/cuBLAS mixed precision with loss scaling is "
-      "still to be built); train in float32 on CUDA",
-      dtype_name(low));
+      "{} convolutions need tensor cores of compute capability {}.{} or newer; GPU 0 has {}.{}{}",
+      dtype_name(low), needed / 10, needed % 10, compute_capability_ / 10, compute_capability_ % 10,
+      low == DType::BFloat16 ? " (try --amp_dtype fp16)" : "");
 }
 
 // ---- memory ----

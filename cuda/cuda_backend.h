@@ -7,7 +7,8 @@
 // gemm_cublas.cpp; conv2d in conv_cudnn.cpp. All work is queued on the legacy default stream;
 // only copies to the host wait for it.
 // Left out: several GPUs (Backend::allocate has no device argument, so this backend uses one GPU
-// and reports at most one), streams other than the default, and float16/bfloat16 math.
+// and reports at most one), streams other than the default, and float16/bfloat16 math outside
+// the convolutions (which autocast runs in the low precision, conv_cudnn.cpp).
 #pragma once
 
 #include <mutex>
@@ -100,6 +101,7 @@ class CudaBackend final : public Backend {
 
   std::once_flag probed_;
   int usable_ = 0;
+  int compute_capability_ = 0;  // of GPU 0: 80 for 8.0
   std::string reason_;
 };
 

@@ -234,6 +234,34 @@ TEST(Autocast, PolicyAndScopes) {
   EXPECT_NE(autocast_policy().find("conv2d"), std::string::npos);
 }
 
+// Under autocast the CPU path remembers its bfloat16 copies of inputs between calls
+// (conv_cpu.cpp, ConvertedInputs): a tensor written in place must be converted again, and a new
+// tensor in the memory of a freed one (the allocator hands the same block back) must never see
+// the old conversion. (Scaling by 2 or -1 is exact in bfloat16.)
+TEST(Conv2d, RememberedConversionsFollowInPlaceWritesAndFreedMemory) {
+  if (!backend_for(kCPU).why_no_low_precision(DType::BFloat16).empty())
+    GTEST_SKIP() << backend_for(kCPU).why_no_low_precision(DType::BFloat16);
+  AutocastScope autocast(DType::BFloat16);
+  const auto bf16 = [](const Tensor& t) { return t.to(DType::BFloat16).to(DType::Float64); };
+  const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
+  const Tensor w = test::randn32({32, 16, 3, 3}, 2);
+  Tensor x = test::randn32({8, 16, 64, 64}, 1);  // 2 MiB: in the allocator's cached sizes
+  const Tensor y1 = conv2d(x, w, Tensor(), o);
+  x.mul_(2.0);
+  EXPECT_TRUE(allclose(conv2d(x, w, Tensor(), o), mul(y1, 2.0), 1e-5, 1e-5));
+  const void* first = x.raw_data();
+  x = Tensor();  // freed: its block goes back to the allocator's cache
+  const Tensor fresh = test::randn32({8, 16, 64, 64}, 3);
+  EXPECT_EQ(fresh.raw_data(), first) << "the allocator did not reuse the block; the test needs it";
+  EXPECT_TRUE(allclose(conv2d(fresh, w, Tensor(), o), naive_conv(bf16(fresh), bf16(w), Tensor(), o),
+                       1e-4, 1e-4));
+  // The weights of the first calls were remembered; written in place, they convert again.
+  Tensor w2 = w.clone();
+  const Tensor before = conv2d(fresh, w2, Tensor(), o);
+  w2.mul_(-1.0);
+  EXPECT_TRUE(allclose(conv2d(fresh, w2, Tensor(), o), mul(before, -1.0), 1e-5, 1e-5));
+}
+
 TEST(Conv2d, NonContiguousInputIsHandled) {
   const Tensor x = randn64({2, 3, 6, 5}, 1).transpose(2, 3);
   const Tensor w = randn64({2, 3, 3, 3}, 2);

@@ -3,6 +3,7 @@
 // passes compare every input's gradient; transfers, device-mismatch errors, random streams and
 // the caching allocator. Every test skips (with the reason) without a GPU, except the one that
 // checks the error a user gets on such a machine.
+#include "autograd/autocast.h"
 #include "test_util.h"
 
 #if VQ_WITH_CUDA_BACKEND
@@ -391,6 +392,49 @@ TEST(CudaConv, ForwardAndBackwardMatchCpu) {
     EXPECT_TRUE(cuda_matches_cpu([o](const auto& in) { return conv2d(in[0], in[1], in[2], o); },
                                  {x.to(DType::Float32), w.to(DType::Float32), b.to(DType::Float32)},
                                  5e-4, 5e-4));
+  }
+}
+
+// Under autocast cuDNN takes bfloat16 / float16 copies of the operands, accumulates in float32
+// and writes its result in the low precision (converted back to float32; the bias is added in
+// float32). The reference is the CPU in float64 on the rounded operands with its result rounded
+// the same way. Float32 accumulation in another order can move a result across one rounding
+// boundary, so two ulps of the low type are allowed: 2^-7 relative for bfloat16's 8 significant
+// bits, 2^-10 for float16's 11 (atol covers results near zero). Skipping the input rounding
+// would differ by a half ulp per product, which sums far above that for these 576-term sums.
+TEST(CudaConv, AutocastMatchesCpuOnRoundedOperands) {
+  VQ_SKIP_WITHOUT_CUDA();
+  for (DType low : {DType::BFloat16, DType::Float16}) {
+    const std::string why_not = backend_for(kCuda).why_no_low_precision(low);
+    if (!why_not.empty()) {
+      fmt::print("skipping {}: {}\n", dtype_name(low), why_not);
+      continue;
+    }
+    const double rtol = std::ldexp(1.0, low == DType::BFloat16 ? -7 : -10), atol = 1e-4;
+    const auto rounded = [low](const Tensor& t) { return t.to(low).to(DType::Float64); };
+    const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
+    const Tensor x = randn64({4, 64, 12, 12}, 31), w = mul(randn64({64, 64, 3, 3}, 32), 0.05);
+    const Tensor b = randn64({64}, 33), dy = randn64({4, 64, 12, 12}, 34);
+    Tensor xg = x.to(DType::Float32).to(kCuda).requires_grad_(),
+           wg = w.to(DType::Float32).to(kCuda).requires_grad_(),
+           bg = b.to(DType::Float32).to(kCuda).requires_grad_();
+    Tensor y;
+    {
+      AutocastScope autocast(low);
+      y = conv2d(xg, wg, bg, o);
+    }
+    EXPECT_EQ(y.dtype(), DType::Float32);
+    y.backward(dy.to(DType::Float32).to(kCuda));
+    Tensor xr = rounded(x).requires_grad_(), wr = rounded(w).requires_grad_();
+    const Tensor yr = conv2d(xr, wr, Tensor(), o);
+    yr.backward(rounded(dy));
+    const Tensor y_ref = add(rounded(yr.detach()), b.reshape({1, 64, 1, 1}));
+    EXPECT_TRUE(allclose(y.cpu(), y_ref, atol, rtol)) << "forward " << dtype_name(low);
+    EXPECT_FALSE(allclose(y.cpu(), conv2d(x, w, b, o), atol, rtol)) << "not rounded";
+    EXPECT_TRUE(allclose(xg.grad().cpu(), rounded(xr.grad()), atol, rtol)) << "dx";
+    EXPECT_TRUE(allclose(wg.grad().cpu(), rounded(wr.grad()), atol, rtol)) << "dw";
+    // The bias gradient sums the float32 dy itself.
+    EXPECT_TRUE(allclose(bg.grad().cpu(), sum(dy, {0, 2, 3}), 1e-4, 1e-5)) << "db";
   }
 }
 

@@ -273,6 +273,8 @@ TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
   EXPECT_VQ_ERROR(decode_image_bytes(std::string("P6\n7 5\n289a\2\0\2\0\x80\0", 16), "a.ppm", 1),
                   "cannot decode image 'a.ppm': a binary PNM with maxval 289; only 8-bit");
   EXPECT_VQ_ERROR(decode_image_bytes("P5 # comment\n1 1\n100\n\x32", "dim.pgm", 1), "maxval 100");
+  EXPECT_VQ_ERROR(decode_image_bytes("P5\n2 2\n255\n\x01", "cut.pgm", 1),
+                  "cannot decode image 'cut.pgm': truncated PNM (1 of 4 pixel bytes)");
   // Also found by fuzz_image: stb 2.27 overflows an int reading a long number in a PNM header.
   EXPECT_VQ_ERROR(decode_image_bytes("P644444444444", "long.ppm", 1),
                   "image 'long.ppm' is 44444444444x0, above the limits");

@@ -17,11 +17,13 @@ namespace vq::train {
 
 namespace {
 
-void check_image_size(int64_t w, int64_t h, const std::string& source) {
-  VQ_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= kMaxImagePixels,
+void check_image_size(int64_t w, int64_t h, const std::string& source,
+                      int64_t max_pixels = kMaxImagePixels) {
+  VQ_CHECK(w <= kMaxImageSide && h <= kMaxImageSide && w * h <= max_pixels,
            "image '{}' is {}x{}, above the limits of {} pixels a side (kMaxImageSide) and {} "
-           "pixels (kMaxImagePixels)",
-           source, w, h, kMaxImageSide, kMaxImagePixels);
+           "pixels{}",
+           source, w, h, kMaxImageSide, max_pixels,
+           max_pixels == kMaxImagePixels ? " (kMaxImagePixels)" : "");
 }
 
 // stb refuses a PNG above 2^30 pixel bytes while reading its header, but then reports only that
@@ -83,7 +85,7 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& sour
 // 16-bit file (maxval above 255) comes out byte-swapped on little-endian machines, and a maxval
 // below 255 is not rescaled, so the last two would train on wrong pixels without a word. The
 // header (width, height, maxval, with '#' comments as stb allows) is read here first: sizes are
-// checked against our limits and only maxval 255 is accepted.
+// checked against our limits, only maxval 255 is accepted, and the pixel bytes must be present.
 void check_pnm_header(const std::string& bytes, const std::string& source) {
   if (bytes.size() < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return;
   size_t at = 2;
@@ -110,6 +112,12 @@ void check_pnm_header(const std::string& bytes, const std::string& source) {
            "cannot decode image '{}': a binary PNM with maxval {}; only 8-bit files with maxval "
            "255 are read correctly (convert it to PNG)",
            source, numbers[2]);
+  // The samples start after the one whitespace byte that ends maxval. stb does not check that
+  // they are all there: a truncated file would come out partly uninitialised.
+  const int64_t needed = numbers[0] * numbers[1] * (bytes[1] == '6' ? 3 : 1);
+  const int64_t present = static_cast<int64_t>(bytes.size()) - static_cast<int64_t>(at) - 1;
+  VQ_CHECK(present >= needed, "cannot decode image '{}': truncated PNM ({} of {} pixel bytes)",
+           source, std::max<int64_t>(present, 0), needed);
 }
 
 // Luminance as stb computes it (ITU-R BT.601 weights in 8-bit fixed point), so a colour file read
@@ -141,7 +149,8 @@ std::vector<uint8_t> convert_channels(const uint8_t* pixels, int64_t count, int 
 
 }  // namespace
 
-Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels) {
+Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels,
+                          int64_t max_pixels) {
   VQ_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got {}",
            channels);
   VQ_CHECK(bytes.size() <= kMaxImageFileBytes && bytes.size() <= INT32_MAX,
@@ -156,7 +165,7 @@ Image8 decode_image_bytes(const std::string& bytes, const std::string& source, i
   VQ_CHECK(stbi_info_from_memory(data, length, &w, &h, &found) == 1, "cannot decode image '{}': {}",
            source, stbi_failure_reason() ? stbi_failure_reason() : "not an image");
   VQ_CHECK(w > 0 && h > 0, "image '{}' is empty ({}x{})", source, w, h);
-  check_image_size(w, h, source);
+  check_image_size(w, h, source, std::min(max_pixels, kMaxImagePixels));
   const std::unique_ptr<uint8_t, void (*)(void*)> pixels(
       stbi_load_from_memory(data, length, &w, &h, &found, 0), stbi_image_free);
   VQ_CHECK(pixels != nullptr, "cannot decode image '{}': {}", source,

@@ -27,8 +27,10 @@ inline constexpr int64_t kMaxImagePixels = int64_t{64} << 20;
 // Decodes a PNG, JPEG, BMP, TGA, GIF (first frame) or PNM file to `channels` channels. Throws
 // vq::Error naming the path and the reason (stb's, or the limit exceeded).
 Image8 decode_image(const std::string& path, int64_t channels);
-// The same for bytes in memory; `source` names them in errors.
-Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels);
+// The same for bytes in memory; `source` names them in errors. `max_pixels` may lower the pixel
+// limit (the image fuzzer does, to keep every input fast under the sanitizers).
+Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels,
+                          int64_t max_pixels = kMaxImagePixels);
 
 // Short side to `size` (bilinear-ish filtering from stb_image_resize), centre crop to size x size.
 Image8 resize_and_crop(const Image8& image, int64_t size);
