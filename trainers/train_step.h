@@ -69,10 +69,10 @@ class TrainStep {
   std::unique_ptr<nn::Adam> opt_g_, opt_d_;
 };
 
-// The precision a run's steps compute in: Float32 without --use_amp; with it, BFloat16 where the
-// device's kernels have it natively. A CPU without AVX512_BF16 trains in Float32 and `note` says
-// why (one line for the run header); --amp_dtype fp16 on the CPU and mixed precision on CUDA
-// (not built yet) are errors.
+// The precision a run's steps compute in: Float32 without --use_amp; with it, --amp_dtype
+// (BFloat16 or Float16) where the device's kernels have it natively. A CPU without AVX512_BF16
+// trains in Float32 and `note` says why (one line for the run header); --amp_dtype fp16 on the
+// CPU and a GPU without the tensor cores for the type are errors.
 DType training_precision(const TrainingConfig& t, Device device, std::string* note);
 
 }  // namespace vq::train
