@@ -1,5 +1,8 @@
 // Tensor basics: factories, views sharing storage, contiguous copies, dtype conversions,
 // formatting, seeded randomness and error messages.
+#include <cmath>
+#include <limits>
+
 #include "autograd/format.h"
 #include "test_util.h"
 
@@ -87,6 +90,43 @@ TEST(Tensor, DtypeConversionsRoundTrip) {
   EXPECT_EQ(b[2], 2.25f);
   EXPECT_EQ(b[3], 65536.0f);  // 8 mantissa bits: 65504 rounds to 2^16
   EXPECT_EQ(from_vector<uint8_t>({0, 255}, {2}).to(DType::Float32).to_vector<float>()[1], 255.0f);
+}
+
+// Round to nearest, ties to even, on hand-picked values: exact ties either way, just above a tie,
+// overflow to infinity, subnormals (float16 has its own; bfloat16 keeps float32's), signed zero,
+// infinities and NaN.
+TEST(Tensor, HalfConversionsRoundToNearestEven) {
+  const auto round_trip = [](std::vector<float> v, DType dtype) {
+    const auto n = static_cast<int64_t>(v.size());
+    return from_vector<float>(v, {n}).to(dtype).to(DType::Float32).to_vector<float>();
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  // bfloat16: 8 significant bits, so 1 + 2^-7 is the next value after 1.
+  const auto b = round_trip({1 + 0x1p-8f, 1 + 3 * 0x1p-8f, 1 + 0x1p-8f + 0x1p-20f, 3.4028235e38f,
+                             0x1p-133f + 0x1p-140f, -0.0f, -inf, std::nanf("")},
+                            DType::BFloat16);
+  EXPECT_EQ(b[0], 1.0f);            // tie: down to the even 1.0
+  EXPECT_EQ(b[1], 1 + 0x1p-6f);     // tie: up to the even 1 + 2^-6
+  EXPECT_EQ(b[2], 1 + 0x1p-7f);     // above the tie: up
+  EXPECT_EQ(b[3], inf);             // float32's largest rounds past bfloat16's
+  EXPECT_EQ(b[4], 0x1p-133f);       // a float32 subnormal stays subnormal
+  EXPECT_TRUE(std::signbit(b[5]));  // -0 keeps its sign
+  EXPECT_EQ(b[6], -inf);
+  EXPECT_TRUE(std::isnan(b[7]));
+  // float16: 11 significant bits, largest 65504, smallest subnormal 2^-24.
+  const auto h = round_trip({1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 65519.0f, 65520.0f, 0x1p-24f, 0x1p-25f,
+                             3 * 0x1p-26f, -0.0f, inf, std::nanf("")},
+                            DType::Float16);
+  EXPECT_EQ(h[0], 1.0f);
+  EXPECT_EQ(h[1], 1 + 0x1p-9f);
+  EXPECT_EQ(h[2], 65504.0f);  // below the tie: the largest half
+  EXPECT_EQ(h[3], inf);       // the tie between 65504 (odd) and 2^16 goes up: infinity
+  EXPECT_EQ(h[4], 0x1p-24f);  // the smallest subnormal is exact
+  EXPECT_EQ(h[5], 0.0f);      // half of it is a tie: down to the even 0
+  EXPECT_EQ(h[6], 0x1p-24f);  // three quarters: up
+  EXPECT_TRUE(std::signbit(h[7]));
+  EXPECT_EQ(h[8], inf);
+  EXPECT_TRUE(std::isnan(h[9]));
 }
 
 TEST(Tensor, MathOnStorageOnlyDtypesAsksForConversion) {
