@@ -268,6 +268,10 @@ TEST(Data, ImageLimitsAreCheckedBeforeDecoding) {
   EXPECT_VQ_ERROR(
       decode_image_bytes(std::string("\xff\xd8\xff\xc4\xff\xd9\x01\xff\xd9", 9), "dht.jpg", 1),
       "cannot decode image 'dht.jpg': corrupt JPEG (a Huffman table declares 472 codes");
+  // The same after fill bytes before the start-of-image marker, which stb skips (fuzz_image).
+  EXPECT_VQ_ERROR(decode_image_bytes(std::string("\xff\xff\xd8\xff\xc4\xff\xff\x00\xf4\x7f", 10),
+                                     "fill.jpg", 1),
+                  "a Huffman table declares 371 codes");
   // Found by fuzz_image: a 16-bit PPM converted to grey read past stb 2.27's buffer; such files
   // (and maxval below 255) are refused because stb 2.27 reads their samples wrongly.
   EXPECT_VQ_ERROR(decode_image_bytes(std::string("P6\n7 5\n289a\2\0\2\0\x80\0", 16), "a.ppm", 1),

@@ -49,8 +49,11 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& sour
   const auto byte = [&](size_t at) -> uint8_t {
     return at < bytes.size() ? static_cast<uint8_t>(bytes[at]) : 0;
   };
-  if (byte(0) != 0xFF || byte(1) != 0xD8) return;  // not a JPEG
-  size_t at = 2;
+  // stb takes any run of 0xFF fill bytes before a marker, the first one (SOI, 0xD8) included.
+  size_t at = 1;
+  while (byte(0) == 0xFF && at < bytes.size() && byte(at) == 0xFF) ++at;
+  if (byte(0) != 0xFF || byte(at) != 0xD8) return;  // not a JPEG
+  at += 1;
   while (at + 1 < bytes.size()) {
     const uint8_t marker = byte(at + 1);
     // Outside a marker (entropy-coded data), fill bytes, stuffed 0xFF00, restarts, TEM, SOI.
