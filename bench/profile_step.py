@@ -16,6 +16,7 @@ loops), not work; so is oneDNN's barrier.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,10 @@ def main():
     p.add_argument("--bench", default="build/bin/bench_train_step")
     p.add_argument("--top", type=int, default=0, help="also list the N hottest symbols")
     args = p.parse_args()
+    if shutil.which("perf") is None:
+        sys.exit("profile_step.py needs Linux perf: apt-get install linux-perf")
+    if not os.access(args.bench, os.X_OK):
+        sys.exit(f"{args.bench} is not built (scripts/setup.sh builds it)")
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
         step_ms = run_perf(args, data)
