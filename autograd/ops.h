@@ -123,6 +123,9 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride);
 // Constant padding; `pads` lists (before, after) pairs starting at the LAST dim, like
 // torch.nn.functional.pad: {left, right, top, bottom} pads W then H.
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value = 0.0);
+// Reflection padding, `pads` as for pad(): the border mirrors the interior without repeating the
+// edge, like torch.nn.functional.pad(mode="reflect"); each pad must be below its dim's size.
+Tensor reflection_pad(const Tensor& x, const std::vector<int64_t>& pads);
 
 // ---- normalisation --------------------------------------------------------------------------
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,

@@ -302,6 +302,16 @@ TEST(Resample, MaxPoolValuesAndGradcheck) {
   EXPECT_EQ(max_pool2d(x, 2, 2).to_vector<float>(), (std::vector<float>{5, 9, 7, 4}));
   EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return max_pool2d(in[0], 2, 2); },
                        {randn64({2, 3, 4, 6})}));
+  // Stride 1 (the anti-aliased networks' max-pool): windows overlap, and an input that is the
+  // maximum of several windows gets the gradient of each (the 9 wins four windows, the 7 two).
+  Tensor xs = x.clone().requires_grad_();
+  const Tensor ys = max_pool2d(xs, 2, 1);
+  EXPECT_EQ(ys.to_vector<float>(), (std::vector<float>{5, 9, 9, 7, 9, 9, 7, 6, 4}));
+  sum(ys).backward();
+  EXPECT_EQ(xs.grad().to_vector<float>(),
+            (std::vector<float>{0, 1, 0, 0, 0, 0, 4, 0, 2, 1, 0, 0, 0, 0, 0, 1}));
+  EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return max_pool2d(in[0], 2, 1); },
+                       {randn64({2, 3, 5, 6})}));
 }
 
 TEST(Resample, PadValuesAndGradcheck) {
@@ -316,6 +326,36 @@ TEST(Resample, PadValuesAndGradcheck) {
       },
       {randn64({2, 2, 3, 3})}));
   EXPECT_VQ_ERROR(pad(x, {-1, 0}), "negative padding");
+}
+
+TEST(Resample, ReflectionPadValuesAndGradcheck) {
+  // Hand-checked: [1 2 3 4] padded (2, 1) mirrors without repeating the edges.
+  const Tensor row = from_vector<float>({1, 2, 3, 4}, {1, 4});
+  EXPECT_EQ(reflection_pad(row, {2, 1}).to_vector<float>(),
+            (std::vector<float>{3, 2, 1, 2, 3, 4, 3}));
+  // Against direct loops in 2-D (H and W padded differently).
+  const Tensor x = randn64({2, 3, 4, 5});
+  const Tensor y = reflection_pad(x, {2, 1, 1, 3});
+  ASSERT_EQ(y.shape(), (Shape{2, 3, 8, 8}));
+  const auto mirror = [](int64_t k, int64_t n) { return k < 0 ? -k : k < n ? k : 2 * (n - 1) - k; };
+  const auto xv = x.to_vector<double>(), yv = y.to_vector<double>();
+  for (int64_t p = 0; p < 6; ++p) {
+    for (int64_t h = 0; h < 8; ++h) {
+      for (int64_t w = 0; w < 8; ++w) {
+        const int64_t sh = mirror(h - 1, 4), sw = mirror(w - 2, 5);
+        EXPECT_EQ(yv[(p * 8 + h) * 8 + w], xv[(p * 4 + sh) * 5 + sw]) << p << " " << h << " " << w;
+      }
+    }
+  }
+  // The gradient adds up every copy of an input value.
+  EXPECT_TRUE(grads_ok(
+      [](const std::vector<Tensor>& in) {
+        return reflection_pad(in[0], {2, 1, 1, 3});
+      },
+      {randn64({2, 2, 4, 5})}));
+  EXPECT_VQ_ERROR(reflection_pad(row, {4, 0}),
+                  "reflection_pad: padding [4, 0] must be non-negative and below the size of the "
+                  "dim it pads (dim 1 has 4)");
 }
 
 }  // namespace

@@ -451,6 +451,7 @@ TEST(CudaResample, UpsampleAndPoolingMatchCpu) {
   EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 2, 2); }, {x}));
   EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 3, 1); }, {x}));
   EXPECT_TRUE(grads_match([](const auto& in) { return pad(in[0], {1, 2, 0, 1}, 0.5); }, {x}));
+  EXPECT_TRUE(grads_match([](const auto& in) { return reflection_pad(in[0], {2, 1, 1, 3}); }, {x}));
 }
 
 // ---- normalisation ----

@@ -108,4 +108,30 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
   return out;
 }
 
+Tensor reflection_pad(const Tensor& x, const std::vector<int64_t>& pads) {
+  check_defined("reflection_pad", x);
+  VQ_CHECK(pads.size() % 2 == 0 && static_cast<int64_t>(pads.size()) / 2 <= x.dim(),
+           "reflection_pad: expected (before, after) pairs for at most {} dims, got {} values",
+           x.dim(), pads.size());
+  // One gather per padded dim: position k of the output reads input index k - before, mirrored
+  // at both ends without repeating the edge (..., 2, 1, [0, 1, ..., n-1], n-2, ...). index_select
+  // brings the backward (a scatter-add of the gradient) and both devices.
+  Tensor out = x;
+  for (size_t i = 0; i < pads.size() / 2; ++i) {
+    const int64_t d = x.dim() - 1 - static_cast<int64_t>(i), n = x.size(d);
+    const int64_t before = pads[2 * i], after = pads[2 * i + 1];
+    VQ_CHECK(before >= 0 && after >= 0 && before < n && after < n,
+             "reflection_pad: padding [{}] must be non-negative and below the size of the dim it "
+             "pads (dim {} has {})",
+             fmt::join(pads, ", "), d, n);
+    if (before == 0 && after == 0) continue;
+    std::vector<int64_t> index;
+    for (int64_t k = -before; k < n + after; ++k)
+      index.push_back(k < 0 ? -k : k < n ? k : 2 * (n - 1) - k);
+    const auto count = static_cast<int64_t>(index.size());
+    out = index_select(out, d, from_vector<int64_t>(index, {count}).to(x.device()));
+  }
+  return out;
+}
+
 }  // namespace vq
