@@ -210,6 +210,12 @@ check images "zero-byte .jpg" 0 "cannot decode image" \
 : > "$W/giant.png" && truncate -s 300M "$W/giant.png" && mixed giant.png
 check images "300 MB file named .png (sparse)" 0 "above the limit of 268435456 bytes" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/mix_giant.png" --val_dir "$W/good"
+printf 'P5\n2 2\n65535\n\0\1\0\2\0\3\0\4' > "$W/deep.pgm" && mixed deep.pgm
+check images "16-bit PGM (stb 2.27 would byte-swap it)" 0 "a binary PNM with maxval 65535" \
+  "$TRAIN" "${TINY[@]}" --train_dir "$W/mix_deep.pgm" --val_dir "$W/good"
+printf 'P6\n4 4\n255\n\1\2\3' > "$W/short.ppm" && mixed short.ppm
+check images "PPM cut short (stb 2.27 leaves pixels unset)" 0 "truncated PNM (3 of 48 pixel bytes)" \
+  "$TRAIN" "${TINY[@]}" --train_dir "$W/mix_short.ppm" --val_dir "$W/good"
 check flags "--in_channels 3 alone" 1 "--in_channels (3) and --out_channels (1) must match" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/good" --in_channels 3
 
