@@ -13,6 +13,10 @@
 #                first-step loss within 1e-3 relative, every step's loss within 5% (sampling at
 #                T 2.5 may pick another code after a last-bit difference, so the runs drift
 #                apart slowly), final validation utilisation within 0.1
+#   mixed prec.  the same 20 CUDA steps with --use_amp (bfloat16) and --use_amp --amp_dtype fp16
+#                (dynamic loss scaling; its overflow skips leave no step line): every logged loss
+#                finite, the first within 2% of the float32 CUDA run's (rounded convolutions), the
+#                rest within 10%
 #   benchmarks   sgemm and conv2d forward/backward on CUDA, training step fmnist b64 and seed256
 #                b8 in images/s (each timed iteration includes one read-back of 10-30 us, which
 #                makes the smallest convolutions look up to ~30% slower than they are)
@@ -172,7 +176,9 @@ else
 fi
 
 if [ "$no_gpu" -eq 1 ]; then
-  for phase in "cuda tests" training benchmarks; do report "$phase" "skipped (--no-gpu)" 0 ""; done
+  for phase in "cuda tests" training "mixed prec." benchmarks; do
+    report "$phase" "skipped (--no-gpu)" 0 ""
+  done
   echo
   cat "$summary"
   exit $((failures > 0))
@@ -195,14 +201,16 @@ else report "cuda tests" FAIL $((SECONDS - t0)) "$numbers; see cuda_tests.log"; 
 
 # ---- 20 training steps, CUDA against CPU -----------------------------------------------------
 t0=$SECONDS
-train_on() {
-  rm -rf "$out/train_$1"
+train_on() {  # train_on NAME DEVICE [FLAGS...]: 20 steps into $out/train_NAME
+  local name=$1 device=$2
+  shift 2
+  rm -rf "$out/train_$name"
   VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 60 "$bin/train_vqvae_improved" \
     --train_dir fashion-mnist:test --val_dir fashion-mnist:test --epochs 1 --steps_per_epoch 20 \
-    --val_limit 512 --log_every 1 --num_samples 4 --device "$1" --model_dir "$out/train_$1" \
-    --sample_dir "$out/train_$1/samples" > "$out/train_$1.log" 2>&1
+    --val_limit 512 --log_every 1 --num_samples 4 --device "$device" --model_dir "$out/train_$name" \
+    --sample_dir "$out/train_$name/samples" "$@" > "$out/train_$name.log" 2>&1
 }
-train_on cuda && train_on cpu
+train_on cuda cuda && train_on cpu cpu
 rc=$?
 if [ "$rc" -ne 0 ]; then
   report training "FAIL: a run stopped (exit $rc)" $((SECONDS - t0)) "see train_cuda.log, train_cpu.log"
@@ -232,6 +240,46 @@ EOF
     *) verdict="FAIL|the comparison did not finish (see training_verdict.log)" ;;
   esac
   report training "${verdict%%|*}" $((SECONDS - t0)) "${verdict#*|}"
+fi
+
+# ---- mixed precision: the same 20 CUDA steps in bfloat16 and float16 ----------------------------
+t0=$SECONDS
+train_on cuda_bf16 cuda --use_amp && train_on cuda_fp16 cuda --use_amp --amp_dtype fp16
+rc=$?
+if [ "$rc" -ne 0 ]; then
+  report "mixed prec." "FAIL: a run stopped (exit $rc)" $((SECONDS - t0)) \
+    "see train_cuda_bf16.log, train_cuda_fp16.log"
+else
+  verdict=$(limited 30 "$py" - "$out" <<'EOF' 2>"$out/amp_verdict.log"
+import json, math, sys
+out = sys.argv[1]
+def steps(name):
+    with open(f"{out}/train_{name}/vqgan_improved.metrics.jsonl") as f:
+        return [r for r in map(json.loads, f) if "val_l1" not in r]
+ref = {r["step"]: r["loss"] for r in steps("cuda")}
+ok, parts = bool(ref), []
+for name in ("cuda_bf16", "cuda_fp16"):
+    rows = steps(name)
+    rel = [abs(r["loss"] - ref[r["step"]]) / max(abs(ref[r["step"]]), 1e-12) for r in rows
+           if r["step"] in ref]
+    # Step 1 sees the float32 run's weights and batch: only the rounding differs. (A float16
+    # overflow on step 1 leaves no line for it; then only the 10% bound applies.)
+    first = [d for r, d in zip(rows, rel) if r["step"] == 1]
+    good = (len(rel) >= 10 and all(math.isfinite(r["loss"]) for r in rows)
+            and all(d < 0.02 for d in first) and max(rel) < 0.1)
+    ok = ok and good
+    scale = f", loss scale {rows[-1]['loss_scale']:g}" if rows and "loss_scale" in rows[-1] else ""
+    parts.append(f"{name[5:]}: {len(rows)} steps logged, step-1 loss rel diff "
+                 f"{first[0] if first else float('nan'):.1e}, max {max(rel, default=float('nan')):.1e}"
+                 f"{scale}, {rows[-1]['images_per_s'] if rows else 0:.0f} img/s")
+print(("ok" if ok else "FAIL") + "|" + "; ".join(parts))
+EOF
+)
+  case "$verdict" in
+    ok\|*|FAIL\|*) ;;
+    *) verdict="FAIL|the comparison did not finish (see amp_verdict.log)" ;;
+  esac
+  report "mixed prec." "${verdict%%|*}" $((SECONDS - t0)) "${verdict#*|}"
 fi
 
 # ---- benchmarks ------------------------------------------------------------------------------
