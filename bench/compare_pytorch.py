@@ -96,7 +96,7 @@ def torch_cases(torch, F):
 
     def perceptual():
         net = pytorch_vqgan.Vgg16Distance()
-        a, b = torch.randn(64, 1, 32, 32), torch.randn(64, 1, 32, 32)
+        a, b = torch.randn(64, 1, 28, 28), torch.randn(64, 1, 28, 28)
 
         def run():
             with torch.no_grad():
@@ -124,7 +124,8 @@ def torch_cases(torch, F):
     cases["group_norm [64,128,16,16] G=32"] = ("bench_ops", "BM_GroupNorm/real_time", group_norm)
     for k in (64, 512):
         cases[f"quantizer K={k} D=256 N=64x8x8"] = ("bench_ops", f"BM_Quantizer/{k}/real_time", lambda k=k: quantizer(k))
-    cases["perceptual net fwd, 2x64 32x32"] = ("bench_ops", "BM_PerceptualForward/real_time", perceptual)
+    cases["perceptual net fwd (LPIPS VGG16), 2x64 28x28"] = ("bench_ops", "BM_PerceptualForward/0/real_time",
+                                                              perceptual)
     cases["train step fmnist b64 (no perceptual)"] = ("bench_train_step", "BM_TrainStep/perceptual:0/min_time:5.000/real_time",
                                                      lambda: train_step(0.0))
     cases["train step fmnist b64 (+ perceptual)"] = ("bench_train_step", "BM_TrainStep/perceptual:1/min_time:5.000/real_time",

@@ -2,22 +2,17 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "nn/activation.h"
 #include "nn/checkpoint.h"
 #include "nn/init.h"
 
 namespace vq::models {
 
 namespace {
-
-// VGG's 2x2 max-pool between slices.
-class MaxPool : public nn::UnaryModule {
- public:
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, 2, 2); }
-};
 
 // LPIPS's per-slice weighting: lin{k}.model.1 is a bias-free 1x1 conv C -> 1 (model.0, LPIPS's
 // Dropout, has no weights and is not needed).
@@ -41,64 +36,82 @@ class ScalingLayer : public nn::Module {
   Tensor shift, scale;
 };
 
-// torchvision indices of VGG16's convolutions per slice (each followed by a ReLU at index + 1;
-// slices 2-5 start with a max-pool at the index before their first conv).
-const std::vector<std::vector<int>> kSliceConvs = {
-    {0, 2}, {5, 7}, {10, 12, 14}, {17, 19, 21}, {24, 26, 28}};
-constexpr int64_t kSliceChannels[Vgg16Features::kSlices] = {64, 128, 256, 512, 512};
-
 // Unit length over channels at every position: x / (||x||_2 + eps).
 Tensor normalize_channels(const Tensor& x) {
   return div(x, add(sqrt(sum(mul(x, x), {1}, true)), 1e-10));
 }
 
+// The network a weights file holds: its vqgan.perceptual_net metadata, else its names (the
+// blur filters only the shift-tolerant networks have).
+PerceptualNet network_of(const nn::SafetensorsFile& file, const std::string& path) {
+  if (auto it = file.metadata.find("vqgan.perceptual_net"); it != file.metadata.end()) {
+    for (PerceptualNet net :
+         {PerceptualNet::Vgg16, PerceptualNet::StVgg16, PerceptualNet::StAlexNet}) {
+      if (perceptual_net_name(net) == it->second) return net;
+    }
+    throw Error(
+        fmt::format("{}: unknown perceptual network '{}' in its metadata", path, it->second));
+  }
+  auto has = [&file](const std::string& suffix) {
+    return std::any_of(file.tensors.begin(), file.tensors.end(), [&](const auto& e) {
+      return e.first.size() >= suffix.size() &&
+             e.first.compare(e.first.size() - suffix.size(), suffix.size(), suffix) == 0;
+    });
+  };
+  if (has("net.slice2.5.filt")) return PerceptualNet::StVgg16;
+  if (has("net.slice1.1.filt")) return PerceptualNet::StAlexNet;
+  return PerceptualNet::Vgg16;
+}
+
 }  // namespace
 
-int64_t Vgg16Features::channels(int slice) { return kSliceChannels[slice]; }
-
-Vgg16Features::Vgg16Features() {
-  int64_t in = 3;
-  for (int s = 0; s < kSlices; ++s) {
-    slices_[s] =
-        register_module("slice" + std::to_string(s + 1), std::make_shared<nn::Sequential>());
-    if (s > 0)
-      slices_[s]->push_back(std::to_string(kSliceConvs[s][0] - 1), std::make_shared<MaxPool>());
-    for (int index : kSliceConvs[s]) {
-      slices_[s]->push_back(std::to_string(index),
-                            std::make_shared<nn::Conv2d>(in, kSliceChannels[s], 3, 1, 1));
-      slices_[s]->push_back(std::to_string(index + 1), std::make_shared<nn::ReLU>());
-      in = kSliceChannels[s];
-    }
-  }
+std::string perceptual_weights_file(const std::string& name_or_path) {
+  if (name_or_path != "stlpips-vgg" && name_or_path != "stlpips-alex") return name_or_path;
+  const std::string file =
+      name_or_path == "stlpips-vgg" ? "stlpips_vgg.safetensors" : "stlpips_alex.safetensors";
+  if (const char* dir = std::getenv("VQ_WEIGHTS_DIR"); dir != nullptr && *dir != '\0')
+    return (std::filesystem::path(dir) / file).string();
+  // Programs live in <build>/bin and scripts/setup.sh writes the weights to <build>/weights.
+  std::error_code ignored;
+  const std::filesystem::path program = std::filesystem::read_symlink("/proc/self/exe", ignored);
+  return (program.parent_path().parent_path() / "weights" / file).string();
 }
 
-std::vector<Tensor> Vgg16Features::forward(const Tensor& x) {
-  std::vector<Tensor> out;
-  Tensor h = x;
-  for (auto& slice : slices_) {
-    h = slice->forward(h);
-    out.push_back(h);
-  }
-  return out;
-}
-
-PerceptualLoss::PerceptualLoss() {
+PerceptualLoss::PerceptualLoss(PerceptualNet net) : kind_(net) {
   auto scaling = register_module("scaling_layer", std::make_shared<ScalingLayer>());
   shift_ = scaling->shift;
   scale_ = scaling->scale;
-  net_ = register_module("net", std::make_shared<Vgg16Features>());
-  for (int s = 0; s < Vgg16Features::kSlices; ++s) {
+  net_ = register_module("net", std::make_shared<PerceptualTrunk>(net));
+  for (int s = 0; s < PerceptualTrunk::kSlices; ++s) {
     lins_.push_back(
-        register_module("lin" + std::to_string(s), std::make_shared<NetLinLayer>(kSliceChannels[s]))
+        register_module("lin" + std::to_string(s), std::make_shared<NetLinLayer>(net_->channels(s)))
             ->conv);
   }
   requires_grad_(false);  // a fixed metric: gradients flow through it to the images only
-  source_ = "random VGG16 features (untrained: no weights loaded), lin uniform 1/C";
+  source_ = fmt::format("random {} features (untrained: no weights loaded), lin uniform 1/C",
+                        perceptual_net_name(net));
+}
+
+std::shared_ptr<PerceptualLoss> PerceptualLoss::from_weights(const std::string& name_or_path) {
+  const std::string path = perceptual_weights_file(name_or_path);
+  if (path != name_or_path) {
+    VQ_CHECK(std::filesystem::exists(path),
+             "perceptual weights '{}': {} does not exist; scripts/setup.sh installs the ST-LPIPS "
+             "weights there (from PyPI's stlpips-pytorch), or set VQ_WEIGHTS_DIR to their folder",
+             name_or_path, path);
+  }
+  const nn::SafetensorsFile file = nn::load_safetensors(path);
+  auto loss = std::make_shared<PerceptualLoss>(network_of(file, path));
+  loss->load_file(file, path);
+  return loss;
 }
 
 std::vector<Tensor> PerceptualLoss::features(const Tensor& x) {
   VQ_CHECK(x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3),
            "PerceptualLoss: expected [N, 1 or 3, H, W], got {}", shape_str(x.shape()));
+  VQ_CHECK(x.size(2) >= min_image_size() && x.size(3) >= min_image_size(),
+           "PerceptualLoss: {} needs images of at least {}x{} pixels, got {}x{}",
+           perceptual_net_name(kind_), min_image_size(), min_image_size(), x.size(2), x.size(3));
   const Tensor rgb = x.size(1) == 1 ? x.expand({x.size(0), 3, x.size(2), x.size(3)}) : x;
   return net_->forward(div(sub(rgb, shift_), scale_));
 }
@@ -114,7 +127,7 @@ Tensor PerceptualLoss::forward(const Tensor& a, const Tensor& b) {
   };
   const std::vector<Tensor> fa = features_of(a), fb = features_of(b);
   Tensor total;
-  for (int s = 0; s < Vgg16Features::kSlices; ++s) {
+  for (int s = 0; s < PerceptualTrunk::kSlices; ++s) {
     const Tensor diff = sub(normalize_channels(fa[s]), normalize_channels(fb[s]));
     const Tensor weighted = lins_[s]->forward(mul(diff, diff));  // [N, 1, h, w]
     const Tensor term = mean(weighted, {2, 3}, true);
@@ -123,9 +136,11 @@ Tensor PerceptualLoss::forward(const Tensor& a, const Tensor& b) {
   return total;
 }
 
-void PerceptualLoss::load(const std::string& path) {
-  const nn::SafetensorsFile file = nn::load_safetensors(path);
+void PerceptualLoss::load(const std::string& path) { load_file(nn::load_safetensors(path), path); }
+
+void PerceptualLoss::load_file(const nn::SafetensorsFile& file, const std::string& path) {
   nn::check_finite(file.tensors, path);
+  const nn::NamedTensors trunk = net_->state_dict();
   nn::NamedTensors mapped;
   bool has_lin = false;
   for (const auto& [raw, t] : file.tensors) {
@@ -134,14 +149,28 @@ void PerceptualLoss::load(const std::string& path) {
       if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
     }
     if (name.rfind("features.", 0) == 0) {  // torchvision: features.<index>.<weight|bias>
-      // A name like features.x.weight (no index) matches no convolution and is ignored.
+      // The trunk's layers keep torchvision's indices; a name like features.x.weight (no index)
+      // matches no layer and is ignored.
       int index = -1;
       std::from_chars(name.data() + 9, name.data() + name.size(), index);
-      for (int s = 0; s < Vgg16Features::kSlices; ++s) {
-        for (int conv : kSliceConvs[s]) {
-          if (conv == index) name = fmt::format("net.slice{}.{}", s + 1, name.substr(9));
-        }
+      const std::string tail =
+          name.substr(name.find('.', 9) == std::string::npos ? name.size() : name.find('.', 9));
+      for (const auto& [own, unused] : trunk) {
+        if (own.substr(own.find('.') + 1) == std::to_string(index) + tail) name = "net." + own;
       }
+    }
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".filt") == 0) {
+      // The blur filters are fixed, not learnt: check the file has the ones we compute.
+      const bool binomial =
+          t.dim() == 4 && t.size(1) == 1 && t.size(2) == 3 && t.size(3) == 3 &&
+          max(abs(sub(t.to(DType::Float32),
+                      binomial_blur_filter().view({1, 1, 3, 3}).expand(t.shape()))))
+                  .item() <= 1e-7;
+      VQ_CHECK(binomial,
+               "{}: blur filter '{}' is not the 3x3 binomial [1,2,1]x[1,2,1]/16 this network "
+               "uses",
+               path, raw);
+      continue;
     }
     if (name.rfind("net.", 0) == 0 || name.rfind("lin", 0) == 0 ||
         name.rfind("scaling_layer.", 0) == 0) {
@@ -151,20 +180,19 @@ void PerceptualLoss::load(const std::string& path) {
   }
   // Every convolution of the feature net must be present; lin and scaling may keep their defaults.
   std::vector<std::string> missing;
-  for (const auto& [name, t] : net_->state_dict()) {
+  for (const auto& [name, t] : trunk) {
     const std::string full = "net." + name;
     if (std::none_of(mapped.begin(), mapped.end(), [&](const auto& e) { return e.first == full; }))
       missing.push_back(full);
   }
-  VQ_CHECK(
-      missing.empty(),
-      "{}: not usable as perceptual weights: missing {} of the VGG16 feature tensors (first: {}); "
-      "expected LPIPS names (net.slice1.0.weight, ...) or torchvision names (features.0.weight, "
-      "...)",
-      path, missing.size(), missing.empty() ? "" : missing[0]);
+  VQ_CHECK(missing.empty(),
+           "{}: not usable as {} perceptual weights: missing {} of its feature tensors (first: "
+           "{}); expected LPIPS names (net.slice1.0.weight, ...){}",
+           path, perceptual_net_name(kind_), missing.size(), missing.empty() ? "" : missing[0],
+           kind_ == PerceptualNet::Vgg16 ? " or torchvision names (features.0.weight, ...)" : "");
   load_state_dict(mapped, /*strict=*/false);
   auto note = file.metadata.find("vqgan.perceptual_source");
-  source_ = fmt::format("VGG16 weights from {}{} (lin: {})", path,
+  source_ = fmt::format("{} from {}{} (lin: {})", perceptual_net_name(kind_), path,
                         note == file.metadata.end() ? "" : " [" + note->second + "]",
                         has_lin ? "from the file" : "uniform 1/C");
 }

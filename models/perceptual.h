@@ -1,58 +1,61 @@
-// The perceptual (LPIPS-style) distance used by the VQGAN loss:
-//   features: VGG16's conv stack in five slices, taken after relu1_2, relu2_2, relu3_3, relu4_3
-//             and relu5_3 (inputs are shifted/scaled per channel first; grey images are repeated
-//             to three channels);
+// The perceptual (LPIPS-family) distance used by the VQGAN loss and reported as a metric:
+//   features: one of the trunks of perceptual_nets.h, five feature maps (inputs in [-1, 1] are
+//             shifted/scaled per channel first; grey images are repeated to three channels);
 //   per slice: each feature vector unit-normalised over channels, squared difference between
 //             the two images, weighted per channel by a 1x1 "lin" layer, averaged over space;
 //   result:   the sum over slices, one value per image [N, 1, 1, 1].
 //
-// Parameter names follow taming's LPIPS (scaling_layer.shift, net.slice1.0.weight, ...,
-// lin0.model.1.weight); torchvision's VGG16 names (features.N.weight) load too. Pretrained
-// ImageNet weights cannot be downloaded on our machines, so the weights come from a file
-// (LPIPS/torchvision exported to safetensors, or one made by vq_pretrain_perceptual) or stay
-// random; describe() says which, and every program prints it. Without lin weights in the file,
-// every channel weighs 1/C (a plain mean over channels).
+// Weights come from a safetensors file, never from the internet:
+//   stlpips-vgg / stlpips-alex  the shift-tolerant LPIPS networks (ST-LPIPS) that
+//                               scripts/setup.sh installs from PyPI's stlpips-pytorch wheel and
+//                               converts into build/weights (scripts/convert_stlpips.py);
+//   FILE                        any safetensors file in those names, or the original LPIPS VGG16
+//                               in LPIPS names (net.slice1.0.weight, lin0.model.1.weight, ...) or
+//                               torchvision names (features.N.weight).
+// The file's tensor names (or its vqgan.perceptual_net metadata) decide which network it is.
+// Without weights (tests, benchmarks) the VGG16 trunk stays random; describe() says which.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "nn/container.h"
+#include "models/perceptual_nets.h"
 #include "nn/conv2d.h"
+#include "nn/safetensors.h"
 
 namespace vq::models {
 
-// VGG16's features as LPIPS slices them: net.slice1 .. net.slice5, layers keeping torchvision's
-// indices (slice2.5 is features.5).
-class Vgg16Features : public nn::Module {
- public:
-  static constexpr int kSlices = 5;
-  Vgg16Features();
-  // The relu outputs that end each slice.
-  std::vector<Tensor> forward(const Tensor& x);
-  static int64_t channels(int slice);
-
- private:
-  std::shared_ptr<nn::Sequential> slices_[kSlices];
-};
+// The file behind a weights name: stlpips-vgg and stlpips-alex resolve to
+// stlpips_{vgg,alex}.safetensors in $VQ_WEIGHTS_DIR or else in the build's weights folder (beside
+// the program's bin/); anything else is a path, returned as is.
+std::string perceptual_weights_file(const std::string& name_or_path);
 
 class PerceptualLoss : public nn::Module {
  public:
-  PerceptualLoss();
+  explicit PerceptualLoss(PerceptualNet net = PerceptualNet::Vgg16);
+  // Builds the network a weights file holds and loads it (see perceptual_weights_file); throws
+  // saying how to install the weights when the file does not exist.
+  static std::shared_ptr<PerceptualLoss> from_weights(const std::string& name_or_path);
+
   // Distance per image [N, 1, 1, 1] between two batches of images in [-1, 1].
   Tensor forward(const Tensor& a, const Tensor& b);
   // The five feature maps of one batch (inputs in [-1, 1], 1 or 3 channels).
   std::vector<Tensor> features(const Tensor& x);
-  // Loads weights from a safetensors file (names as above, optionally under "loss.perceptual_loss."
-  // or "perceptual_loss."); throws listing missing convolution weights.
+  // Loads weights in this network's names (optionally under "loss.perceptual_loss." or
+  // "perceptual_loss."); throws listing missing convolution weights.
   void load(const std::string& path);
   const std::string& describe() const { return source_; }
-  Vgg16Features& net() { return *net_; }
+  PerceptualNet net_kind() const { return kind_; }
+  PerceptualTrunk& net() { return *net_; }
+  int64_t min_image_size() const { return net_->min_image_size(); }
 
  private:
+  void load_file(const nn::SafetensorsFile& file, const std::string& path);
+
+  PerceptualNet kind_;
   Tensor shift_, scale_;
-  std::shared_ptr<Vgg16Features> net_;
+  std::shared_ptr<PerceptualTrunk> net_;
   std::vector<std::shared_ptr<nn::Conv2d>> lins_;
   std::string source_;
 };

@@ -24,8 +24,10 @@ VQGANLoss::VQGANLoss(const LossConfig& config, int64_t image_channels, Generator
       "discriminator", std::make_shared<NLayerDiscriminator>(image_channels, config_.disc_ndf,
                                                              config_.disc_layers, gen));
   if (config_.perceptual_weight > 0 && !config_.perceptual_weights.empty()) {
-    perceptual_ = register_module("perceptual_loss", std::make_shared<PerceptualLoss>());
-    if (config_.perceptual_weights != "random") perceptual_->load(config_.perceptual_weights);
+    perceptual_ = register_module("perceptual_loss",
+                                  config_.perceptual_weights == "random"
+                                      ? std::make_shared<PerceptualLoss>()
+                                      : PerceptualLoss::from_weights(config_.perceptual_weights));
   }
 }
 
@@ -34,9 +36,8 @@ std::string VQGANLoss::perceptual_description() const {
   if (config_.perceptual_weight == 0) return "off (perceptual_weight is 0)";
   return fmt::format(
       "off: no perceptual weights given, so perceptual_weight {} is not applied (pass "
-      "--perceptual_weights FILE, "
-      "e.g. one made by vq_pretrain_perceptual, or --perceptual_weights random for untrained VGG16 "
-      "features)",
+      "--perceptual_weights stlpips-vgg for the shift-tolerant LPIPS VGG16 that scripts/setup.sh "
+      "installs, a safetensors FILE, or random for untrained VGG16 features)",
       config_.perceptual_weight);
 }
 

@@ -27,7 +27,9 @@ struct LossConfig {
   std::string disc_loss = "hinge";  // "hinge" or "vanilla"
   int64_t disc_ndf = 64;
   int64_t disc_layers = 3;
-  std::string perceptual_weights;  // safetensors file, or "random" (untrained VGG16); empty: off
+  // stlpips-vgg / stlpips-alex (installed by scripts/setup.sh), a safetensors file, or "random"
+  // (untrained VGG16); empty: off
+  std::string perceptual_weights;
   void validate() const;
 };
 

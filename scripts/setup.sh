@@ -34,6 +34,17 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import safetensors" 2
   phase_done "made the venv"
 fi
 
+# The shift-tolerant LPIPS weights (ST-LPIPS, VGG16 and AlexNet) travel inside PyPI's
+# stlpips-pytorch wheel; they are installed into the venv (--no-deps: Debian's torch is used) and
+# converted to safetensors under $BUILD_DIR/weights, where the programs look for them.
+WEIGHTS="$BUILD_DIR/weights"
+if [ ! -f "$WEIGHTS/stlpips_vgg.safetensors" ] || [ ! -f "$WEIGHTS/stlpips_alex.safetensors" ]; then
+  echo "== setup: installing the ST-LPIPS weights (stlpips-pytorch 0.0.2 from PyPI, 64 MB)"
+  "$VENV/bin/pip" install -q --no-deps stlpips-pytorch==0.0.2
+  "$VENV/bin/python" scripts/convert_stlpips.py "$WEIGHTS"
+  phase_done "installed the ST-LPIPS weights"
+fi
+
 echo "== setup: configuring ($CMAKE_BUILD_TYPE, VQ_CUDA=$VQ_CUDA) and building in $BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$CMAKE_BUILD_TYPE" -DVQ_CUDA="$VQ_CUDA" \
   -DVQ_WERROR=ON -DVQ_PYTHON="$PWD/$VENV/bin/python" > "$BUILD_DIR/configure.log" \

@@ -1,13 +1,12 @@
 // VQGAN architecture: taming's parameter names and counts for both reference configs (counted by
 // an independent formula), shapes, attention against its definition, gradients reaching every
-// parameter, the PatchGAN, the perceptual distance, and the loss composition.
+// parameter, the PatchGAN and the loss composition (the perceptual distance: test_perceptual).
 #include <cmath>
 #include <filesystem>
 
 #include "models/blocks.h"
 #include "models/encoder.h"
 #include "models/patch_discriminator.h"
-#include "models/perceptual.h"
 #include "models/vector_quantizer.h"
 #include "models/vqgan.h"
 #include "models/vqgan_loss.h"
@@ -212,99 +211,6 @@ TEST(PatchGAN, ShapesNamesAndInit) {
       EXPECT_NEAR(std::sqrt(var(t.detach()).item()), 0.02, 0.001);
     }
   }
-}
-
-TEST(Perceptual, ZeroForIdenticalImagesAndGradientOnlyToTheSecond) {
-  PerceptualLoss lpips;
-  const Tensor a = test::randn32({2, 1, 32, 32}, 1), b = test::randn32({2, 1, 32, 32}, 2);
-  EXPECT_NEAR(max(lpips.forward(a, a)).item(), 0.0, 1e-9);
-  Tensor bb = b.detach().requires_grad_();
-  const Tensor d = lpips.forward(a, bb);
-  EXPECT_EQ(d.shape(), (Shape{2, 1, 1, 1}));
-  EXPECT_GT(min(d).item(), 0.0);
-  sum(d).backward();
-  EXPECT_TRUE(bb.grad().defined());
-  for (const auto& p : lpips.parameters()) EXPECT_FALSE(p.grad().defined());
-  EXPECT_NE(lpips.describe().find("random VGG16"), std::string::npos);
-}
-
-// The distance is LPIPS's formula over the net's features, recomputed here with plain loops in
-// float64: per slice, sum_c w_c (a_c/|a| - b_c/|b|)^2 averaged over positions, summed over
-// slices, with lin weights set to distinct known values.
-TEST(Perceptual, DistanceIsTheLpipsFormulaOverItsFeatures) {
-  PerceptualLoss lpips;
-  {
-    NoGradGuard no_grad;
-    for (auto& [name, p] : lpips.named_parameters()) {
-      if (name.rfind("lin", 0) != 0) continue;
-      const int64_t C = p.size(1);
-      std::vector<float> w(C);
-      for (int64_t c = 0; c < C; ++c) w[c] = static_cast<float>((c % 7) + 1) / C;
-      p.copy_(from_vector(w, p.shape()));
-    }
-  }
-  const Tensor a = clamp(test::randn32({2, 3, 32, 32}, 3), -1.0, 1.0);
-  const Tensor b = clamp(test::randn32({2, 3, 32, 32}, 4), -1.0, 1.0);
-  const std::vector<Tensor> fa = lpips.features(a), fb = lpips.features(b);
-  std::vector<double> expected(2, 0.0);
-  for (int s = 0; s < Vgg16Features::kSlices; ++s) {
-    const int64_t C = fa[s].size(1), HW = fa[s].size(2) * fa[s].size(3);
-    const auto va = fa[s].to_vector<double>(), vb = fb[s].to_vector<double>();
-    for (int64_t n = 0; n < 2; ++n) {
-      for (int64_t q = 0; q < HW; ++q) {
-        auto at = [&](const std::vector<double>& v, int64_t c) { return v[(n * C + c) * HW + q]; };
-        double na = 0, nb = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          na += at(va, c) * at(va, c);
-          nb += at(vb, c) * at(vb, c);
-        }
-        na = std::sqrt(na) + 1e-10;
-        nb = std::sqrt(nb) + 1e-10;
-        for (int64_t c = 0; c < C; ++c) {
-          const double d = at(va, c) / na - at(vb, c) / nb;
-          expected[n] += static_cast<double>((c % 7) + 1) / C * d * d / HW;
-        }
-      }
-    }
-  }
-  EXPECT_TRUE(allclose(lpips.forward(a, b), from_vector(expected, {2, 1, 1, 1}), 1e-6, 1e-4));
-  EXPECT_GT(expected[0], 0.0);
-  // A grey image is the same image repeated to three channels.
-  const Tensor grey = a.narrow(1, 0, 1).contiguous();
-  const Tensor grey3 = concat({grey, grey, grey}, 1);
-  EXPECT_TRUE(allclose(lpips.features(grey)[2], lpips.features(grey3)[2], 1e-6));
-}
-
-TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
-  PerceptualLoss source;
-  nn::NamedTensors torchvision;
-  // Rename net.sliceK.N.* to torchvision's features.N.*
-  for (const auto& [name, t] : source.net().state_dict()) {
-    const size_t dot = name.find('.');
-    torchvision.emplace_back("features." + name.substr(dot + 1), add(t, 0.01));
-  }
-  const std::string dir = std::filesystem::temp_directory_path() / "vq_perceptual_test";
-  std::filesystem::create_directories(dir);
-  nn::save_safetensors(dir + "/vgg.safetensors", torchvision,
-                       {{"vqgan.perceptual_source", "test"}});
-  PerceptualLoss loaded;
-  loaded.load(dir + "/vgg.safetensors");
-  EXPECT_TRUE(allclose(loaded.net().state_dict()[0].second,
-                       add(source.net().state_dict()[0].second, 0.01)));
-  EXPECT_NE(loaded.describe().find("[test] (lin: uniform 1/C)"), std::string::npos)
-      << loaded.describe();
-  torchvision.pop_back();
-  // A torchvision-style name without an index (a damaged or foreign file) is a clear error too,
-  // not a parse exception.
-  torchvision.emplace_back("features.x.weight", zeros({1}));
-  nn::save_safetensors(dir + "/partial.safetensors", torchvision);
-  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/partial.safetensors"),
-                  "missing 1 of the VGG16 feature tensors");
-  // Damaged values are refused naming the tensor.
-  torchvision.back().second = full({1}, NAN);
-  nn::save_safetensors(dir + "/nan.safetensors", torchvision);
-  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/nan.safetensors"),
-                  "tensor 'features.x.weight' holds 1 non-finite values");
 }
 
 TEST(VQGANLoss, AdaptiveWeightIsTheGradientNormRatio) {

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   flags.add_string("resume", &resume,
                    "continue the run saved in this .last.safetensors checkpoint");
   flags.add_string("perceptual_weights", &perceptual,
-                   "perceptual net weights: a safetensors file, 'random', or empty (off)");
+                   "perceptual net weights: stlpips-vgg (ST-LPIPS VGG16, installed by setup), "
+                   "stlpips-alex, a safetensors file, 'random', or empty (off)");
   flags.add_double("perceptual_weight", &perceptual_weight, "weight of the perceptual term", 0);
   flags.add_int("disc_start", &disc_start, "generator steps before the discriminator starts", 0);
   flags.add_int("n_embed", &q.n_embed, "codebook size K", 2);
