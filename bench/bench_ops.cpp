@@ -153,6 +153,16 @@ void BM_PerceptualForward(benchmark::State& state) {
 }
 BENCHMARK(BM_PerceptualForward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// ST-LPIPS's blur downsample where ST VGG16 first meets it on Fashion-MNIST: [64, 64, 27, 27].
+void BM_BlurDownsample(benchmark::State& state) {
+  set_num_threads(bench::bench_threads());
+  Generator gen(6);
+  const Tensor x = randn({64, 64, 27, 27}, gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(models::blur_downsample(x).raw_data());
+}
+BENCHMARK(BM_BlurDownsample)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 }  // namespace vq
 

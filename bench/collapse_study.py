@@ -69,46 +69,65 @@ def run(cmd, log):
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc, default_out):
+    """The flags every study takes: --build, --out, --only."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default="build")
-    parser.add_argument("--out", default="bench/results/collapse_study")
+    parser.add_argument("--out", default=default_out)
     parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
     args = parser.parse_args()
-    bin_dir = os.path.join(args.build, "bin")
-    only = set(filter(None, args.only.split(",")))
+    args.bin_dir = os.path.join(args.build, "bin")
+    args.only = set(filter(None, args.only.split(",")))
     os.makedirs(args.out, exist_ok=True)
+    return args
+
+
+def train_and_measure(bin_dir, folder, name, preset, overrides, train_flags, analysis_flags=()):
+    """Trains one run into `folder` (or continues it with --resume if it was interrupted), then
+    measures its best model on the test set. Returns (training summary, test summary, metrics
+    log), or None while the run is unfinished."""
+    os.makedirs(folder, exist_ok=True)
+    summary_path = os.path.join(folder, "run.summary.json")
+    last = os.path.join(folder, "run.last.safetensors")
+    if not finished(summary_path) and os.path.exists(last):
+        # An interrupted run (killed, or stopped with Ctrl-C) continues from its checkpoint.
+        print(f"[{time.strftime('%H:%M:%S')}] resuming {name}", file=sys.stderr)
+        run([os.path.join(bin_dir, "train_vqvae_improved"), "--resume", last],
+            os.path.join(folder, f"train_resumed_{time.strftime('%Y%m%d_%H%M%S')}.log"))
+    elif not finished(summary_path):
+        print(f"[{time.strftime('%H:%M:%S')}] training {name}", file=sys.stderr)
+        config = os.path.join(folder, "config.json")
+        with open(config, "w") as f:
+            json.dump(overrides, f, indent=2)
+        run([os.path.join(bin_dir, "train_vqvae_improved"), "--preset", preset, "--config", config,
+             "--model_dir", folder, "--model_name", "run", "--sample_dir", os.path.join(folder, "samples"),
+             *train_flags], os.path.join(folder, "train.log"))
+    if not finished(summary_path):
+        return None
+    if not os.path.exists(os.path.join(folder, "analysis", "summary.json")):
+        print(f"[{time.strftime('%H:%M:%S')}] measuring {name}", file=sys.stderr)
+        run([os.path.join(bin_dir, "codebook_utilization_check"), "--model_path", os.path.join(folder, "run.safetensors"),
+             "--data_dir", "fashion-mnist:test", "--output_dir", os.path.join(folder, "analysis"), "--plot",
+             *analysis_flags], os.path.join(folder, "analysis.log"))
+    with open(summary_path) as f:
+        train = json.load(f)
+    with open(os.path.join(folder, "analysis", "summary.json")) as f:
+        test = json.load(f)
+    return train, test, os.path.join(folder, "run.metrics.jsonl")
+
+
+def main():
+    args = parse_args(__doc__, "bench/results/collapse_study")
+    bin_dir = args.bin_dir
     rows = []
     for name, preset, overrides in RUNS:
-        if only and name not in only:
+        if args.only and name not in args.only:
             continue
         folder = os.path.join(args.out, name.replace("+", "plus_").replace(" ", "_"))
-        os.makedirs(folder, exist_ok=True)
-        summary_path = os.path.join(folder, "run.summary.json")
-        last = os.path.join(folder, "run.last.safetensors")
-        if not finished(summary_path) and os.path.exists(last):
-            # An interrupted run (killed, or stopped with Ctrl-C) continues from its checkpoint.
-            print(f"[{time.strftime('%H:%M:%S')}] resuming {name}", file=sys.stderr)
-            run([os.path.join(bin_dir, "train_vqvae_improved"), "--resume", last],
-                os.path.join(folder, "train_resumed.log"))
-        elif not finished(summary_path):
-            print(f"[{time.strftime('%H:%M:%S')}] training {name}", file=sys.stderr)
-            config = os.path.join(folder, "config.json")
-            with open(config, "w") as f:
-                json.dump(overrides, f, indent=2)
-            run([os.path.join(bin_dir, "train_vqvae_improved"), "--preset", preset, "--config", config,
-                 "--model_dir", folder, "--model_name", "run", "--sample_dir", os.path.join(folder, "samples"),
-                 "--epochs", "5", "--steps_per_epoch", "50", "--seed", "42"], os.path.join(folder, "train.log"))
-        if not os.path.exists(os.path.join(folder, "analysis", "summary.json")):
-            print(f"[{time.strftime('%H:%M:%S')}] measuring {name}", file=sys.stderr)
-            run([os.path.join(bin_dir, "codebook_utilization_check"), "--model_path", os.path.join(folder, "run.safetensors"),
-                 "--data_dir", "fashion-mnist:test", "--output_dir", os.path.join(folder, "analysis"), "--plot"],
-                os.path.join(folder, "analysis.log"))
-        with open(summary_path) as f:
-            train = json.load(f)
-        with open(os.path.join(folder, "analysis", "summary.json")) as f:
-            test = json.load(f)
-        rows.append((name, train, test, os.path.join(folder, "run.metrics.jsonl")))
+        result = train_and_measure(bin_dir, folder, name, preset, overrides,
+                                   ["--epochs", "5", "--steps_per_epoch", "50", "--seed", "42"])
+        if result:
+            rows.append((name, *result))
 
     lines = ["| run | K | utilisation | normalised entropy | perplexity | dead codes | test L1 | test PSNR (dB) | images/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -37,7 +37,8 @@ TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
   auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
   train::LoaderOptions lo = train::LoaderOptions::single_pass(5);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
-  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
+  train::QualityMeter quality(-1, 16, kCPU);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality);
   EXPECT_EQ(r.num_images, 24);
   EXPECT_EQ(r.num_vectors, 24 * 8 * 8);
   EXPECT_EQ(r.num_codes, 16);
@@ -58,7 +59,9 @@ TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
   EXPECT_GT(r.normalized_entropy, 0.0);
   EXPECT_LE(r.normalized_entropy, 1.0);
   EXPECT_NEAR(r.perplexity, std::exp(r.entropy), 1e-9);
-  EXPECT_GT(r.psnr, 5.0);
+  EXPECT_GT(r.quality.psnr, 5.0);
+  EXPECT_GT(r.quality.ssim, 0.0);
+  EXPECT_NE(r.stlpips_note.find("not measured"), std::string::npos) << r.stlpips_note;
   EXPECT_EQ(r.pca.size(), 16u);
   const auto j = nlohmann::json::parse(report_summary_json(r, "m", "d"));
   for (const char* key :
@@ -77,8 +80,9 @@ TEST_F(Tool, SampledAssignmentUsesTheTemperature) {
   train::LoaderOptions lo = train::LoaderOptions::single_pass(24);
   train::DataLoader a(train::open_dataset(images_, 1, 16), 1, 16, lo),
       b(train::open_dataset(images_, 1, 16), 1, 16, lo);
-  const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0);
-  const CodebookReport hot = analyze_codebook(*loaded.model, b, 1e6, 1.0, 0);
+  train::QualityMeter quality(0, 16, kCPU);
+  const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0, quality);
+  const CodebookReport hot = analyze_codebook(*loaded.model, b, 1e6, 1.0, 0, quality);
   // At a huge temperature the sampling is nearly uniform over the 16 codes.
   EXPECT_GT(hot.normalized_entropy, 0.95);
   EXPECT_EQ(hot.used_codes, 16);
@@ -89,7 +93,8 @@ TEST_F(Tool, PlotsAreWritten) {
   auto loaded = train::load_model(out_ + "/tiny.safetensors", kCPU);
   train::LoaderOptions lo = train::LoaderOptions::single_pass(8);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
-  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0);
+  train::QualityMeter quality(0, 16, kCPU);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality);
   const std::string dir = test::temp_path("plots");
   write_plots(r, dir);
   for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
@@ -210,11 +215,16 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   std::ifstream csv(dir + "/metrics.csv");
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "index,image,psnr,ssim");
+  EXPECT_EQ(line, "index,image,l1,psnr,ssim,stlpips_vgg,stlpips_alex");
+  const auto l1 =
+      mean(abs(sub(t.at("reconstructions"), t.at("inputs"))), {1, 2, 3}).to_vector<double>();
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(std::getline(csv, line));
-    EXPECT_EQ(line.rfind(fmt::format("{},{},{:.4f},", i, ds->item_name(i), psnr[i]), 0), 0u)
+    EXPECT_EQ(
+        line.rfind(fmt::format("{},{},{:.5f},{:.4f},", i, ds->item_name(i), l1[i], psnr[i]), 0), 0u)
         << line;
+    // 16x16 images are below ST-LPIPS's smallest input: its cells stay empty.
+    EXPECT_EQ(line.substr(line.size() - 2), ",,") << line;
   }
   EXPECT_FALSE(std::getline(csv, line));
   // The grid: the 5 inputs on top, their reconstructions below, each as 8-bit grey.

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "models/perceptual.h"
 #include "nn/checkpoint.h"
 #include "nn/file_io.h"
 #include "test_util.h"
@@ -17,6 +18,7 @@
 #include "trainers/flags.h"
 #include "trainers/metrics.h"
 #include "trainers/model_io.h"
+#include "trainers/quality.h"
 #include "trainers/trainer.h"
 
 namespace vq::train {
@@ -464,7 +466,94 @@ TEST_F(TrainerRun, PerceptualTermEntersTheLossWithItsWeight) {
   EXPECT_NEAR(on.at("loss").get<double>() - off.at("loss").get<double>(), 0.5 * distance,
               1e-5 * on.at("loss").get<double>());
   EXPECT_EQ(on.at("l1"), off.at("l1"));
-  EXPECT_NE(on.at("summary_perceptual").get<std::string>().find("random VGG16"), std::string::npos);
+  EXPECT_NE(on.at("summary_perceptual").get<std::string>().find("random vgg16"), std::string::npos);
+}
+
+// The whole VQGAN objective from step 0: the discriminator's hinge loss, the generator's
+// adversarial term with its adaptive weight, and the perceptual distance all take part, finite
+// and non-zero in every logged step.
+TEST_F(TrainerRun, FullObjectiveFromTheFirstStepLogsEveryTerm) {
+  const std::string out = test::temp_path("full_objective");
+  TrainConfig c = test::tiny_config(images_, out);
+  c.training.epochs = 1;
+  c.loss.disc_start = 0;
+  c.loss.perceptual_weights = "random";
+  c.loss.perceptual_weight = 1.0;
+  const auto summary = nlohmann::json::parse(train(c, "").json);
+  EXPECT_EQ(summary.at("nonfinite_steps_skipped"), 0);
+  EXPECT_EQ(summary.at("discriminator_updates_skipped"), 0);
+  std::ifstream metrics(out + "/tiny.metrics.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(metrics, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("loss")) continue;
+    ++steps;
+    for (const char* key : {"g_adv", "d_loss", "adaptive_weight", "perceptual"}) {
+      ASSERT_TRUE(j.at(key).is_number()) << key << " in " << line;
+      const double v = j.at(key).get<double>();
+      EXPECT_TRUE(std::isfinite(v) && v != 0.0) << key << " = " << v << " in " << line;
+    }
+  }
+  EXPECT_EQ(steps, 3);
+}
+
+// Validation measures SSIM and, where scripts/setup.sh installed the networks, ST-LPIPS with
+// both of them on the first val_stlpips_images images; the tiny 16x16 images of the other runs
+// are too small for it (the summary then says null).
+TEST_F(TrainerRun, ValidationReportsSsimAndStLpips) {
+  const std::string out = test::temp_path("stlpips_val");
+  TrainConfig c = test::tiny_config(images_, out);
+  c.model.resolution = 24;  // ST-LPIPS AlexNet needs 21x21
+  c.training.epochs = 1;
+  c.training.steps_per_epoch = 1;
+  c.training.val_stlpips_images = 3;
+  const auto summary = nlohmann::json::parse(train(c, "").json);
+  const double ssim = summary.at("val_ssim").get<double>();
+  EXPECT_TRUE(ssim > -1.0 && ssim < 1.0) << ssim;
+  if (!std::filesystem::exists(models::perceptual_weights_file("stlpips-vgg")))
+    GTEST_SKIP() << "ST-LPIPS weights not installed (scripts/setup.sh)";
+  EXPECT_EQ(summary.at("val_stlpips_images"), 3);
+  for (const char* key : {"val_stlpips_vgg", "val_stlpips_alex"}) {
+    ASSERT_TRUE(summary.at(key).is_number()) << key;
+    EXPECT_GT(summary.at(key).get<double>(), 0.0) << key;
+  }
+  c = test::tiny_config(images_, test::temp_path("stlpips_tiny"));
+  c.training.epochs = 1;
+  c.training.steps_per_epoch = 1;
+  const auto tiny = nlohmann::json::parse(train(c, "").json);
+  EXPECT_TRUE(tiny.at("val_stlpips_vgg").is_null());
+  EXPECT_EQ(tiny.at("val_stlpips_images"), 0);
+}
+
+// The quality meter: per-image L1 against a direct mean, ST-LPIPS with both networks on the first
+// `stlpips_images` images only (the rest NaN), means over what was measured.
+TEST(QualityMeter, MeasuresStLpipsOnTheFirstImagesOnly) {
+  if (!std::filesystem::exists(models::perceptual_weights_file("stlpips-alex")))
+    GTEST_SKIP() << "ST-LPIPS weights not installed (scripts/setup.sh)";
+  QualityMeter meter(2, 24, kCPU);
+  const Tensor a = tanh(test::randn32({3, 1, 24, 24}, 1)),
+               b = tanh(test::randn32({3, 1, 24, 24}, 2));
+  const auto q = meter.add(a, b);
+  ASSERT_EQ(q.size(), 3u);
+  const auto alex = models::PerceptualLoss::from_weights("stlpips-alex");
+  NoGradGuard no_grad;
+  const auto expected = alex->forward(a, b).to_vector<double>();
+  const auto l1 = mean(abs(sub(a, b)), {1, 2, 3}).to_vector<double>();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NEAR(q[i].stlpips_alex, expected[i], 1e-6 * expected[i]);
+    EXPECT_GT(q[i].stlpips_vgg, 0.0);
+  }
+  EXPECT_TRUE(std::isnan(q[2].stlpips_vgg) && std::isnan(q[2].stlpips_alex));
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(q[i].l1, l1[i], 1e-6);
+  const auto later = meter.add(a, b);  // the 2 images are measured: no more ST-LPIPS
+  EXPECT_TRUE(std::isnan(later[0].stlpips_vgg));
+  EXPECT_EQ(meter.images(), 6);
+  EXPECT_EQ(meter.stlpips_measured(), 2);
+  EXPECT_NEAR(meter.mean().stlpips_alex, (expected[0] + expected[1]) / 2, 1e-6);
+  EXPECT_NE(meter.stlpips_description().find("the first 2 images"), std::string::npos);
+  EXPECT_NE(QualityMeter(2, 16, kCPU).stlpips_description().find("images are 16x16"),
+            std::string::npos);
 }
 
 // FSQ with binary levels trains end to end (L = 2 once made every output NaN).

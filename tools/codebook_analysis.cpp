@@ -46,7 +46,8 @@ std::vector<std::array<double, 2>> pca_2d(const Tensor& codes) {
 }  // namespace
 
 CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loader,
-                                double temperature, double active_threshold, uint64_t seed) {
+                                double temperature, double active_threshold, uint64_t seed,
+                                train::QualityMeter& quality) {
   NoGradGuard no_grad;
   model.eval();
   models::Quantizer& q = model.quantizer();
@@ -55,7 +56,6 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
   r.temperature = temperature;
   r.num_codes = q.num_codes();
   r.counts.assign(r.num_codes, 0);
-  double l1_sum = 0, psnr_sum = 0;
   const Device device = model.parameters().at(0).device();
   while (auto batch = loader.next()) {
     const Tensor x = batch->images.to(device);
@@ -63,8 +63,7 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
     const Tensor indices = q.lookup(z, temperature);
     const Tensor reconstruction = model.decode(q.codes_for(indices));
     const int64_t n = x.size(0);
-    l1_sum += l1_loss(reconstruction, x).item() * n;
-    for (double p : train::psnr_per_image(reconstruction.cpu(), batch->images)) psnr_sum += p;
+    quality.add(reconstruction, batch->images);
     const auto counts = bincount(indices.reshape({-1}), r.num_codes).to_vector<int64_t>();
     const models::CodebookStats s =
         models::codebook_stats(counts, std::vector<double>(r.num_codes, 0.0), 1.0, 1.0);
@@ -88,8 +87,9 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
   r.ema_active_codes = s.active_codes_ema;
   for (const auto& b : r.batches)
     r.mean_batch_utilization += b.utilization / static_cast<double>(r.batches.size());
-  r.l1 = l1_sum / r.num_images;
-  r.psnr = psnr_sum / r.num_images;
+  r.quality = quality.mean();
+  r.stlpips_images = quality.stlpips_measured();
+  r.stlpips_note = quality.stlpips_description();
 
   const Tensor codes =
       q.codes_for(arange(0, r.num_codes, DType::Int64, device).view({1, 1, r.num_codes}))
@@ -131,8 +131,12 @@ std::string report_summary_json(const CodebookReport& r, const std::string& mode
                               {"dead_codes", r.dead_codes},
                               {"mean_batch_utilization", r.mean_batch_utilization},
                               {"ema_active_codes", r.ema_active_codes},
-                              {"l1", r.l1},
-                              {"psnr", r.psnr},
+                              {"l1", r.quality.l1},
+                              {"psnr", r.quality.psnr},
+                              {"ssim", r.quality.ssim},
+                              {"stlpips_vgg", r.quality.stlpips_vgg},
+                              {"stlpips_alex", r.quality.stlpips_alex},
+                              {"stlpips_images", r.stlpips_images},
                               {"verdict", r.verdict}};
   return j.dump(2);
 }
@@ -154,7 +158,12 @@ std::string report_table(const CodebookReport& r) {
   row("mean per-batch utilisation", fmt::format("{:.1f}%", 100 * r.mean_batch_utilization));
   row("active codes by EMA statistics",
       fmt::format("{} ({:.1f}%)", r.ema_active_codes, 100.0 * r.ema_active_codes / r.num_codes));
-  row("reconstruction L1 / PSNR", fmt::format("{:.4f} / {:.2f} dB", r.l1, r.psnr));
+  row("reconstruction L1 / PSNR / SSIM",
+      fmt::format("{:.4f} / {:.2f} dB / {:.4f}", r.quality.l1, r.quality.psnr, r.quality.ssim));
+  row("ST-LPIPS VGG16 / AlexNet",
+      r.stlpips_images > 0 ? fmt::format("{:.4f} / {:.4f} (first {} images)", r.quality.stlpips_vgg,
+                                         r.quality.stlpips_alex, r.stlpips_images)
+                           : r.stlpips_note);
   return out + "  " + r.verdict + "\n";
 }
 

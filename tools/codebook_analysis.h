@@ -8,6 +8,7 @@
 
 #include "models/vqgan.h"
 #include "trainers/data/loader.h"
+#include "trainers/quality.h"
 
 namespace vq::tools {
 
@@ -26,15 +27,18 @@ struct CodebookReport {
   int64_t used_codes = 0, dead_codes = 0, ema_active_codes = 0;
   double utilization = 0, entropy = 0, normalized_entropy = 0, perplexity = 0,
          mean_batch_utilization = 0;
-  double l1 = 0, psnr = 0;  // reconstructions (argmin codes)
-  std::string verdict;      // a sentence comparing the EMA view with real usage
+  train::ImageQuality quality;  // of the reconstructions from the codes assigned
+  int64_t stlpips_images = 0;   // how many images ST-LPIPS measured
+  std::string stlpips_note;     // which ST-LPIPS, or why none
+  std::string verdict;          // a sentence comparing the EMA view with real usage
 };
 
 // `temperature` 0 assigns codes by argmin; T > 0 samples them from softmax(-d / T) as training
 // does (with the quantizer's generator seeded by `seed`). `active_threshold` decides which EMA
-// counts call a code active (the run's own setting).
+// counts call a code active (the run's own setting). `quality` measures the reconstructions.
 CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loader,
-                                double temperature, double active_threshold, uint64_t seed);
+                                double temperature, double active_threshold, uint64_t seed,
+                                train::QualityMeter& quality);
 
 std::string report_summary_json(const CodebookReport& r, const std::string& model_path,
                                 const std::string& data);

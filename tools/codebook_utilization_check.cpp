@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   using namespace vq;
   tools::ModelFlags model_flags;
   std::string data_dir = "fashion-mnist:test", output_dir = "codebook_analysis";
-  int64_t image_size = 0, in_channels = 0, batch_size = 32, limit = 0, seed = 0;
+  int64_t image_size = 0, in_channels = 0, batch_size = 32, limit = 0, seed = 0,
+          stlpips_images = 1000;
   double temperature = 0.0;
   bool plot = false, save_details = false;
   train::Flags flags(
@@ -35,6 +36,10 @@ int main(int argc, char** argv) {
       "0: nearest code (argmin); T > 0: sample codes from softmax(-d/T) as in training", 0);
   flags.add_int("limit", &limit, "use only the first N images; 0 = all", 0);
   flags.add_int("seed", &seed, "seed for sampled assignment (temperature > 0)", 0);
+  flags.add_int("stlpips_images", &stlpips_images,
+                "images that also get ST-LPIPS (VGG16 ~25 ms each at 28x28 on 2 cores); 0 = none, "
+                "-1 = all",
+                -1);
   try {
     if (!flags.parse(argc, argv)) return 0;
     const train::LoadedModel loaded = model_flags.load();
@@ -50,9 +55,10 @@ int main(int argc, char** argv) {
         tools::model_data(data_dir, mc, train::LoaderOptions::single_pass(batch_size, limit));
     std::printf("codebook_utilization_check: %s on %s\n", model_flags.model_path.c_str(),
                 loader.dataset().describe().c_str());
+    train::QualityMeter quality(stlpips_images, mc.resolution, parse_device(model_flags.device));
     const tools::CodebookReport report = tools::analyze_codebook(
         *loaded.model, loader, temperature, loaded.config.quantizer.active_threshold,
-        static_cast<uint64_t>(seed));
+        static_cast<uint64_t>(seed), quality);
     std::filesystem::create_directories(output_dir);
     auto write = [&](const std::string& name, const std::string& text) {
       nn::write_file_atomically(output_dir + "/" + name, text);

@@ -159,6 +159,7 @@ const std::vector<Field<T>>& training_fields() {
                                           {"max_steps", &T::max_steps},
                                           {"early_stopping_patience", &T::early_stopping_patience},
                                           {"val_limit", &T::val_limit},
+                                          {"val_stlpips_images", &T::val_stlpips_images},
                                           {"num_samples", &T::num_samples},
                                           {"log_every", &T::log_every},
                                           {"max_nonfinite_steps", &T::max_nonfinite_steps},
@@ -210,6 +211,8 @@ void TrainConfig::validate() const {
            "--steps_per_epoch and --max_steps must be >= 0");
   VQ_CHECK(t.log_every >= 1, "--log_every must be at least 1, got {}", t.log_every);
   VQ_CHECK(t.num_samples >= 1, "--num_samples must be at least 1, got {}", t.num_samples);
+  VQ_CHECK(t.val_stlpips_images >= -1, "--val_stlpips_images must be >= -1 (-1: all), got {}",
+           t.val_stlpips_images);
   VQ_CHECK(t.num_threads >= 0, "--num_threads must be >= 0 (0: all cores), got {}", t.num_threads);
   VQ_CHECK(t.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0, got {}",
            t.early_stopping_patience);

@@ -34,6 +34,7 @@ struct TrainingConfig {
   int64_t max_steps = 0;                 // 0: no limit
   int64_t early_stopping_patience = 10;  // epochs without validation improvement; 0: off
   int64_t val_limit = 1000;              // validation images per epoch; 0: all
+  int64_t val_stlpips_images = 256;      // of those, how many also get ST-LPIPS; -1: all
   int64_t num_samples = 16;              // images in each sample grid
   int64_t log_every = 10;
   int64_t max_nonfinite_steps = 5;  // consecutive non-finite losses before stopping

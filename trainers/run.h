@@ -19,6 +19,7 @@
 #include "trainers/config.h"
 #include "trainers/data/loader.h"
 #include "trainers/metrics.h"
+#include "trainers/quality.h"
 #include "trainers/train_step.h"
 #include "trainers/trainer.h"
 
@@ -31,7 +32,8 @@ inline double seconds_since(Clock::time_point t) {
 }
 
 struct Validation {
-  double l1 = 0, psnr = 0;
+  ImageQuality quality;  // means (ST-LPIPS over the first val_stlpips_images)
+  int64_t stlpips_images = 0;
   models::CodebookStats stats;  // over the whole validation set
   int64_t images = 0;
   int64_t unreadable = 0;  // images skipped because they could not be read
@@ -72,6 +74,7 @@ class TrainingRun {
   std::unique_ptr<DataLoader> train_loader_;
   std::shared_ptr<Dataset> val_set_;
   std::unique_ptr<JsonlWriter> metrics_;
+  std::unique_ptr<QualityMeter> quality_;  // validation's metrics (holds the ST-LPIPS networks)
 
   int64_t steps_per_epoch_ = 0, total_steps_ = 0;
   int64_t step_ = 0, epoch_ = 0;

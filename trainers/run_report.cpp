@@ -36,6 +36,7 @@ void TrainingRun::log_setup() const {
               config_.loss.l1_weight, config_.loss.adversarial_weight,
               static_cast<long long>(config_.loss.disc_start), config_.loss.perceptual_weight);
   std::printf("  perceptual: %s\n", loss_->perceptual_description().c_str());
+  std::printf("  quality:    L1, PSNR, SSIM; %s\n", quality_->stlpips_description().c_str());
   std::printf("  schedule:   %lld epochs x %lld steps of %lld images, lr %g (%s), outputs in %s\n",
               static_cast<long long>(t_.epochs), static_cast<long long>(steps_per_epoch_),
               static_cast<long long>(t_.batch_size), t_.lr, t_.lr_schedule.c_str(),
@@ -51,22 +52,20 @@ Validation TrainingRun::validate() {
   DataLoader loader(val_set_, config_.model.in_channels, config_.model.resolution, lo);
   Validation v;
   std::vector<int64_t> counts(model_->quantizer().num_codes(), 0);
-  double l1_sum = 0, psnr_sum = 0;
+  quality_->reset();
   while (auto batch = loader.next()) {
     const Tensor x = batch->images.to(device_);
     const auto out = model_->forward(x);
-    const int64_t n = x.size(0);
-    l1_sum += l1_loss(out.reconstruction, x).item() * n;
-    for (double p : psnr_per_image(out.reconstruction.cpu(), batch->images)) psnr_sum += p;
+    quality_->add(out.reconstruction, batch->images);
     const auto batch_counts =
         bincount(out.quant.indices.reshape({-1}), static_cast<int64_t>(counts.size()))
             .to_vector<int64_t>();
     for (size_t k = 0; k < counts.size(); ++k) counts[k] += batch_counts[k];
-    v.images += n;
   }
+  v.images = quality_->images();
   v.unreadable = loader.bad_images();
-  v.l1 = l1_sum / v.images;
-  v.psnr = psnr_sum / v.images;
+  v.quality = quality_->mean();
+  v.stlpips_images = quality_->stlpips_measured();
   const auto& q = config_.quantizer;
   v.stats = models::codebook_stats(counts, model_->quantizer().ema_counts(), q.active_threshold,
                                    q.dead_code_threshold);
@@ -111,8 +110,12 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"seconds", seconds},
       {"images_per_s", seconds > 0 ? static_cast<double>(session_images_) / seconds : 0.0},
       {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
-      {"val_l1", val(last_val_.l1)},
-      {"val_psnr", val(last_val_.psnr)},
+      {"val_l1", val(last_val_.quality.l1)},
+      {"val_psnr", val(last_val_.quality.psnr)},
+      {"val_ssim", val(last_val_.quality.ssim)},
+      {"val_stlpips_vgg", val(last_val_.quality.stlpips_vgg)},
+      {"val_stlpips_alex", val(last_val_.quality.stlpips_alex)},
+      {"val_stlpips_images", val(last_val_.stlpips_images)},
       {"val_utilization", val(s.batch_utilization)},
       {"val_used_codes", val(s.used_codes)},
       {"val_norm_entropy", val(s.batch_norm_entropy)},

@@ -54,6 +54,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
   auto train_set =
       open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
   val_set_ = open_dataset(t_.val_dir, config_.model.in_channels, config_.model.resolution, "test");
+  quality_ =
+      std::make_unique<QualityMeter>(t_.val_stlpips_images, config_.model.resolution, device_);
   LoaderOptions lo;
   lo.batch_size = t_.batch_size;
   lo.flip = true;

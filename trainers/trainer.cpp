@@ -86,17 +86,25 @@ void TrainingRun::count_nonfinite(const std::string& what) {
 void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
   last_val_ = validate();
   const auto& s = last_val_.stats;
+  const ImageQuality& q = last_val_.quality;
+  const std::string stlpips =
+      last_val_.stlpips_images > 0
+          ? fmt::format(", ST-LPIPS VGG {:.4f} / AlexNet {:.4f} (first {})", q.stlpips_vgg,
+                        q.stlpips_alex, last_val_.stlpips_images)
+          : "";
   std::printf(
-      "  validation: L1 %.4f, PSNR %.2f dB, utilisation %.1f%% (%lld of %lld codes), normalised "
-      "entropy %.3f, "
-      "perplexity %.1f on %lld images\n",
-      last_val_.l1, last_val_.psnr, 100 * s.batch_utilization, static_cast<long long>(s.used_codes),
-      static_cast<long long>(s.num_codes), s.batch_norm_entropy, s.perplexity,
-      static_cast<long long>(last_val_.images));
+      "  validation: L1 %.4f, PSNR %.2f dB, SSIM %.4f%s, utilisation %.1f%% (%lld of %lld codes), "
+      "normalised entropy %.3f, perplexity %.1f on %lld images\n",
+      q.l1, q.psnr, q.ssim, stlpips.c_str(), 100 * s.batch_utilization,
+      static_cast<long long>(s.used_codes), static_cast<long long>(s.num_codes),
+      s.batch_norm_entropy, s.perplexity, static_cast<long long>(last_val_.images));
   json line = {{"step", step_},
                {"epoch", epoch + 1},
-               {"val_l1", last_val_.l1},
-               {"val_psnr", last_val_.psnr},
+               {"val_l1", q.l1},
+               {"val_psnr", q.psnr},
+               {"val_ssim", q.ssim},
+               {"val_stlpips_vgg", q.stlpips_vgg},
+               {"val_stlpips_alex", q.stlpips_alex},
                {"val_utilization", s.batch_utilization},
                {"val_norm_entropy", s.batch_norm_entropy},
                {"val_perplexity", s.perplexity},
@@ -111,8 +119,8 @@ void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
     if (!std::isfinite(best_val_loss_)) save(true);
     return;
   }
-  if (last_val_.l1 < best_val_loss_) {
-    best_val_loss_ = last_val_.l1;
+  if (q.l1 < best_val_loss_) {
+    best_val_loss_ = q.l1;
     epochs_without_improvement_ = 0;
     save(true);
   } else {
