@@ -11,6 +11,7 @@
 #include "autograd/ops.h"
 #include "models/codebook_math.h"
 #include "models/vector_quantizer.h"
+#include "nn/dist/communicator.h"
 
 namespace vq::models {
 
@@ -62,10 +63,13 @@ void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices) {
   NoGradGuard no_grad;
   const int64_t K = config_.n_embed;
   const double decay = config_.ema_decay;
-  const Tensor counts = bincount(indices, K).to(h.dtype());    // n_k
+  // n_k and the per-code sums over the global batch (every rank's rows).
+  const Tensor counts = bincount(indices, K).to(h.dtype());
+  dist::world().all_reduce_sum(counts);
   table_->cluster_size.mul_(decay).add_(counts, 1.0 - decay);  // N_k
   if (config_.codebook != "ema") return;                       // a usage monitor only
   const Tensor sums = index_add(zeros({K, lookup_dim_}, h.dtype(), h.device()), 0, indices, h);
+  dist::world().all_reduce_sum(sums);
   table_->embed_avg.mul_(decay).add_(sums, 1.0 - decay);  // S_k
   // NOTE: like taming's EmbeddingEMA, the codebook starts with S_k = e_k but N_k = 0, so the first
   // update divides each unused code's decayed S_k by a smoothed count near eps and flings it far

@@ -8,6 +8,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "models/codebook_math.h"
+#include "nn/dist/communicator.h"
 #include "nn/init.h"
 
 namespace vq::models {
@@ -68,11 +69,16 @@ Tensor VectorQuantizer::distances(const Tensor& h) const {
   return squared_distances(h, codebook());
 }
 
-Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature, Generator& gen) {
+Tensor VectorQuantizer::choose_codes(const Tensor& d, double temperature, Generator& gen,
+                                     int64_t first_row, int64_t all_rows) {
   NoGradGuard no_grad;
   if (temperature <= 0.0) return argmin(d, 1);
-  // Gumbel-max: argmax(-d/T + g) with g = -log(-log(u)) is a sample from softmax(-d/T).
-  const Tensor u = clamp(rand(d.shape(), gen, d.dtype(), d.device()), 1e-20, 1.0);
+  // Gumbel-max: argmax(-d/T + g) with g = -log(-log(u)) is a sample from softmax(-d/T). Under
+  // data parallelism the noise is drawn for the whole global batch and each rank takes its rows,
+  // so N ranks sample exactly what one process would.
+  const int64_t M = d.size(0), rows = std::max(all_rows, M);
+  const Tensor u = clamp(
+      rand({rows, d.size(1)}, gen, d.dtype(), d.device()).narrow(0, first_row, M), 1e-20, 1.0);
   const Tensor gumbel = neg(log(neg(log(u))));
   return argmin(sub(mul(d, 1.0 / temperature), gumbel), 1);
 }
@@ -100,7 +106,12 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3), K = config_.n_embed;
   const bool training = is_training();
   const Tensor h = to_lookup_space(z_flat);  // [M, d]
-  if (training && !initialized()) kmeans_init(h.detach());
+  // Data parallelism: this rank holds rows [first_row, first_row + M) of the global batch; the
+  // codebook's updates see every rank's vectors so that the codebook stays identical everywhere.
+  dist::Communicator& comm = dist::world();
+  const int64_t M = h.size(0), all_rows = M * comm.size(), first_row = M * comm.rank();
+  const Tensor all_inputs = training ? comm.all_gather(h.detach()) : Tensor();  // [all_rows, d]
+  if (training && !initialized()) kmeans_init(all_inputs);
 
   // Training updates the table in place after this forward (EMA, restarts, CVQ), while backward
   // still needs the codes it saw: build them from a snapshot (a differentiable copy when learned).
@@ -110,7 +121,8 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   const Tensor d = soft_terms ? squared_distances(h, codebook_now)
                               : squared_distances(h.detach(), codebook_now.detach());
   Generator sampling = stream(RandomStream::CodeSampling);
-  const Tensor indices = choose_codes(d.detach(), training ? config_.temperature : 0.0, sampling);
+  const Tensor indices =
+      choose_codes(d.detach(), training ? config_.temperature : 0.0, sampling, first_row, all_rows);
   const Tensor codes = embedding(codebook_now, indices);  // [M, d]
 
   QuantizerOutput out;
@@ -134,7 +146,8 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   if (soft_terms) {
     const Tensor logits = mul(d, -1.0 / config_.entropy_temperature);
     const Tensor p = softmax(logits, 1);
-    const Tensor avg = mean(p, {0});
+    // The mean assignment over the global batch (a differentiable sum over ranks).
+    const Tensor avg = mul(dist::all_reduce_sum_with_grad(sum(p, {0})), 1.0 / all_rows);
     const Tensor h_avg = neg(sum(mul(avg, log(clamp(avg, 1e-12, 1.0)))));  // H(mean p)
     const bool per_vector_needed = config_.confidence_weight > 0 || config_.entropy_loss == "lfq";
     const Tensor h_each =
@@ -153,22 +166,28 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   out.indices = indices.view({N, height, width});
   out.loss = loss;
 
-  const std::vector<int64_t> batch_counts = bincount(indices, K).to_vector<int64_t>();
+  Tensor counts = bincount(indices, K);
+  if (training) comm.all_reduce_sum(counts);  // the statistics of the global batch
+  const std::vector<int64_t> batch_counts = counts.to_vector<int64_t>();
   // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
-  // codebook statistics.
-  const bool update = training && std::isfinite(sum(h.detach()).item());
+  // codebook statistics (a NaN on any rank makes the sum over ranks NaN: all skip together).
+  const bool update = training && std::isfinite(comm.sum(sum(h.detach()).item()));
   const Tensor inputs = h.detach();
   if (update) {
+    // CVQ anchors on the codebook this forward used, before the EMA update moves it.
+    const Tensor all_d = config_.cvq_rate > 0 && comm.size() > 1
+                             ? squared_distances(all_inputs, codebook_now.detach())
+                             : d.detach();
     ema_update(inputs, indices);
-    if (config_.cvq_rate > 0) cvq_reseed(inputs, d.detach());
-    last_inputs_ = inputs;
+    if (config_.cvq_rate > 0) cvq_reseed(all_inputs, all_d);
+    last_inputs_ = all_inputs;
   }
   // The statistics come before this step's restarts, so the codes they revive still count dead.
   out.stats = codebook_stats(batch_counts, ema_counts(), config_.active_threshold,
                              config_.dead_code_threshold);
   if (update && config_.dead_code_reset == "step") {
     Generator restarts = stream(RandomStream::StepRestarts);
-    restart_codes(dead_codes(), inputs, restarts);
+    restart_codes(dead_codes(), all_inputs, restarts);
   }
   return out;
 }

@@ -94,8 +94,10 @@ class VectorQuantizer : public Quantizer {
   // Squared distances [M, K] from lookup-space vectors [M, d] to every code.
   Tensor distances(const Tensor& h) const;
   // Code per row: argmin (T = 0 or evaluation) or a Gumbel-max sample from softmax(-d / T)
-  // with noise from `gen`.
-  static Tensor choose_codes(const Tensor& d, double temperature, Generator& gen);
+  // with noise from `gen`, drawn for `all_rows` rows of which d holds those from `first_row` on
+  // (this rank's share of the global batch).
+  static Tensor choose_codes(const Tensor& d, double temperature, Generator& gen,
+                             int64_t first_row = 0, int64_t all_rows = 0);
   // h_q with the value of `codes` and the straight-through or rotation-trick gradient to h.
   Tensor quantized_with_gradient(const Tensor& h, const Tensor& codes) const;
   // ---- codebook maintenance (codebook_maintenance.cpp), all without gradient ----

@@ -4,6 +4,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "nn/dist/communicator.h"
 #include "nn/losses.h"
 
 namespace vq::models {
@@ -64,6 +65,9 @@ VQGANLoss::GeneratorTerms VQGANLoss::generator_loss(const Tensor& x, const Tenso
     if (config_.adaptive_weight) {
       const Tensor g_nll = grad(nll, {last_layer}, /*retain_graph=*/true)[0];
       const Tensor g_gan = grad(g_adv, {last_layer}, /*retain_graph=*/true)[0];
+      // Under data parallelism: the norms of the global batch's gradients, the same on every rank.
+      dist::world().all_reduce_mean(g_nll);
+      dist::world().all_reduce_mean(g_gan);
       const double ratio = std::sqrt(sum(mul(g_nll, g_nll)).item()) /
                            (std::sqrt(sum(mul(g_gan, g_gan)).item()) + 1e-4);
       lambda *= std::clamp(ratio, 0.0, 1e4);

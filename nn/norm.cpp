@@ -2,6 +2,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "nn/dist/communicator.h"
 
 namespace vq::nn {
 
@@ -33,7 +34,30 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     NoGradGuard no_grad;
     num_batches_tracked_.copy_(add(num_batches_tracked_, ones({}, DType::Int64, x.device())));
   }
+  if (is_training() && dist::distributed()) return synchronized_forward(x);
   return batch_norm(x, running_mean_, running_var_, weight_, bias_, is_training(), momentum_, eps_);
+}
+
+// SyncBatchNorm: under data parallelism the batch statistics are those of the global batch, as
+// one process would compute them. The per-channel sums travel through a differentiable
+// all-reduce, so each rank's gradient also accounts for its inputs' share of the statistics.
+Tensor BatchNorm2d::synchronized_forward(const Tensor& x) {
+  VQ_CHECK(x.dim() == 4, "BatchNorm2d: expected [N, C, H, W], got {}", shape_str(x.shape()));
+  const int64_t C = x.size(1);
+  const double count =
+      static_cast<double>(x.size(0) * x.size(2) * x.size(3)) * dist::world().size();
+  const Tensor mean_ = mul(dist::all_reduce_sum_with_grad(sum(x, {0, 2, 3}, true)), 1.0 / count);
+  const Tensor centred = sub(x, mean_);
+  const Tensor var_ =
+      mul(dist::all_reduce_sum_with_grad(sum(mul(centred, centred), {0, 2, 3}, true)), 1.0 / count);
+  {
+    // Running statistics as batch_norm keeps them: the unbiased variance.
+    NoGradGuard no_grad;
+    running_mean_.mul_(1.0 - momentum_).add_(mean_.reshape({C}), momentum_);
+    running_var_.mul_(1.0 - momentum_).add_(var_.reshape({C}), momentum_ * count / (count - 1));
+  }
+  const Tensor normalised = div(centred, sqrt(add(var_, eps_)));
+  return add(mul(normalised, weight_.view({1, C, 1, 1})), bias_.view({1, C, 1, 1}));
 }
 
 }  // namespace vq::nn

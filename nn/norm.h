@@ -28,6 +28,7 @@ class BatchNorm2d : public UnaryModule {
   const Tensor& running_var() const { return running_var_; }
 
  private:
+  Tensor synchronized_forward(const Tensor& x);
   double momentum_, eps_;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
 };

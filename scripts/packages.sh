@@ -3,12 +3,13 @@
 # installed yet and says how long that took.
 
 # Compilers and build tools; the libraries (libdnnl-dev's CMake config needs the OpenCL headers
-# and loader of ocl-icd-opencl-dev, which it only recommends); the default data set; Python for
-# the interop tests and the PyTorch comparison.
+# and loader of ocl-icd-opencl-dev, which it only recommends); Open MPI for data-parallel
+# training; the default data set; Python for the interop tests and the PyTorch comparison.
 VQ_PACKAGES=(
   build-essential cmake ninja-build ccache
   libfmt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
   libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libstb-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3 python3-venv python3-numpy python3-torch
 )

@@ -37,7 +37,8 @@ QualityMeter::QualityMeter(int64_t stlpips_images, int64_t image_size, Device de
   alex_->to(device);
 }
 
-std::vector<ImageQuality> QualityMeter::add(const Tensor& reconstruction, const Tensor& original) {
+std::vector<ImageQuality> QualityMeter::add(const Tensor& reconstruction, const Tensor& original,
+                                            const std::vector<int64_t>* positions) {
   NoGradGuard no_grad;
   const Tensor recon = reconstruction.cpu(), x = original.cpu();
   const int64_t N = recon.size(0);
@@ -52,7 +53,11 @@ std::vector<ImageQuality> QualityMeter::add(const Tensor& reconstruction, const 
     out[i].psnr = psnr[i];
     out[i].ssim = ssim[i];
   }
-  const int64_t wanted = stlpips_images_ < 0 ? N : stlpips_images_ - stlpips_measured_;
+  int64_t wanted = stlpips_images_ < 0 ? N : stlpips_images_ - stlpips_measured_;
+  if (positions != nullptr && stlpips_images_ >= 0) {  // ascending: those below the limit lead
+    wanted = std::count_if(positions->begin(), positions->end(),
+                           [&](int64_t p) { return p < stlpips_images_; });
+  }
   const int64_t n = vgg_ ? std::clamp<int64_t>(wanted, 0, N) : 0;
   if (n > 0) {
     const Device device = vgg_->parameters().at(0).device();
@@ -74,6 +79,22 @@ std::vector<ImageQuality> QualityMeter::add(const Tensor& reconstruction, const 
   }
   images_ += N;
   return out;
+}
+
+void QualityMeter::all_reduce(dist::Communicator& comm) {
+  const Tensor sums =
+      from_vector<double>({l1_sum_, psnr_sum_, ssim_sum_, vgg_sum_, alex_sum_,
+                           static_cast<double>(images_), static_cast<double>(stlpips_measured_)},
+                          {7});
+  comm.all_reduce_sum(sums);
+  const auto v = sums.to_vector<double>();
+  l1_sum_ = v[0];
+  psnr_sum_ = v[1];
+  ssim_sum_ = v[2];
+  vgg_sum_ = v[3];
+  alex_sum_ = v[4];
+  images_ = std::llround(v[5]);
+  stlpips_measured_ = std::llround(v[6]);
 }
 
 void QualityMeter::reset() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/perceptual.h"
+#include "nn/dist/communicator.h"
 
 namespace vq::train {
 
@@ -25,8 +26,13 @@ class QualityMeter {
   // `image_size`: the side of the images to come, to say up front if ST-LPIPS cannot take them.
   // Throws if the installed weights are damaged; absent weights only leave ST-LPIPS out.
   QualityMeter(int64_t stlpips_images, int64_t image_size, Device device);
-  // Per image of two batches in [-1, 1] of one shape.
-  std::vector<ImageQuality> add(const Tensor& reconstruction, const Tensor& original);
+  // Per image of two batches in [-1, 1] of one shape. `positions` (ascending), when given, are
+  // the images' places in the whole pass: ST-LPIPS measures those below `stlpips_images` (each
+  // rank of a data-parallel run sees only its share of every batch).
+  std::vector<ImageQuality> add(const Tensor& reconstruction, const Tensor& original,
+                                const std::vector<int64_t>* positions = nullptr);
+  // Sums what every rank measured (call once, after the last add()).
+  void all_reduce(dist::Communicator& comm);
   void reset();  // forgets the images added (keeps the networks)
   // Means over the images added (ST-LPIPS over those that had it; NaN if none did).
   ImageQuality mean() const;

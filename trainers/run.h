@@ -15,6 +15,7 @@
 #include "models/vqgan.h"
 #include "models/vqgan_loss.h"
 #include "nn/checkpoint.h"
+#include "nn/dist/communicator.h"
 #include "nn/optim/lr_schedule.h"
 #include "trainers/config.h"
 #include "trainers/data/loader.h"
@@ -54,6 +55,7 @@ class TrainingRun {
   void evaluate_epoch(int64_t epoch, bool complete);
   bool patience_exhausted() const;
   bool continues() const;
+  bool stop_requested() const;  // Ctrl-C or SIGTERM reached any rank
   void run_maintenance();
   void save_samples(int64_t epoch);
   bool save(bool best);  // false when the state was not finite (nothing written)
@@ -64,6 +66,8 @@ class TrainingRun {
 
   TrainConfig config_;
   const TrainingConfig& t_;
+  // Data parallelism: this rank's share of every batch; rank 0 alone prints and writes files.
+  dist::Communicator& comm_ = dist::world();
   Device device_;
   DType precision_ = DType::Float32;  // what the steps compute in (training_precision())
   std::string precision_note_;        // why --use_amp fell back to float32, if it did

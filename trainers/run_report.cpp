@@ -26,6 +26,11 @@ void TrainingRun::log_setup() const {
               static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
               get_num_threads());
   std::printf("  precision:  %s\n", precision_description().c_str());
+  if (comm_.size() > 1) {
+    std::printf("  processes:  %s; each takes %lld of every batch of %lld\n",
+                comm_.describe().c_str(), static_cast<long long>(t_.batch_size / comm_.size()),
+                static_cast<long long>(t_.batch_size));
+  }
   if (!precision_note_.empty()) std::printf("  note:       %s\n", precision_note_.c_str());
   std::printf("  data:       train %s\n              val   %s (first %lld per validation)\n",
               train_loader_->dataset().describe().c_str(), val_set_->describe().c_str(),
@@ -49,26 +54,28 @@ Validation TrainingRun::validate() {
   NoGradGuard no_grad;
   LoaderOptions lo = LoaderOptions::single_pass(t_.batch_size, t_.val_limit);
   lo.threads = t_.loader_threads;
+  lo.shard = comm_.rank();  // each rank measures its share; the sums are combined below
+  lo.shards = comm_.size();
   DataLoader loader(val_set_, config_.model.in_channels, config_.model.resolution, lo);
   Validation v;
-  std::vector<int64_t> counts(model_->quantizer().num_codes(), 0);
+  Tensor counts = zeros({model_->quantizer().num_codes()}, DType::Int64);
   quality_->reset();
   while (auto batch = loader.next()) {
     const Tensor x = batch->images.to(device_);
     const auto out = model_->forward(x);
-    quality_->add(out.reconstruction, batch->images);
-    const auto batch_counts =
-        bincount(out.quant.indices.reshape({-1}), static_cast<int64_t>(counts.size()))
-            .to_vector<int64_t>();
-    for (size_t k = 0; k < counts.size(); ++k) counts[k] += batch_counts[k];
+    // Unshuffled, an image's dataset index is its place in the pass.
+    quality_->add(out.reconstruction, batch->images, &batch->indices);
+    counts.add_(bincount(out.quant.indices.reshape({-1}), counts.size(0)).cpu());
   }
+  quality_->all_reduce(comm_);
+  comm_.all_reduce_sum(counts);
   v.images = quality_->images();
-  v.unreadable = loader.bad_images();
+  v.unreadable = static_cast<int64_t>(comm_.sum(static_cast<double>(loader.bad_images())));
   v.quality = quality_->mean();
   v.stlpips_images = quality_->stlpips_measured();
   const auto& q = config_.quantizer;
-  v.stats = models::codebook_stats(counts, model_->quantizer().ema_counts(), q.active_threshold,
-                                   q.dead_code_threshold);
+  v.stats = models::codebook_stats(counts.to_vector<int64_t>(), model_->quantizer().ema_counts(),
+                                   q.active_threshold, q.dead_code_threshold);
   model_->train();
   return v;
 }
@@ -137,6 +144,7 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"val_unreadable_images_skipped", val(last_val_.unreadable)},
       {"perceptual", loss_->perceptual_description()},
       {"device", device_.str()},
+      {"processes", comm_.size()},
       {"precision", precision_description()},
       {"threads", get_num_threads()},
       {"codebook_events", epoch_notes_},

@@ -42,9 +42,14 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
              resume_path, resume.state.version, nn::kTrainingStateVersion);
   }
   config_.validate();
+  VQ_CHECK(t_.batch_size % comm_.size() == 0,
+           "--batch_size {} is the global batch: it must split evenly over the {} ranks",
+           t_.batch_size, comm_.size());
   if (!resume_path.empty()) check_config_fits_file(config_, resume, resume_path);
   precision_ = training_precision(t_, device_, &precision_note_);
-  set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads) : get_num_threads());
+  // Ranks on one machine share its cores.
+  set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads)
+                                     : std::max(1, get_num_threads() / comm_.local_size()));
   zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
 
   stepper_ = std::make_unique<TrainStep>(config_, device_, precision_);
@@ -58,6 +63,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
       std::make_unique<QualityMeter>(t_.val_stlpips_images, config_.model.resolution, device_);
   LoaderOptions lo;
   lo.batch_size = t_.batch_size;
+  lo.shard = comm_.rank();
+  lo.shards = comm_.size();
   lo.flip = true;
   lo.seed = t_.seed;
   lo.threads = t_.loader_threads;
@@ -100,7 +107,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
     train_loader_->skip_to(step_);
     std::printf("resumed from %s at step %lld (epoch %lld)\n", resume_path.c_str(),
                 static_cast<long long>(step_), static_cast<long long>(epoch_));
-    const int64_t dropped = truncate_jsonl_after_step(paths(".metrics.jsonl"), step_);
+    const int64_t dropped =
+        comm_.is_root() ? truncate_jsonl_after_step(paths(".metrics.jsonl"), step_) : 0;
     if (dropped > 0) {
       std::printf(
           "  metrics: dropped %lld lines logged after step %lld (they will be logged "
@@ -108,7 +116,15 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
           static_cast<long long>(dropped), static_cast<long long>(step_));
     }
   }
-  metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+  if (comm_.is_root())
+    metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+  // Every rank built the same weights from the same seed (or file); rank 0's are made the
+  // weights of all, so no rank can start from a different point.
+  for (nn::Module* m : std::initializer_list<nn::Module*>{model_, &loss_->discriminator()}) {
+    for (const auto& [name, t] : m->state_dict()) {
+      if (is_floating(t.dtype())) comm_.broadcast(t, 0);
+    }
+  }
 }
 
 // A resumed run must follow the trajectory the checkpoint started: the same data order, flips
@@ -153,6 +169,7 @@ std::string TrainingRun::paths(const std::string& suffix) const {
 // statistics, the discriminator, optimizer moments): a diverged run must never replace a good
 // file (the divergence error names the last one). Returns whether it saved.
 bool TrainingRun::save(bool best) {
+  if (!comm_.is_root()) return true;  // every rank holds the same state; rank 0 writes it
   nn::TrainingState state;
   state.step = step_;
   state.epoch = epoch_;

@@ -4,7 +4,9 @@
 
 #include "autograd/autocast.h"
 #include "autograd/backend.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
+#include "nn/dist/communicator.h"
 
 namespace vq::train {
 
@@ -23,6 +25,30 @@ DType training_precision(const TrainingConfig& t, Device device, std::string* no
 
 namespace {
 
+// Data parallelism: each rank's gradients are those of its share of the global batch; their
+// mean over ranks is the gradient of the whole batch's loss. One all-reduce over all of them
+// (packed into one buffer), so every rank then takes the same optimizer step and decides the same
+// way about non-finite values.
+void average_over_ranks(const std::vector<Tensor>& params) {
+  dist::Communicator& comm = dist::world();
+  if (comm.size() == 1) return;
+  NoGradGuard no_grad;
+  // Every rank runs the same graph, so the same parameters have gradients on every rank.
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad().reshape({-1}));
+  }
+  if (grads.empty()) return;
+  const Tensor packed = concat(grads, 0);
+  comm.all_reduce_mean(packed);
+  int64_t offset = 0;
+  for (const Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    p.grad().copy_(packed.narrow(0, offset, p.numel()).view(p.shape()));
+    offset += p.numel();
+  }
+}
+
 // Backward of `loss`, and whether the gradients it leaves on `params` are finite once the loss
 // scaler (float16) has divided its scale back out and clipping (grad_clip > 0) has run. A finite
 // loss can still have non-finite gradients (an overflow in backward); Adam would turn them into
@@ -31,9 +57,11 @@ bool backward_with_finite_grads(const Tensor& loss, const std::vector<Tensor>& p
                                 nn::LossScaler* scaler, double grad_clip) {
   if (scaler != nullptr) {
     scaler->scale_loss(loss).backward();
+    average_over_ranks(params);
     scaler->unscale(params);
   } else {
     loss.backward();
+    average_over_ranks(params);
   }
   const bool finite = grad_clip > 0 ? std::isfinite(nn::clip_grad_norm_(params, grad_clip))
                                     : nn::all_finite(params, true);
@@ -67,6 +95,17 @@ TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitmen
   Tensor reconstruction;
   Result r = generator_step(x, step, commitment_scale, lr, &reconstruction);
   if (!r.generator_skipped) discriminator_step(x, reconstruction, step, r);
+  if (dist::distributed()) {
+    // Each rank's terms are means over its share of the batch: their mean is the global batch's.
+    double* terms[] = {&r.loss,   &r.l1,          &r.perceptual,    &r.g_adv,
+                       &r.d_loss, &r.commit_loss, &r.codebook_loss, &r.entropy_loss};
+    std::vector<double> values;
+    for (double* t : terms) values.push_back(*t);
+    const Tensor packed = from_vector(values, {static_cast<int64_t>(values.size())});
+    dist::world().all_reduce_mean(packed);
+    const auto mean = packed.to_vector<double>();
+    for (size_t i = 0; i < values.size(); ++i) *terms[i] = mean[i];
+  }
   return r;
 }
 
@@ -82,7 +121,7 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
                                        model_->decoder().last_layer_weight(), step);
   Result r;
   r.loss = g.total.item();
-  if (!std::isfinite(r.loss)) {
+  if (!std::isfinite(dist::world().sum(r.loss))) {  // one rank's NaN stops every rank's step
     r.generator_skipped = true;
     r.nonfinite = fmt::format("the loss ({}); the step was skipped", r.loss);
     return r;
@@ -122,12 +161,13 @@ void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction
   AutocastScope autocast(precision_);
   const auto d = loss_->discriminator_loss(x, reconstruction);
   r.d_loss = d.total.item();
+  const double d_loss_sum = dist::world().sum(r.d_loss);
   auto skip = [&](std::string what) {
     opt_d_->zero_grad();
     r.discriminator_skipped = true;
     r.nonfinite = std::move(what) + "; the generator stepped, the discriminator did not";
   };
-  if (!std::isfinite(r.d_loss)) return skip(fmt::format("the discriminator loss ({})", r.d_loss));
+  if (!std::isfinite(d_loss_sum)) return skip(fmt::format("the discriminator loss ({})", r.d_loss));
   opt_d_->zero_grad();
   const double scale = scaler_d_ ? scaler_d_->scale() : 0.0;
   if (!backward_with_finite_grads(d.total, loss_->discriminator().parameters(), scaler_d_.get(),

@@ -6,6 +6,7 @@
 
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
+#include "nn/dist/communicator.h"
 #include "nn/file_io.h"
 #include "trainers/config.h"
 #include "trainers/flags.h"
@@ -19,9 +20,14 @@ void on_signal(int) {
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
 }
 
-}  // namespace
+// A failing rank of a data-parallel job stops every rank (they would wait for it forever).
+int fail(const std::string& message) {
+  if (vq::dist::distributed()) vq::dist::world().abort(message);
+  std::fprintf(stderr, "%s\n", message.c_str());
+  return 1;
+}
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   using namespace vq;
   using namespace vq::train;
   // Flag values start at the improved/fmnist defaults; only flags given on the command line
@@ -165,10 +171,22 @@ int main(int argc, char** argv) {
     std::printf("summary:\n%s\n", summary.json.c_str());
     return summary.interrupted ? 130 : 0;
   } catch (const Error& e) {
-    std::fprintf(stderr, "train_vqvae_improved: error: %s\n", e.what());
-    return 1;
+    return fail(fmt::format("train_vqvae_improved: error: {}", e.what()));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_vqvae_improved: unexpected error: %s\n", e.what());
-    return 1;
+    return fail(fmt::format("train_vqvae_improved: unexpected error: {}", e.what()));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    // Under mpirun every rank runs this program; only rank 0 prints progress and writes files.
+    vq::dist::WorldScope world(&argc, &argv);
+    if (!vq::dist::world().is_root() && std::freopen("/dev/null", "w", stdout) == nullptr)
+      return fail("cannot silence the standard output of a non-root rank");
+    return run(argc, argv);
+  } catch (const vq::Error& e) {
+    return fail(fmt::format("train_vqvae_improved: error: {}", e.what()));
   }
 }

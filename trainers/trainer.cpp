@@ -42,8 +42,8 @@ bool TrainingRun::train_step(const Batch& batch) {
     nonfinite_run_ = 0;
   }
   const auto& s = r.stats;
-  interval_images_ += batch.images.size(0);
-  session_images_ += batch.images.size(0);
+  interval_images_ += batch.images.size(0) * comm_.size();  // every rank's share of the batch
+  session_images_ += batch.images.size(0) * comm_.size();
   last_metrics_ = {{"step", step_ + 1},
                    {"epoch", epoch_ + 1},
                    {"loss", r.loss},
@@ -110,8 +110,8 @@ void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
                {"val_perplexity", s.perplexity},
                {"val_used_codes", s.used_codes}};
   if (!complete) line["partial_epoch"] = true;
-  metrics_->write(line.dump());
-  save_samples(epoch);
+  if (metrics_) metrics_->write(line.dump());
+  if (comm_.is_root()) save_samples(epoch);
   if (!complete) {
     // A partial epoch (--max_steps) is reported but decides nothing: an uninterrupted run never
     // sees it, and a resumed run must end as that one would. Only a run without any best model
@@ -177,7 +177,7 @@ TrainSummary TrainingRun::go() {
         const double rate = interval_images_ / std::max(seconds, 1e-9);
         last_metrics_["images_per_s"] = rate;
         if (step_ % t_.log_every == 0) {
-          metrics_->write(last_metrics_.dump());
+          if (metrics_) metrics_->write(last_metrics_.dump());
           interval_start_ = Clock::now();
           interval_images_ = 0;
         }
@@ -189,7 +189,8 @@ TrainSummary TrainingRun::go() {
                         last_metrics_["batch_norm_entropy"].get<double>(), rate));
       }
       // A stop on an epoch's last step lets the epoch end (validation, saving, maintenance) first.
-      if (g_stop_requested && step_ < epoch_end) {
+      // Ranks decide together: a signal may reach them at different steps.
+      if (stop_requested() && step_ < epoch_end) {
         interrupted = mid_epoch = true;
         break;
       }
@@ -209,7 +210,7 @@ TrainSummary TrainingRun::go() {
     save(false);
     interval_start_ = Clock::now();  // the rate shown next excludes validation and saving
     interval_images_ = 0;
-    if (g_stop_requested) {
+    if (stop_requested()) {
       interrupted = continues();  // a stop during the run's last epoch end changes nothing
       break;
     }
@@ -222,11 +223,13 @@ TrainSummary TrainingRun::go() {
   TrainSummary summary;
   summary.interrupted = interrupted;
   summary.json = summary_json(interrupted, seconds_since(start));
-  nn::write_file_atomically(paths(".summary.json"), summary.json + "\n");
+  if (comm_.is_root()) nn::write_file_atomically(paths(".summary.json"), summary.json + "\n");
   return summary;
 }
 
 void request_stop() { g_stop_requested = true; }
+
+bool TrainingRun::stop_requested() const { return comm_.any(g_stop_requested); }
 
 TrainSummary train(const TrainConfig& config, const std::string& resume_path) {
   g_stop_requested = false;

@@ -14,6 +14,8 @@ DataLoader::DataLoader(std::shared_ptr<Dataset> dataset, int64_t channels, int64
     : dataset_(std::move(dataset)), channels_(channels), size_(size), options_(options) {
   VQ_CHECK(options_.batch_size >= 1, "--batch_size must be at least 1, got {}",
            options_.batch_size);
+  VQ_CHECK(options_.shards >= 1 && options_.shard >= 0 && options_.shard < options_.shards,
+           "DataLoader: shard {} of {} does not exist", options_.shard, options_.shards);
   VQ_CHECK(options_.threads >= 1 && options_.prefetch >= 1,
            "data loader: threads and prefetch must be >= 1");
   count_ = options_.limit > 0 ? std::min(options_.limit, dataset_->size()) : dataset_->size();
@@ -61,8 +63,11 @@ std::vector<int64_t> DataLoader::order_of_pass(int64_t pass) const {
 std::optional<Batch> DataLoader::build(int64_t n) {
   const int64_t per_pass = batches_per_pass();
   if (!options_.repeat && n >= per_pass) return std::nullopt;
-  const int64_t pass = n / per_pass, first = (n % per_pass) * options_.batch_size;
-  const int64_t wanted = std::min(options_.batch_size, count_ - first);
+  const int64_t pass = n / per_pass, global_first = (n % per_pass) * options_.batch_size;
+  const int64_t global_wanted = std::min(options_.batch_size, count_ - global_first);
+  const int64_t first = global_first + global_wanted * options_.shard / options_.shards;
+  const int64_t wanted =
+      global_first + global_wanted * (options_.shard + 1) / options_.shards - first;
   const std::vector<int64_t> order = order_of_pass(pass);
   const int64_t image_numel = channels_ * size_ * size_;
   std::vector<float> pixels(static_cast<size_t>(wanted * image_numel));

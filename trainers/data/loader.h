@@ -33,6 +33,10 @@ struct LoaderOptions {
   int64_t threads = 1;
   int64_t prefetch = 4;    // batches decoded ahead
   bool report_bad = true;  // print skipped images to stderr
+  // Data parallelism: this process takes share `shard` of `shards` equal, consecutive parts of
+  // every batch (rank r of N: positions [r B/N, (r+1) B/N)), so the images seen, their order and
+  // flips do not depend on N.
+  int64_t shard = 0, shards = 1;
   // One ordered pass over (the first `limit` of) the images, keeping a final partial batch:
   // what evaluation and encoding use.
   static LoaderOptions single_pass(int64_t batch_size, int64_t limit = 0) {

@@ -1,0 +1,83 @@
+// The communicator's collectives and the differentiable all-reduce, checked against closed forms
+// in the rank r and world size N. ctest runs this program under `mpirun -np 2` (and once as a
+// single process, where every collective is the identity).
+#include <gtest/gtest.h>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "nn/dist/communicator.h"
+#include "test_util.h"
+
+namespace vq::dist {
+namespace {
+
+using test::allclose;
+
+TEST(Communicator, CollectivesCombineEveryRank) {
+  Communicator& comm = world();
+  const int r = comm.rank(), N = comm.size();
+  const double triangle = N * (N + 1) / 2.0;  // sum over ranks of (r + 1)
+  const Tensor f = from_vector<float>({1.0f * (r + 1), 2.0f * (r + 1), -0.5f}, {3});
+  comm.all_reduce_sum(f);
+  EXPECT_TRUE(allclose(f,
+                       from_vector<float>({1.0f * static_cast<float>(triangle),
+                                           2.0f * static_cast<float>(triangle), -0.5f * N},
+                                          {3}),
+                       0, 0));
+  const Tensor i = from_vector<int64_t>({int64_t{1} << 40, r}, {2});
+  comm.all_reduce_sum(i);
+  EXPECT_EQ(i.to_vector<int64_t>(),
+            (std::vector<int64_t>{N * (int64_t{1} << 40), N * (N - 1) / 2}));
+  const Tensor d = full({2, 2}, 1.0 + r, DType::Float64);
+  comm.all_reduce_mean(d);
+  EXPECT_TRUE(allclose(d, full({2, 2}, triangle / N, DType::Float64), 0, 1e-15));
+  // A non-contiguous view is reduced in place too.
+  const Tensor base = full({2, 3}, 1.0);
+  comm.all_reduce_sum(base.t());
+  EXPECT_TRUE(allclose(base, full({2, 3}, static_cast<double>(N)), 0, 0));
+
+  const Tensor b = full({4}, r == 0 ? 7.0 : -1.0);
+  comm.broadcast(b, 0);
+  EXPECT_TRUE(allclose(b, full({4}, 7.0), 0, 0));
+
+  const Tensor mine = full({2, 3}, static_cast<double>(r));
+  const Tensor all = comm.all_gather(mine);
+  ASSERT_EQ(all.shape(), (Shape{2 * N, 3}));
+  for (int s = 0; s < N; ++s)
+    EXPECT_TRUE(allclose(all.narrow(0, 2 * s, 2), full({2, 3}, static_cast<double>(s)), 0, 0));
+
+  EXPECT_DOUBLE_EQ(comm.sum(r + 0.5), N * (N - 1) / 2.0 + 0.5 * N);
+  EXPECT_TRUE(comm.any(r == N - 1));
+  EXPECT_FALSE(comm.any(false));
+  comm.barrier();
+  if (N > 1) {
+    EXPECT_VQ_ERROR(comm.all_reduce_sum(zeros({2}, DType::UInt8)),
+                    "MPI collectives take float32, float64 or int64 tensors");
+  }
+}
+
+// Each rank's loss is w_r . sum_s x_s with w_r = r + 1: d(sum_r loss_r)/d x_r = sum_s w_s, which
+// the backward's all-reduce gives every rank.
+TEST(Communicator, AllReduceWithGradSumsTheGradientsOfEveryRank) {
+  Communicator& comm = world();
+  const int r = comm.rank(), N = comm.size();
+  Tensor x = full({3}, 0.25 * (r + 1), DType::Float64).requires_grad_();
+  const Tensor y = all_reduce_sum_with_grad(x);
+  EXPECT_TRUE(allclose(y, full({3}, 0.25 * N * (N + 1) / 2.0, DType::Float64), 0, 1e-15));
+  sum(mul(y, static_cast<double>(r + 1))).backward();
+  EXPECT_TRUE(allclose(x.grad(), full({3}, N * (N + 1) / 2.0, DType::Float64), 0, 1e-15));
+}
+
+}  // namespace
+}  // namespace vq::dist
+
+int main(int argc, char** argv) {
+  vq::dist::WorldScope world(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  // Only rank 0 reports; every rank's failures still fail the job (its exit code).
+  if (!vq::dist::world().is_root()) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
