@@ -4,6 +4,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "nn/dist/communicator.h"
 
 namespace vq::models {
 
@@ -97,6 +98,8 @@ QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
   out.indices = indices.view({N, height, width});
   out.loss = zeros({}, z.dtype(), z.device());  // FSQ needs no commitment or codebook loss
   const Tensor batch_counts = bincount(indices, num_codes_);
+  // Data parallelism: usage over the global batch, so every rank keeps the same statistics.
+  if (is_training()) dist::world().all_reduce_sum(batch_counts);
   const std::vector<int64_t> counts = batch_counts.to_vector<int64_t>();
   if (is_training()) {
     NoGradGuard no_grad;

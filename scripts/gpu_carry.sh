@@ -30,7 +30,9 @@ start=$SECONDS
 command -v nvcc >/dev/null || { echo "gpu_carry: nvcc not found (the CUDA toolkit is needed to build)"; exit 1; }
 echo "== gpu_carry: building ${PROGRAMS[*]} for sm_${CUDA_ARCH} in $BUILD_DIR"
 mkdir -p "$BUILD_DIR"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVQ_CUDA=ON -DVQ_NATIVE=OFF \
+# Single-process programs (-DVQ_MPI=OFF): a GPU host has no Open MPI, and one GPU cannot run two
+# NCCL ranks anyway; NCCL itself is still built (its one-rank test runs there).
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DVQ_CUDA=ON -DVQ_MPI=OFF -DVQ_NATIVE=OFF \
   -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" -DVQ_WERROR=ON > "$BUILD_DIR/configure.log" \
   || { cat "$BUILD_DIR/configure.log"; exit 1; }
 cmake --build "$BUILD_DIR" --target "${PROGRAMS[@]}"
@@ -46,8 +48,8 @@ for p in "${PROGRAMS[@]}"; do
 done
 
 # Libraries: whatever the programs load, except glibc's own (the host's must be used), zlib (on
-# every Linux) and CUDA's (the host's, to match its driver).
-skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libz|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*)\.so'
+# every Linux) and CUDA's (the host's, to match its driver; NCCL too, which PyTorch brings).
+skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libz|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl)\.so'
 for p in "${PROGRAMS[@]}"; do ldd "$root/bin/$p"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' \
   | sort -u | while read -r soname path; do
     if ! grep -Eq "$skip" <<<"$soname"; then cp -L "$path" "$root/lib/$soname"; fi

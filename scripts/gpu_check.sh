@@ -101,7 +101,7 @@ roots = [r for r in roots if os.path.isdir(r)]
 roots += ["/usr/local/cuda/lib64", "/usr/local/cuda/lib", "/usr/local/cuda/targets/x86_64-linux/lib",
           "/usr/lib/x86_64-linux-gnu"]
 dirs = []
-for name in ("libcublas.so.13", "libcublasLt.so.13", "libcudnn.so.9", "libcudart.so.13"):
+for name in ("libcublas.so.13", "libcublasLt.so.13", "libcudnn.so.9", "libcudart.so.13", "libnccl.so.2"):
     for root in roots:
         hits = sorted(glob.glob(os.path.join(root, "**", name), recursive=True))
         if hits:
@@ -150,7 +150,7 @@ else
 fi
 # Every library must resolve, and to the carry, the host's CUDA libraries or the C runtime: a
 # library found elsewhere on this machine would be missing on a bare GPU host.
-allowed='^(linux-vdso|ld-linux[a-z0-9_-]*|libc|libm|libdl|libpthread|librt|libz|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*)\.so'
+allowed='^(linux-vdso|ld-linux[a-z0-9_-]*|libc|libm|libdl|libpthread|librt|libz|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl)\.so'
 stray=$(for p in test_cuda train_vqvae_improved bench_ops bench_train_step; do
   [ -x "$bin/$p" ] || { echo "$p (absent)"; continue; }
   ldd "$bin/$p" | awk -v p="$p" '/not found/ {print p, $1, "NOT-FOUND"; next}

@@ -4,9 +4,10 @@
 #      the discriminator from step 0 (its BatchNorm synchronised, the adaptive weight): 2 ranks
 #      with a global batch of 16 against 1 process with 16;
 #   2. k-means initialisation, dead-code restarts every step and CVQ re-seeding, argmin codes;
-#   3. a run stopped after epoch 1 in 1 process and resumed as 2 ranks, against run 1;
-#   4. a rank killed mid-run: the job ends within seconds, non-zero, and the checkpoint it had
-#      written still loads.
+#   3. FSQ (its usage statistics);
+#   4. a run stopped after epoch 1 in 1 process and resumed as 2 ranks, against run 1;
+#   5. a rank that throws, and a rank killed mid-run: the job ends within seconds, non-zero,
+#      naming the failing rank, and a checkpoint written before still loads.
 #
 #   tests/dist_training.sh BIN_DIR PYTHON
 set -u
@@ -57,6 +58,10 @@ train one "$W/improved.json" -- --num_threads 1
 train two "$W/improved.json" "${MPIRUN[@]}" --
 same_run one two
 grep -q "processes:  2 processes (MPI" "$W/two.log" || fail "the 2-rank run's header does not say so"
+# Each step all-reduces at least the generator's gradients (687,657 float32 values here).
+"$PYTHON" -c "import json, sys; s = json.load(open(sys.argv[1])); \
+assert s['processes'] == 2 and s['collective_mb_per_step'] > 4 * 687657 / 1e6, s" \
+  "$W/two/m.summary.json" || fail "the 2-rank run's summary does not count its traffic"
 
 cat > "$W/kmeans.json" <<JSON
 {$MODEL,
@@ -69,6 +74,13 @@ train kmeans_one "$W/kmeans.json" -- --num_threads 1
 train kmeans_two "$W/kmeans.json" "${MPIRUN[@]}" --
 same_run kmeans_one kmeans_two
 
+cat > "$W/fsq.json" <<JSON
+{$MODEL, "quantizer": {"kind": "fsq", "fsq_levels": [4, 4, 3]}, "training": {$SHORT}}
+JSON
+train fsq_one "$W/fsq.json" -- --num_threads 1
+train fsq_two "$W/fsq.json" "${MPIRUN[@]}" --
+same_run fsq_one fsq_two
+
 # Resumed with another number of ranks: the first epoch as one process, the second as two.
 train resumed "$W/improved.json" -- --num_threads 1 --max_steps 3
 cp "$W/resumed/m.last.safetensors" "$W/resumed/epoch1.safetensors"
@@ -78,6 +90,19 @@ if ! "${MPIRUN[@]}" "$BIN/train_vqvae_improved" --resume "$W/resumed/m.last.safe
   tail -n 20 "$W/resumed2.log"
 fi
 same_run one resumed
+
+# A rank that fails alone (here rank 0, the only one that writes checkpoints, finds a folder where
+# its checkpoint should go) stops the whole job at once, naming itself; the other rank is waiting
+# in a collective and would otherwise wait forever.
+mkdir -p "$W/failing/m.last.safetensors"
+start=$SECONDS
+timeout 120 "${MPIRUN[@]}" "$BIN/train_vqvae_improved" --config "$W/improved.json" \
+  --model_dir "$W/failing" --sample_dir "$W/failing/samples" --model_name m > "$W/failing.log" 2>&1
+rc=$?
+echo "== rank 0 failed: the job ended after $((SECONDS - start)) s with exit $rc"
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "the job with a failing rank exited $rc"
+grep -q "rank 0 of 2: train_vqvae_improved: error: " "$W/failing.log" \
+  || { fail "the failing rank's message does not name it:"; tail -n 5 "$W/failing.log"; }
 
 # A rank killed mid-run stops the job (mpirun notices and ends the others) within seconds.
 cat > "$W/long.json" <<JSON

@@ -17,6 +17,9 @@
 #include "cuda/allocator.h"
 #include "cuda/cuda_settings.h"
 #endif
+#if VQ_WITH_NCCL
+#include "cuda/nccl_communicator.h"
+#endif
 
 namespace vq {
 namespace {
@@ -223,6 +226,30 @@ TEST(CudaModel, AllocatorReleasesTheCacheAndRetriesUnderALimit) {
   EXPECT_VQ_ERROR(Tensor::empty({32 << 20}, DType::Float32, kGpu),
                   "The allocator's memory limit is");
   EXPECT_EQ(sum(ones({3}, DType::Float32, kGpu)).item(), 3.0);
+}
+#endif
+
+#if VQ_WITH_NCCL
+// One GPU allows only a world of one NCCL rank (NCCL refuses two ranks on one device): its
+// collectives leave CUDA tensors as they are, in place and through views, and hand CPU tensors
+// to the host communicator.
+TEST(CudaNccl, OneRankCollectivesRunOnTheGpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  auto comm = cuda::make_nccl_communicator(dist::shared_world(), kGpu);
+  EXPECT_NE(comm->describe().find("NCCL"), std::string::npos) << comm->describe();
+  const Tensor t = from_vector<float>({1.5f, -2.0f, 4.0f, 8.0f}, {2, 2}).to(kGpu);
+  comm->all_reduce_sum(t);
+  comm->all_reduce_sum(t.t());  // a non-contiguous view
+  comm->broadcast(t, 0);
+  EXPECT_TRUE(allclose(t.cpu(), from_vector<float>({1.5f, -2.0f, 4.0f, 8.0f}, {2, 2}), 0, 0));
+  const Tensor gathered = comm->all_gather(t);
+  EXPECT_EQ(gathered.device(), kGpu);
+  EXPECT_TRUE(allclose(gathered.cpu(), t.cpu(), 0, 0));
+  const Tensor host = full({3}, 2.0);
+  comm->all_reduce_sum(host);
+  EXPECT_TRUE(allclose(host, full({3}, 2.0), 0, 0));
+  EXPECT_VQ_ERROR(comm->all_reduce_sum(zeros({2}, DType::UInt8, kGpu)),
+                  "NCCL collectives do not take uint8 tensors");
 }
 #endif
 

@@ -56,6 +56,9 @@ class TrainingRun {
   bool patience_exhausted() const;
   bool continues() const;
   bool stop_requested() const;  // Ctrl-C or SIGTERM reached any rank
+  // Data parallelism: this rank trains on its share of every batch; rank 0 alone prints and
+  // writes files. (On GPUs the world becomes a NCCL communicator once the device is known.)
+  static dist::Communicator& comm() { return dist::world(); }
   void run_maintenance();
   void save_samples(int64_t epoch);
   bool save(bool best);  // false when the state was not finite (nothing written)
@@ -66,8 +69,6 @@ class TrainingRun {
 
   TrainConfig config_;
   const TrainingConfig& t_;
-  // Data parallelism: this rank's share of every batch; rank 0 alone prints and writes files.
-  dist::Communicator& comm_ = dist::world();
   Device device_;
   DType precision_ = DType::Float32;  // what the steps compute in (training_precision())
   std::string precision_note_;        // why --use_amp fell back to float32, if it did
@@ -99,6 +100,8 @@ class TrainingRun {
   Clock::time_point interval_start_ = Clock::now();
   int64_t interval_images_ = 0;
   int64_t session_images_ = 0;  // trained in this process (a resumed run counts from its resume)
+  // Where this process started: the data-parallel traffic per step is measured from there.
+  int64_t session_first_step_ = 0, session_first_payload_ = 0;
 };
 
 }  // namespace vq::train

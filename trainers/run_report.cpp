@@ -26,9 +26,9 @@ void TrainingRun::log_setup() const {
               static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
               get_num_threads());
   std::printf("  precision:  %s\n", precision_description().c_str());
-  if (comm_.size() > 1) {
+  if (comm().size() > 1) {
     std::printf("  processes:  %s; each takes %lld of every batch of %lld\n",
-                comm_.describe().c_str(), static_cast<long long>(t_.batch_size / comm_.size()),
+                comm().describe().c_str(), static_cast<long long>(t_.batch_size / comm().size()),
                 static_cast<long long>(t_.batch_size));
   }
   if (!precision_note_.empty()) std::printf("  note:       %s\n", precision_note_.c_str());
@@ -54,8 +54,8 @@ Validation TrainingRun::validate() {
   NoGradGuard no_grad;
   LoaderOptions lo = LoaderOptions::single_pass(t_.batch_size, t_.val_limit);
   lo.threads = t_.loader_threads;
-  lo.shard = comm_.rank();  // each rank measures its share; the sums are combined below
-  lo.shards = comm_.size();
+  lo.shard = comm().rank();  // each rank measures its share; the sums are combined below
+  lo.shards = comm().size();
   DataLoader loader(val_set_, config_.model.in_channels, config_.model.resolution, lo);
   Validation v;
   Tensor counts = zeros({model_->quantizer().num_codes()}, DType::Int64);
@@ -67,10 +67,10 @@ Validation TrainingRun::validate() {
     quality_->add(out.reconstruction, batch->images, &batch->indices);
     counts.add_(bincount(out.quant.indices.reshape({-1}), counts.size(0)).cpu());
   }
-  quality_->all_reduce(comm_);
-  comm_.all_reduce_sum(counts);
+  quality_->all_reduce(comm());
+  comm().all_reduce_sum(counts);
   v.images = quality_->images();
-  v.unreadable = static_cast<int64_t>(comm_.sum(static_cast<double>(loader.bad_images())));
+  v.unreadable = static_cast<int64_t>(comm().sum(static_cast<double>(loader.bad_images())));
   v.quality = quality_->mean();
   v.stlpips_images = quality_->stlpips_measured();
   const auto& q = config_.quantizer;
@@ -144,7 +144,14 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"val_unreadable_images_skipped", val(last_val_.unreadable)},
       {"perceptual", loss_->perceptual_description()},
       {"device", device_.str()},
-      {"processes", comm_.size()},
+      {"processes", comm().size()},
+      // What this rank handed to collectives per training step (validation's reductions and
+      // the epoch ends included): gradients, codebook statistics, gathered latents.
+      {"collective_mb_per_step",
+       step_ > session_first_step_
+           ? json(static_cast<double>(comm().payload_bytes() - session_first_payload_) / 1e6 /
+                  static_cast<double>(step_ - session_first_step_))
+           : json()},
       {"precision", precision_description()},
       {"threads", get_num_threads()},
       {"codebook_events", epoch_notes_},

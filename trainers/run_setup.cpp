@@ -3,10 +3,15 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "autograd/backend.h"
 #include "autograd/ops.h"
 #include "nn/optim/optimizer.h"
 #include "trainers/model_io.h"
 #include "trainers/run.h"
+
+#ifdef VQ_WITH_NCCL
+#include "cuda/nccl_communicator.h"
+#endif
 
 namespace vq::train {
 
@@ -20,10 +25,27 @@ std::string last_checkpoint_beside(const std::string& path) {
   return "the run's <name>.last.safetensors";
 }
 
+// The device this process trains on. Under data parallelism each rank of a machine takes its
+// own GPU (NCCL refuses two ranks on one): local rank modulo the GPUs there, whatever index
+// --device names; the collectives on its tensors then run in NCCL.
+Device device_of_this_rank(const std::string& text) {
+  Device device = parse_device(text);
+  if (!dist::distributed() || !device.is_cuda()) return device;
+  const int gpus = backend_for(device).device_count();
+  VQ_CHECK(gpus > 0, "--device {}: no GPU on this machine", text);
+  device.index = dist::world().local_rank() % gpus;
+#ifdef VQ_WITH_NCCL
+  dist::set_world(cuda::make_nccl_communicator(dist::shared_world(), device));
+#else
+  VQ_CHECK(false, "data-parallel training on {} needs NCCL, which this build lacks", text);
+#endif
+  return device;
+}
+
 }  // namespace
 
 TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_path)
-    : config_(config), t_(config_.training), device_(parse_device(config.training.device)) {
+    : config_(config), t_(config_.training), device_(device_of_this_rank(config.training.device)) {
   nn::LoadedCheckpoint resume;
   if (!resume_path.empty()) {
     VQ_CHECK(std::filesystem::exists(resume_path), "--resume: '{}' does not exist", resume_path);
@@ -42,14 +64,14 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
              resume_path, resume.state.version, nn::kTrainingStateVersion);
   }
   config_.validate();
-  VQ_CHECK(t_.batch_size % comm_.size() == 0,
+  VQ_CHECK(t_.batch_size % comm().size() == 0,
            "--batch_size {} is the global batch: it must split evenly over the {} ranks",
-           t_.batch_size, comm_.size());
+           t_.batch_size, comm().size());
   if (!resume_path.empty()) check_config_fits_file(config_, resume, resume_path);
   precision_ = training_precision(t_, device_, &precision_note_);
   // Ranks on one machine share its cores.
   set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads)
-                                     : std::max(1, get_num_threads() / comm_.local_size()));
+                                     : std::max(1, get_num_threads() / comm().local_size()));
   zeros({1}, DType::Float32, device_);  // fails now, with the reason, if the device cannot be used
 
   stepper_ = std::make_unique<TrainStep>(config_, device_, precision_);
@@ -63,8 +85,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
       std::make_unique<QualityMeter>(t_.val_stlpips_images, config_.model.resolution, device_);
   LoaderOptions lo;
   lo.batch_size = t_.batch_size;
-  lo.shard = comm_.rank();
-  lo.shards = comm_.size();
+  lo.shard = comm().rank();
+  lo.shards = comm().size();
   lo.flip = true;
   lo.seed = t_.seed;
   lo.threads = t_.loader_threads;
@@ -108,7 +130,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
     std::printf("resumed from %s at step %lld (epoch %lld)\n", resume_path.c_str(),
                 static_cast<long long>(step_), static_cast<long long>(epoch_));
     const int64_t dropped =
-        comm_.is_root() ? truncate_jsonl_after_step(paths(".metrics.jsonl"), step_) : 0;
+        comm().is_root() ? truncate_jsonl_after_step(paths(".metrics.jsonl"), step_) : 0;
     if (dropped > 0) {
       std::printf(
           "  metrics: dropped %lld lines logged after step %lld (they will be logged "
@@ -116,13 +138,13 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
           static_cast<long long>(dropped), static_cast<long long>(step_));
     }
   }
-  if (comm_.is_root())
+  if (comm().is_root())
     metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
   // Every rank built the same weights from the same seed (or file); rank 0's are made the
   // weights of all, so no rank can start from a different point.
   for (nn::Module* m : std::initializer_list<nn::Module*>{model_, &loss_->discriminator()}) {
     for (const auto& [name, t] : m->state_dict()) {
-      if (is_floating(t.dtype())) comm_.broadcast(t, 0);
+      if (is_floating(t.dtype())) comm().broadcast(t, 0);
     }
   }
 }
@@ -169,7 +191,7 @@ std::string TrainingRun::paths(const std::string& suffix) const {
 // statistics, the discriminator, optimizer moments): a diverged run must never replace a good
 // file (the divergence error names the last one). Returns whether it saved.
 bool TrainingRun::save(bool best) {
-  if (!comm_.is_root()) return true;  // every rank holds the same state; rank 0 writes it
+  if (!comm().is_root()) return true;  // every rank holds the same state; rank 0 writes it
   nn::TrainingState state;
   state.step = step_;
   state.epoch = epoch_;

@@ -42,8 +42,8 @@ bool TrainingRun::train_step(const Batch& batch) {
     nonfinite_run_ = 0;
   }
   const auto& s = r.stats;
-  interval_images_ += batch.images.size(0) * comm_.size();  // every rank's share of the batch
-  session_images_ += batch.images.size(0) * comm_.size();
+  interval_images_ += batch.images.size(0) * comm().size();  // every rank's share of the batch
+  session_images_ += batch.images.size(0) * comm().size();
   last_metrics_ = {{"step", step_ + 1},
                    {"epoch", epoch_ + 1},
                    {"loss", r.loss},
@@ -111,7 +111,7 @@ void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
                {"val_used_codes", s.used_codes}};
   if (!complete) line["partial_epoch"] = true;
   if (metrics_) metrics_->write(line.dump());
-  if (comm_.is_root()) save_samples(epoch);
+  if (comm().is_root()) save_samples(epoch);
   if (!complete) {
     // A partial epoch (--max_steps) is reported but decides nothing: an uninterrupted run never
     // sees it, and a resumed run must end as that one would. Only a run without any best model
@@ -162,6 +162,8 @@ void TrainingRun::run_maintenance() {
 TrainSummary TrainingRun::go() {
   log_setup();
   const auto start = Clock::now();
+  session_first_step_ = step_;
+  session_first_payload_ = comm().payload_bytes();
   bool interrupted = false, mid_epoch = false;
   if (maintenance_pending_ && continues()) run_maintenance();  // the earlier run ended before it
   while (continues()) {
@@ -223,13 +225,13 @@ TrainSummary TrainingRun::go() {
   TrainSummary summary;
   summary.interrupted = interrupted;
   summary.json = summary_json(interrupted, seconds_since(start));
-  if (comm_.is_root()) nn::write_file_atomically(paths(".summary.json"), summary.json + "\n");
+  if (comm().is_root()) nn::write_file_atomically(paths(".summary.json"), summary.json + "\n");
   return summary;
 }
 
 void request_stop() { g_stop_requested = true; }
 
-bool TrainingRun::stop_requested() const { return comm_.any(g_stop_requested); }
+bool TrainingRun::stop_requested() const { return comm().any(g_stop_requested); }
 
 TrainSummary train(const TrainConfig& config, const std::string& resume_path) {
   g_stop_requested = false;

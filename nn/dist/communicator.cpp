@@ -68,9 +68,11 @@ bool Communicator::any(bool flag) { return sum(flag ? 1.0 : 0.0) > 0.5; }
 
 Communicator& world() { return *current(); }
 
-void set_world_for_testing(std::shared_ptr<Communicator> comm) {
+void set_world(std::shared_ptr<Communicator> comm) {
   current() = comm ? std::move(comm) : std::make_shared<SingleProcess>();
 }
+
+std::shared_ptr<Communicator> shared_world() { return current(); }
 
 WorldScope::WorldScope(int* argc, char*** argv) {
   const int ranks = launched_ranks();

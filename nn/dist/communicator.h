@@ -36,9 +36,18 @@ class Communicator {
   virtual std::string describe() const = 0;
 
   bool is_root() const { return rank() == 0; }
+  // Bytes this rank has handed to all-reduces, broadcasts and all-gathers so far (what the
+  // README's network sizing starts from).
+  virtual int64_t payload_bytes() const { return payload_bytes_; }
   void all_reduce_mean(const Tensor& t);
   double sum(double value);  // a number summed over ranks
   bool any(bool flag);       // true on every rank when it is true on one (collective decisions)
+
+ protected:
+  void count_payload(const Tensor& t) { payload_bytes_ += t.numel() * dtype_size(t.dtype()); }
+
+ private:
+  int64_t payload_bytes_ = 0;
 };
 
 // The process-wide communicator (single-process until a WorldScope sets up another).
@@ -62,7 +71,9 @@ class WorldScope {
 // sum of theirs, and the gradient averaging then divides by the world size.
 Tensor all_reduce_sum_with_grad(const Tensor& x);
 
-// For tests: replaces world() (nullptr restores the single process).
-void set_world_for_testing(std::shared_ptr<Communicator> comm);
+// Replaces world() (nullptr restores the single process): the trainer wraps the MPI world in a
+// NCCL communicator once it knows its GPU.
+void set_world(std::shared_ptr<Communicator> comm);
+std::shared_ptr<Communicator> shared_world();
 
 }  // namespace vq::dist

@@ -67,6 +67,7 @@ class MpiCommunicator : public Communicator {
 
   void all_reduce_sum(const Tensor& t) override {
     const MPI_Datatype type = mpi_type(t.dtype());
+    count_payload(t);
     on_host(t, [&](void* data, int count) {
       check(MPI_Allreduce(MPI_IN_PLACE, data, count, type, MPI_SUM, MPI_COMM_WORLD),
             "MPI_Allreduce");
@@ -75,6 +76,7 @@ class MpiCommunicator : public Communicator {
 
   void broadcast(const Tensor& t, int root) override {
     const MPI_Datatype type = mpi_type(t.dtype());
+    count_payload(t);
     on_host(t, [&](void* data, int count) {
       check(MPI_Bcast(data, count, type, root, MPI_COMM_WORLD), "MPI_Bcast");
     });
@@ -84,6 +86,7 @@ class MpiCommunicator : public Communicator {
     Shape shape = t.shape();
     VQ_CHECK(!shape.empty(), "all_gather: expected a tensor with a leading dim");
     const Tensor mine = t.contiguous().cpu();
+    count_payload(mine);
     shape[0] *= size_;
     Tensor all = Tensor::empty(shape, t.dtype());
     VQ_CHECK(mine.numel() <= INT_MAX, "all_gather: {} elements per rank is more than MPI takes",
