@@ -7,7 +7,8 @@
 #   3. FSQ (its usage statistics);
 #   4. a run stopped after epoch 1 in 1 process and resumed as 2 ranks, against run 1;
 #   5. a rank that throws, and a rank killed mid-run: the job ends within seconds, non-zero,
-#      naming the failing rank, and a checkpoint written before still loads.
+#      naming the failing rank, and a checkpoint written before still loads;
+#   6. Ctrl-C: every rank stops at the same step and rank 0 saves once.
 #
 #   tests/dist_training.sh BIN_DIR PYTHON
 set -u
@@ -132,6 +133,23 @@ else
   "$BIN/vq_inspect" "$W/killed/m.last.safetensors" --summary > /dev/null \
     || fail "the checkpoint written before the kill does not load"
 fi
+
+# Ctrl-C: mpirun passes the stop to every rank (as SIGTERM); they stop at the same step and rank 0
+# saves once.
+"${MPIRUN[@]}" "$BIN/train_vqvae_improved" --config "$W/long.json" --model_dir "$W/stopped" \
+  --sample_dir "$W/stopped/samples" --model_name m > "$W/stopped.log" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do
+  [ -f "$W/stopped/m.last.safetensors" ] && break
+  sleep 0.1
+done
+kill -INT "$launcher"
+wait "$launcher"
+stops=$(tr '\r' '\n' < "$W/stopped.log" | grep -c "^interrupted at step")
+echo "== Ctrl-C: $(tr '\r' '\n' < "$W/stopped.log" | grep "^interrupted at step")"
+[ "$stops" -eq 1 ] || fail "Ctrl-C: $stops 'interrupted' reports instead of 1"
+"$BIN/vq_inspect" "$W/stopped/m.last.safetensors" --summary > /dev/null \
+  || fail "the checkpoint saved on Ctrl-C does not load"
 
 if [ "$failures" -gt 0 ]; then
   echo "$failures failures"
