@@ -36,11 +36,6 @@ class ScalingLayer : public nn::Module {
   Tensor shift, scale;
 };
 
-// Unit length over channels at every position: x / (||x||_2 + eps).
-Tensor normalize_channels(const Tensor& x) {
-  return div(x, add(sqrt(sum(mul(x, x), {1}, true)), 1e-10));
-}
-
 // The network a weights file holds: its vqgan.perceptual_net metadata, else its names (the
 // blur filters only the shift-tolerant networks have).
 PerceptualNet network_of(const nn::SafetensorsFile& file, const std::string& path) {
@@ -64,6 +59,14 @@ PerceptualNet network_of(const nn::SafetensorsFile& file, const std::string& pat
 }
 
 }  // namespace
+
+Tensor layer_distance(const Tensor& fa, const Tensor& fb, const Tensor& lin_weight) {
+  // Unit length over channels at every position: f / (||f||_2 + eps).
+  auto unit = [](const Tensor& f) { return div(f, add(sqrt(sum(mul(f, f), {1}, true)), 1e-10)); };
+  const Tensor diff = sub(unit(fa), unit(fb));
+  const Tensor weighted = conv2d(mul(diff, diff), lin_weight);  // [N, 1, h, w]
+  return mean(weighted, {2, 3}, true);
+}
 
 std::string perceptual_weights_file(const std::string& name_or_path) {
   if (name_or_path != "stlpips-vgg" && name_or_path != "stlpips-alex") return name_or_path;
@@ -128,9 +131,7 @@ Tensor PerceptualLoss::forward(const Tensor& a, const Tensor& b) {
   const std::vector<Tensor> fa = features_of(a), fb = features_of(b);
   Tensor total;
   for (int s = 0; s < PerceptualTrunk::kSlices; ++s) {
-    const Tensor diff = sub(normalize_channels(fa[s]), normalize_channels(fb[s]));
-    const Tensor weighted = lins_[s]->forward(mul(diff, diff));  // [N, 1, h, w]
-    const Tensor term = mean(weighted, {2, 3}, true);
+    const Tensor term = layer_distance(fa[s], fb[s], lins_[s]->weight());
     total = total.defined() ? add(total, term) : term;
   }
   return total;

@@ -26,6 +26,11 @@
 
 namespace vq::models {
 
+// One slice's term, [N, 1, 1, 1]: the features fa, fb [N, C, h, w] made unit length over
+// channels at each position, their squared difference weighted per channel by the 1x1
+// lin_weight [1, C, 1, 1] and averaged over positions.
+Tensor layer_distance(const Tensor& fa, const Tensor& fb, const Tensor& lin_weight);
+
 // The file behind a weights name: stlpips-vgg and stlpips-alex resolve to
 // stlpips_{vgg,alex}.safetensors in $VQ_WEIGHTS_DIR or else in the build's weights folder (beside
 // the program's bin/); anything else is a path, returned as is.

@@ -108,6 +108,20 @@ TEST(PerceptualTrunk, FeatureShapesNamesAndSmallestImages) {
   }
 }
 
+// One layer by hand: at the first position a = (3, 4) and b = (0, 1) become (0.6, 0.8) and
+// (0, 1); squared differences (0.36, 0.04) weighted by (0.5, 2) give 0.26. At the second
+// position a = b: 0. The mean over the two positions: 0.13.
+TEST(Perceptual, LayerDistanceByHand) {
+  const Tensor a = from_vector<double>({3, 1, 4, 2}, {1, 2, 1, 2});  // channel-major: c0 = (3, 1)
+  const Tensor b = from_vector<double>({0, 1, 1, 2}, {1, 2, 1, 2});
+  const Tensor lin = from_vector<double>({0.5, 2.0}, {1, 2, 1, 1});
+  const Tensor d = layer_distance(a, b, lin);
+  ASSERT_EQ(d.shape(), (Shape{1, 1, 1, 1}));
+  EXPECT_NEAR(d.item(), 0.13, 1e-9);
+  EXPECT_TRUE(test::grads_ok([&](const auto& in) { return layer_distance(in[0], in[1], lin); },
+                             {test::randn64({2, 2, 2, 3}, 7), test::randn64({2, 2, 2, 3}, 8)}));
+}
+
 TEST(Perceptual, ZeroForIdenticalImagesAndGradientOnlyToTheSecond) {
   PerceptualLoss lpips;
   const Tensor a = test::randn32({2, 1, 32, 32}, 1), b = test::randn32({2, 1, 32, 32}, 2);
