@@ -16,6 +16,10 @@ struct PolicyEntry {
 constexpr PolicyEntry kLowPrecisionOps[] = {
     {AutocastOp::Conv2d, "conv2d (forward, backward-data, backward-weights)",
      "products of bf16 inputs accumulated in fp32: the bulk of the step's arithmetic"},
+    {AutocastOp::Matmul, "matmul, bmm, linear (forward and both gradients; the attention products)",
+     "operands rounded to the low precision, products accumulated in fp32 (by the fp32 GEMM: "
+     "the numerics of a low-precision GEMM; GEMMs are under 1% of the step, so no kernel of its "
+     "own)"},
 };
 
 thread_local DType t_autocast = DType::Float32;  // Float32: autocast off

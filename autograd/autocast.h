@@ -1,6 +1,7 @@
 // Mixed precision ("autocast", as in PyTorch): inside an AutocastScope, the ops listed in the
 // policy table (autocast.cpp) multiply in a low precision (bfloat16) with float32 accumulation;
-// every other op, and these ops outside a scope, compute in float32.
+// every other op, and these ops outside a scope, compute in float32. A scope of Float32 inside
+// another makes an explicit float32 island (the quantizers open one).
 //
 // Tensors stay float32 between ops: the conversion to bfloat16 happens inside the kernel, where
 // the CPU backend already reorders its inputs into oneDNN's blocked layouts (the cast rides on
@@ -20,7 +21,7 @@
 
 namespace vq {
 
-enum class AutocastOp { Conv2d };
+enum class AutocastOp { Conv2d, Matmul };
 
 class AutocastScope {
  public:

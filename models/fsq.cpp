@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "nn/dist/communicator.h"
@@ -89,6 +90,7 @@ Tensor FiniteScalarQuantizer::indices_to_codes(const Tensor& indices) const {
 }
 
 QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
+  AutocastScope float32(DType::Float32);  // a float32 island under mixed precision (autocast.h)
   const Tensor z_flat = flatten_latents(z, embed_dim_, "FSQ");
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3);
   const Tensor codes = quantize(project_in_->forward(z_flat));  // [M, n]

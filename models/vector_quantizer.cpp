@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "models/codebook_math.h"
@@ -102,6 +103,9 @@ Tensor VectorQuantizer::quantized_with_gradient(const Tensor& h, const Tensor& c
 }
 
 QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
+  // A float32 island under mixed precision: a bf16 distance has about 3 significant digits and
+  // would flip nearest codes (autocast.h).
+  AutocastScope float32(DType::Float32);
   const Tensor z_flat = flatten_latents(z, embed_dim_, "VectorQuantizer");  // [M, D]
   const int64_t N = z.size(0), height = z.size(2), width = z.size(3), K = config_.n_embed;
   const bool training = is_training();

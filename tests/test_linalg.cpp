@@ -1,5 +1,6 @@
 // matmul / bmm / linear: float32 (oneDNN sgemm) and float64 against a naive triple loop, with
 // transposed and broadcast operands; gradchecks.
+#include "autograd/autocast.h"
 #include "test_util.h"
 
 namespace vq {
@@ -71,6 +72,32 @@ TEST(Matmul, GradcheckF64) {
                        {randn64({2, 3, 4}, 5), randn64({1, 4, 2}, 6)}));
   EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
                        {randn64({2, 3, 4}, 7), randn64({5, 4}, 8), randn64({5}, 9)}));
+}
+
+// Under autocast a product multiplies operands rounded to bfloat16 (8 significant bits) with
+// float32 accumulation, and its gradients round the incoming gradient the same way: exactly the
+// float32 product of the rounded tensors. Float64 inputs are left alone.
+TEST(Matmul, AutocastRoundsOperandsAndGradientsToBfloat16) {
+  Generator gen(9);
+  const Tensor a = randn({2, 5, 7}, gen), b = randn({2, 7, 3}, gen), w = randn({2, 5, 3}, gen);
+  auto rounded = [](const Tensor& t) { return t.to(DType::BFloat16).to(DType::Float32); };
+  Tensor da = a.detach().requires_grad_(), db = b.detach().requires_grad_();
+  Tensor out;
+  {
+    AutocastScope autocast(DType::BFloat16);
+    out = bmm(da, db);
+    sum(mul(out, w)).backward();
+  }
+  EXPECT_TRUE(allclose(out, bmm(rounded(a), rounded(b)), 0, 0));
+  EXPECT_FALSE(allclose(out, bmm(a, b), 0, 1e-6));  // it did round
+  // Within bf16's relative rounding (2^-8 per operand) of the float32 product, summed over K = 7.
+  EXPECT_TRUE(allclose(out, bmm(a, b), 0.05, 0.02));
+  EXPECT_TRUE(allclose(da.grad(), bmm(rounded(w), rounded(b).transpose(1, 2)), 0, 0));
+  EXPECT_TRUE(allclose(db.grad(), bmm(rounded(a).transpose(1, 2), rounded(w)), 0, 0));
+  const Tensor a64 = randn64({3, 4}, 1), b64 = randn64({4, 2}, 2);
+  AutocastScope autocast(DType::BFloat16);
+  EXPECT_TRUE(allclose(matmul(a64, b64), naive_mm(a64, b64), 1e-12));
+  EXPECT_NE(autocast_policy().find("matmul, bmm, linear"), std::string::npos);
 }
 
 TEST(Matmul, ShapeErrors) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "autograd/autocast.h"
 #include "models/codebook_stats.h"
 #include "models/vector_quantizer.h"
 #include "test_util.h"
@@ -213,6 +214,30 @@ TEST(Quantizer, EpochEndResetsDeadAndLeastUsedCodes) {
   EXPECT_EQ(m2.codes_touched, 2);
   EXPECT_EQ(vq2->ema_counts(), (std::vector<double>{2, 1, 1, 1}));
   EXPECT_NE(vq2->table().weight.to_vector<float>()[6], 60.0f);  // code 3 (count 0) was reset
+}
+
+// The quantizer is a float32 island under mixed precision: a training step under bfloat16
+// autocast gives bit for bit what it gives without (distances, sampling, losses, EMA update).
+TEST(Quantizer, IsAFloat32IslandUnderAutocast) {
+  QuantizerConfig c;
+  c.n_embed = 16;
+  c.codebook_dim = 4;  // projections in and out: linear layers, which autocast would round
+  manual_seed(5);  // the projections' initial weights
+  VectorQuantizer plain(c, 8, 3);
+  manual_seed(5);
+  VectorQuantizer autocast(c, 8, 3);
+  Generator gen(12);
+  const Tensor z = randn({2, 8, 4, 4}, gen);
+  const QuantizerOutput a = plain.forward(z);
+  QuantizerOutput b;
+  {
+    AutocastScope scope(DType::BFloat16);
+    b = autocast.forward(z);
+  }
+  EXPECT_TRUE(allclose(a.z_q, b.z_q, 0, 0));
+  EXPECT_EQ(a.indices.to_vector<int64_t>(), b.indices.to_vector<int64_t>());
+  EXPECT_EQ(a.loss.item(), b.loss.item());
+  EXPECT_TRUE(allclose(plain.table().weight, autocast.table().weight, 0, 0));
 }
 
 TEST(Quantizer, KmeansFindsClustersAndCarriesCounts) {

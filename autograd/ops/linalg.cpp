@@ -1,6 +1,7 @@
 // Matrix products on the backend's strided batched GEMM. Transposed views (from .t() or
 // transpose) are passed to the GEMM as transpose flags instead of being copied, which is what
 // the backward rules (dA = dC B^T, dB = A^T dC) produce.
+#include "autograd/autocast.h"
 #include "autograd/ops/op_util.h"
 
 namespace vq {
@@ -63,14 +64,23 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   VQ_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1),
            "bmm: shapes {} and {} do not multiply (expected [B, M, K] @ [B, K, N])",
            shape_str(a.shape()), shape_str(b.shape()));
-  Tensor out = batched_product(a, b);
+  // Under autocast the operands (and in backward the incoming gradient) are rounded to the low
+  // precision and multiplied with float32 accumulation, the gradients as the forward was.
+  const DType low = autocast_compute_dtype(AutocastOp::Matmul, a.dtype());
+  auto in_precision = [low](const Tensor& t) {
+    return low == t.dtype() ? t : t.detach().to(low).to(t.dtype());
+  };
+  const Tensor ar = in_precision(a), br = in_precision(b);
+  Tensor out = batched_product(ar, br);
   if (needs_graph({a, b})) {
     // dA = dC B^T, dB = A^T dC
-    attach_grad_fn(out, "bmm", {a, b},
-                   [sa = SavedTensor(a), sb = SavedTensor(b)](const Tensor& dout, Grads& g) {
-                     if (g.needs(0)) g[0] = batched_product(dout, sb.get("bmm").transpose(1, 2));
-                     if (g.needs(1)) g[1] = batched_product(sa.get("bmm").transpose(1, 2), dout);
-                   });
+    attach_grad_fn(
+        out, "bmm", {a, b},
+        [sa = SavedTensor(ar), sb = SavedTensor(br), in_precision](const Tensor& dout, Grads& g) {
+          const Tensor d = in_precision(dout);
+          if (g.needs(0)) g[0] = batched_product(d, sb.get("bmm").transpose(1, 2));
+          if (g.needs(1)) g[1] = batched_product(sa.get("bmm").transpose(1, 2), d);
+        });
   }
   return out;
 }
