@@ -682,7 +682,7 @@ TEST_F(TrainerRun, RefusesFloat16AmpOnTheCpuAndUnusableDevices) {
 
 // 10 steps of the tiny model with and without bf16 autocast from the same start. The first step
 // sees the same weights and batch, so its loss may differ only by the bf16 products (~0.2% per
-// input; 1% allowed); after 10 steps of Adam the validation L1 must be within 5%. (Code usage
+// input; 1% allowed); after 10 steps of Adam the validation L1 must be within 10%. (Code usage
 // on 8 validation images over 16 codes swings too much between any two nearby runs to compare.)
 // The summary says which precision ran.
 TEST_F(TrainerRun, TenStepsWithAutocastEndCloseToFloat32) {
@@ -695,6 +695,10 @@ TEST_F(TrainerRun, TenStepsWithAutocastEndCloseToFloat32) {
     c.training.epochs = 2;
     c.training.steps_per_epoch = 5;
     c.training.use_amp = amp;
+    // Argmin codes and no epoch-end reset: the two runs then differ by rounding alone, not also
+    // by sampled codes or reset choices that one rounded bit can flip.
+    c.quantizer.temperature = 0.0;
+    c.quantizer.low_usage_reset_interval = 0;
     summary[amp] = nlohmann::json::parse(train(c, "").json);
     std::ifstream metrics(out + "/tiny.metrics.jsonl");
     std::string line;
@@ -707,8 +711,13 @@ TEST_F(TrainerRun, TenStepsWithAutocastEndCloseToFloat32) {
   const double loss32 = first_step[false]["loss"], loss16 = first_step[true]["loss"];
   EXPECT_NEAR(loss16, loss32, 0.01 * loss32);
   EXPECT_NE(loss16, loss32);  // the products really were bf16
+  // After 10 steps at lr 1e-3 the runs have drifted apart: bf16 rounds each product by up to
+  // 2^-8, which flips nearest-code choices and compounds. Measured: -4.4% (Release) and +3.4%
+  // (the sanitizer build, whose own float32 kernels round differently and so flip other bf16
+  // roundings; its float32 run matches Release to 1e-5). 10% still catches a broken
+  // low-precision path, which ends far off or not finite.
   const double l1_32 = summary[false]["val_l1"], l1_16 = summary[true]["val_l1"];
-  EXPECT_NEAR(l1_16, l1_32, 0.05 * l1_32);
+  EXPECT_NEAR(l1_16, l1_32, 0.10 * l1_32);
 }
 
 }  // namespace
