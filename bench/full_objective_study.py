@@ -14,7 +14,9 @@ Runs take about an hour each on 2 cores. A run whose summary exists is not repea
 interrupted one (its run.last.safetensors exists) continues with --resume, so the study can be
 carried across sessions by running the same command again.
 """
+import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -37,12 +39,18 @@ def main():
     for name, preset, overrides in RUNS:
         if args.only and name not in args.only:
             continue
+        folder = os.path.join(args.out, name.replace(" ", "_"))
         result = train_and_measure(
-            bin_dir, os.path.join(args.out, name.replace(" ", "_")), name, preset, overrides,
+            bin_dir, folder, name, preset, overrides,
             ["--epochs", "20", "--steps_per_epoch", "50", "--seed", "42", "--use_amp", "--early_stopping_patience", "0"],
             ["--stlpips_images", "-1"])
         if result:
             rows.append((name, *result))
+            # The last epoch's grid (samples/ is not kept in git): validation inputs above their
+            # reconstructions, to set the runs side by side.
+            grids = sorted(glob.glob(os.path.join(folder, "samples", "epoch_*.png")))
+            if grids:
+                shutil.copyfile(grids[-1], os.path.join(folder, "final_samples.png"))
 
     lines = ["| run | utilisation | normalised entropy | perplexity | test PSNR (dB) | SSIM | ST-LPIPS VGG16 | "
              "ST-LPIPS AlexNet | images/s |",
