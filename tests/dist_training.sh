@@ -112,13 +112,18 @@ cat > "$W/long.json" <<JSON
  "training": {"epochs": 100, "steps_per_epoch": 2, "batch_size": 8, "val_limit": 8,
               "num_samples": 2, "val_stlpips_images": 0}}
 JSON
-"${MPIRUN[@]}" "$BIN/train_vqvae_improved" --config "$W/long.json" --model_dir "$W/killed" \
-  --sample_dir "$W/killed/samples" --model_name m > "$W/killed.log" 2>&1 &
-launcher=$!
-for _ in $(seq 600); do
-  [ -f "$W/killed/m.last.safetensors" ] && break
-  sleep 0.1
-done
+# start_long NAME: a long 2-rank run into $W/NAME in the background ($launcher: its mpirun),
+# returning once its first checkpoint exists (or after 60 s).
+start_long() {
+  "${MPIRUN[@]}" "$BIN/train_vqvae_improved" --config "$W/long.json" --model_dir "$W/$1" \
+    --sample_dir "$W/$1/samples" --model_name m > "$W/$1.log" 2>&1 &
+  launcher=$!
+  for _ in $(seq 600); do
+    [ -f "$W/$1/m.last.safetensors" ] && break
+    sleep 0.1
+  done
+}
+start_long killed
 victim=$(pgrep -P "$launcher" | tail -n 1)
 if [ -z "$victim" ] || [ ! -f "$W/killed/m.last.safetensors" ]; then
   fail "the run to kill did not start or wrote no checkpoint"
@@ -136,13 +141,7 @@ fi
 
 # Ctrl-C: mpirun passes the stop to every rank (as SIGTERM); they stop at the same step and rank 0
 # saves once.
-"${MPIRUN[@]}" "$BIN/train_vqvae_improved" --config "$W/long.json" --model_dir "$W/stopped" \
-  --sample_dir "$W/stopped/samples" --model_name m > "$W/stopped.log" 2>&1 &
-launcher=$!
-for _ in $(seq 600); do
-  [ -f "$W/stopped/m.last.safetensors" ] && break
-  sleep 0.1
-done
+start_long stopped
 kill -INT "$launcher"
 wait "$launcher"
 stops=$(tr '\r' '\n' < "$W/stopped.log" | grep -c "^interrupted at step")
