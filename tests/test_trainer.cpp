@@ -680,44 +680,57 @@ TEST_F(TrainerRun, RefusesFloat16AmpOnTheCpuAndUnusableDevices) {
   EXPECT_VQ_ERROR(train(c, ""), "unknown device 'gpu'");
 }
 
-// 10 steps of the tiny model with and without bf16 autocast from the same start. The first step
+// 20 steps of the tiny model with and without bf16 autocast from the same start. The first step
 // sees the same weights and batch, so its loss may differ only by the bf16 products (~0.2% per
-// input; 1% allowed); after 10 steps of Adam the validation L1 must be within 10%. (Code usage
-// on 8 validation images over 16 codes swings too much between any two nearby runs to compare.)
-// The summary says which precision ran.
-TEST_F(TrainerRun, TenStepsWithAutocastEndCloseToFloat32) {
+// input; 1% allowed). How the runs end is compared on the mean training L1 of the second epoch's
+// 10 steps: a single number (a step's loss, the validation L1 on 8 images) jumps whenever one
+// rounded bit moves one image to another of the 16 codes, the mean much less. The summary says
+// which precision ran.
+TEST_F(TrainerRun, TwentyStepsWithAutocastEndCloseToFloat32) {
   if (!backend_for(kCPU).why_no_low_precision(DType::BFloat16).empty())
     GTEST_SKIP() << backend_for(kCPU).why_no_low_precision(DType::BFloat16);
-  std::map<bool, nlohmann::json> summary, first_step;
+  std::map<bool, nlohmann::json> summary;
+  std::map<bool, std::vector<nlohmann::json>> steps;
   for (bool amp : {false, true}) {
     const std::string out = test::temp_path(amp ? "amp_on" : "amp_off");
     TrainConfig c = test::tiny_config(images_, out);
     c.training.epochs = 2;
-    c.training.steps_per_epoch = 5;
+    c.training.steps_per_epoch = 10;
     c.training.use_amp = amp;
-    // Argmin codes and no epoch-end reset: the two runs then differ by rounding alone, not also
-    // by sampled codes or reset choices that one rounded bit can flip.
+    // Argmin codes, no epoch-end restarts or resets, no discriminator: the two runs then differ
+    // by rounding alone, not also by sampled codes, by which codes a restart picks, or by an
+    // adaptive weight (a ratio of two gradient norms) that one rounded bit can swing. At the
+    // fixture's lr 1e-3 the tiny model's trajectory is chaotic (final validation L1 10% apart).
     c.quantizer.temperature = 0.0;
     c.quantizer.low_usage_reset_interval = 0;
+    c.quantizer.dead_code_reset = "off";
+    c.loss.disc_start = 1000;
+    c.training.lr = 3e-4;
     summary[amp] = nlohmann::json::parse(train(c, "").json);
     std::ifstream metrics(out + "/tiny.metrics.jsonl");
-    std::string line;
-    std::getline(metrics, line);
-    first_step[amp] = nlohmann::json::parse(line);
+    for (std::string line; std::getline(metrics, line);) {
+      auto record = nlohmann::json::parse(line);
+      if (record.contains("l1")) steps[amp].push_back(record);  // not the validation records
+    }
+    ASSERT_EQ(steps[amp].size(), 20u);
   }
   EXPECT_EQ(summary[false]["precision"], "float32");
   EXPECT_NE(summary[true]["precision"].get<std::string>().find("bfloat16 autocast"),
             std::string::npos);
-  const double loss32 = first_step[false]["loss"], loss16 = first_step[true]["loss"];
+  const double loss32 = steps[false][0]["loss"], loss16 = steps[true][0]["loss"];
   EXPECT_NEAR(loss16, loss32, 0.01 * loss32);
   EXPECT_NE(loss16, loss32);  // the products really were bf16
-  // After 10 steps at lr 1e-3 the runs have drifted apart: bf16 rounds each product by up to
-  // 2^-8, which flips nearest-code choices and compounds. Measured: -4.4% (Release) and +3.4%
-  // (the sanitizer build, whose own float32 kernels round differently and so flip other bf16
-  // roundings; its float32 run matches Release to 1e-5). 10% still catches a broken
-  // low-precision path, which ends far off or not finite.
-  const double l1_32 = summary[false]["val_l1"], l1_16 = summary[true]["val_l1"];
-  EXPECT_NEAR(l1_16, l1_32, 0.10 * l1_32);
+  auto second_epoch_l1 = [&](bool amp) {
+    double sum = 0;
+    for (size_t i = 10; i < 20; ++i) sum += steps[amp][i]["l1"].get<double>();
+    return sum / 10;
+  };
+  // Measured: bf16 0.05% (oneDNN 3.2) and 2.6% (Debian's 2.6, other bf16 kernels) above float32,
+  // while both runs fell from L1 0.85 to about 0.25. 8% still fails a broken low-precision path,
+  // which stays near the start or goes non-finite.
+  const double l1_32 = second_epoch_l1(false), l1_16 = second_epoch_l1(true);
+  EXPECT_NEAR(l1_16, l1_32, 0.08 * l1_32);
+  EXPECT_LT(l1_16, 0.5 * steps[true][0]["l1"].get<double>());
 }
 
 }  // namespace

@@ -7,6 +7,10 @@
 // pass, and the products accumulate in float32 (oneDNN's AVX512_BF16 kernels, vdpbf16ps).
 // float64 (gradchecks) and shapes oneDNN cannot take (negative right padding) use im2col + GEMM,
 // which is also the reference the oneDNN path is tested against.
+// Two oneDNN versions build this file: 3.x (scripts/setup.sh installs Intel's 3.2 from PyPI; its
+// bfloat16 backward passes are brgemm kernels, 14% off the mixed-precision step) and Debian's 2.6
+// (the GPU carry and the sanitizer builds). 3.x dropped the operation descriptors, so the three
+// primitive descriptors and two accessors below are written once per version.
 // Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -97,7 +101,19 @@ Descs descs_for(const ConvShape& s) {
 
 // The same dims in any layout the primitive prefers, of element type `type`.
 memory::desc any_like(const memory::desc& md, memory::data_type type = memory::data_type::f32) {
+#if DNNL_VERSION_MAJOR >= 3
+  return memory::desc(md.get_dims(), type, Tag::any);
+#else
   return memory::desc(md.dims(), type, Tag::any);
+#endif
+}
+
+bool is_bf16(const memory::desc& md) {
+#if DNNL_VERSION_MAJOR >= 3
+  return md.get_data_type() == memory::data_type::bf16;
+#else
+  return md.data_type() == memory::data_type::bf16;
+#endif
 }
 
 // oneDNN would allocate each primitive's scratchpad with fresh pages on every call (a page fault
@@ -113,15 +129,18 @@ dnnl::primitive_attr user_scratchpad() {
 dnnl::convolution_forward::primitive_desc forward_pd(const Descs& d, bool bias,
                                                      memory::data_type in) {
   const auto alg = dnnl::algorithm::convolution_direct;
-  auto desc =
-      bias
-          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg,
-                                            any_like(d.src, in), any_like(d.weights, in), d.bias,
-                                            any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r)
-          : dnnl::convolution_forward::desc(
-                dnnl::prop_kind::forward_training, alg, any_like(d.src, in),
-                any_like(d.weights, in), any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r);
+  const memory::desc no_bias;
+#if DNNL_VERSION_MAJOR >= 3
+  return dnnl::convolution_forward::primitive_desc(
+      engine(), dnnl::prop_kind::forward_training, alg, any_like(d.src, in),
+      any_like(d.weights, in), bias ? d.bias : no_bias, any_like(d.dst), d.strides, d.dilates,
+      d.pad_l, d.pad_r, user_scratchpad());
+#else
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, alg, any_like(d.src, in),
+                                       any_like(d.weights, in), bias ? d.bias : no_bias,
+                                       any_like(d.dst), d.strides, d.dilates, d.pad_l, d.pad_r);
   return dnnl::convolution_forward::primitive_desc(desc, user_scratchpad(), engine());
+#endif
 }
 
 Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
@@ -143,10 +162,16 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
       if (bias) plan.args.push_back(make_arg(DNNL_ARG_BIAS, d.bias, d.bias, false));
       break;
     case Direction::BackwardData: {
+#if DNNL_VERSION_MAJOR >= 3
+      dnnl::convolution_backward_data::primitive_desc pd(
+          engine(), alg, any_like(d.src), any_like(d.weights, in), any_like(d.dst, in), d.strides,
+          d.dilates, d.pad_l, d.pad_r, fwd, user_scratchpad());
+#else
       dnnl::convolution_backward_data::desc desc(alg, any_like(d.src), any_like(d.weights, in),
                                                  any_like(d.dst, in), d.strides, d.dilates, d.pad_l,
                                                  d.pad_r);
       dnnl::convolution_backward_data::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
+#endif
       plan.primitive = dnnl::convolution_backward_data(pd);
       plan.scratchpad = pd.scratchpad_desc();
       plan.args = {make_arg(DNNL_ARG_DIFF_DST, d.dst, pd.diff_dst_desc(), false),
@@ -155,13 +180,17 @@ Plan make_plan(const ConvShape& s, Direction dir, bool bias) {
       break;
     }
     case Direction::BackwardWeights: {
-      auto desc = bias ? dnnl::convolution_backward_weights::desc(
-                             alg, any_like(d.src, in), any_like(d.weights), d.bias,
-                             any_like(d.dst, in), d.strides, d.dilates, d.pad_l, d.pad_r)
-                       : dnnl::convolution_backward_weights::desc(
-                             alg, any_like(d.src, in), any_like(d.weights), any_like(d.dst, in),
-                             d.strides, d.dilates, d.pad_l, d.pad_r);
+      const memory::desc no_bias;
+#if DNNL_VERSION_MAJOR >= 3
+      dnnl::convolution_backward_weights::primitive_desc pd(
+          engine(), alg, any_like(d.src, in), any_like(d.weights), bias ? d.bias : no_bias,
+          any_like(d.dst, in), d.strides, d.dilates, d.pad_l, d.pad_r, fwd, user_scratchpad());
+#else
+      dnnl::convolution_backward_weights::desc desc(alg, any_like(d.src, in), any_like(d.weights),
+                                                    bias ? d.bias : no_bias, any_like(d.dst, in),
+                                                    d.strides, d.dilates, d.pad_l, d.pad_r);
       dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), engine(), fwd);
+#endif
       plan.primitive = dnnl::convolution_backward_weights(pd);
       plan.scratchpad = pd.scratchpad_desc();
       plan.args = {make_arg(DNNL_ARG_SRC, d.src, pd.src_desc(), false),
@@ -215,7 +244,7 @@ class ConvertedInputs {
   // keeping those until backward cost more than it saved (measured: the float32 step got ~20%
   // slower, the bfloat16 step ~8% faster).
   Tensor get(const Tensor& t, const PlanArg& arg, dnnl::stream& stream) {
-    if (arg.want.data_type() != memory::data_type::bf16) return convert(t, arg, stream);
+    if (!is_bf16(arg.want)) return convert(t, arg, stream);
     std::lock_guard<std::mutex> lock(mutex_);
     std::erase_if(entries_, [](const Entry& e) { return e.storage.expired(); });
     const uint64_t version = t.storage()->version();
@@ -360,10 +389,13 @@ std::string CpuBackend::why_no_low_precision(DType low) {
     return fmt::format("{} products on the CPU: oneDNN has no such kernels here; use bfloat16",
                        dtype_name(low));
   }
-  // oneDNN 2.6 builds emulated bfloat16 kernels on plain AVX-512, slower than float32: only the
-  // native instructions count. ONEDNN_MAX_CPU_ISA lowers what oneDNN reports (used by a test).
+  // oneDNN builds emulated bfloat16 kernels on plain AVX-512, slower than float32: only the
+  // native instructions count. The ISA values are bit sets, so every ISA that contains
+  // AVX512_BF16 (AMX, AVX512_FP16, ...) passes. ONEDNN_MAX_CPU_ISA lowers what oneDNN reports
+  // (used by a test).
   const auto isa = dnnl::get_effective_cpu_isa();
-  if (isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) return {};
+  const auto bf16_bits = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if ((static_cast<unsigned>(isa) & bf16_bits) == bf16_bits) return {};
   return "this CPU has no AVX512_BF16 instructions for oneDNN (or ONEDNN_MAX_CPU_ISA is below "
          "AVX512_CORE_BF16): bfloat16 would be emulated, slower than float32";
 }
