@@ -82,10 +82,11 @@ def parse_args(doc, default_out):
     return args
 
 
-def train_and_measure(bin_dir, folder, name, preset, overrides, train_flags, analysis_flags=()):
+def train_and_measure(bin_dir, folder, name, preset, overrides, train_flags, analysis_flags=(), measure="best"):
     """Trains one run into `folder` (or continues it with --resume if it was interrupted), then
-    measures its best model on the test set. Returns (training summary, test summary, metrics
-    log), or None while the run is unfinished."""
+    measures on the test set its best model (measure="best": lowest validation L1, in
+    analysis/) or its final weights (measure="last": the .last checkpoint, in analysis_last/).
+    Returns (training summary, test summary, metrics log), or None while the run is unfinished."""
     os.makedirs(folder, exist_ok=True)
     summary_path = os.path.join(folder, "run.summary.json")
     last = os.path.join(folder, "run.last.safetensors")
@@ -104,14 +105,16 @@ def train_and_measure(bin_dir, folder, name, preset, overrides, train_flags, ana
              *train_flags], os.path.join(folder, "train.log"))
     if not finished(summary_path):
         return None
-    if not os.path.exists(os.path.join(folder, "analysis", "summary.json")):
-        print(f"[{time.strftime('%H:%M:%S')}] measuring {name}", file=sys.stderr)
-        run([os.path.join(bin_dir, "codebook_utilization_check"), "--model_path", os.path.join(folder, "run.safetensors"),
-             "--data_dir", "fashion-mnist:test", "--output_dir", os.path.join(folder, "analysis"), "--plot",
-             *analysis_flags], os.path.join(folder, "analysis.log"))
+    model, analysis = {"best": ("run.safetensors", "analysis"), "last": ("run.last.safetensors", "analysis_last")}[measure]
+    analysis = os.path.join(folder, analysis)
+    if not os.path.exists(os.path.join(analysis, "summary.json")):
+        print(f"[{time.strftime('%H:%M:%S')}] measuring {name} ({measure} model)", file=sys.stderr)
+        run([os.path.join(bin_dir, "codebook_utilization_check"), "--model_path", os.path.join(folder, model),
+             "--data_dir", "fashion-mnist:test", "--output_dir", analysis, "--plot", *analysis_flags],
+            analysis + ".log")
     with open(summary_path) as f:
         train = json.load(f)
-    with open(os.path.join(folder, "analysis", "summary.json")) as f:
+    with open(os.path.join(analysis, "summary.json")) as f:
         test = json.load(f)
     return train, test, os.path.join(folder, "run.metrics.jsonl")
 

@@ -6,6 +6,11 @@ and the ST-LPIPS VGG16 perceptual term, once with L1 alone; measures each on the
 with codebook_utilization_check (ST-LPIPS on every image), and writes a Markdown table and plots
 of the adversarial terms over training.
 
+Each run is measured at its final weights (the .last checkpoint), not at the trainer's best
+model: that one is picked by validation L1, which the adversarial term does not lower, and for
+`improved` with the full objective it was step 400, the last step before the discriminator
+started.
+
 The perceptual weight is taming's 1.0, not the presets' 0.005: at 0.005 an ST-LPIPS distance of
 about 0.2 adds 0.001 to an L1 term of about 0.1, which changes nothing measurable.
 
@@ -43,7 +48,7 @@ def main():
         result = train_and_measure(
             bin_dir, folder, name, preset, overrides,
             ["--epochs", "20", "--steps_per_epoch", "50", "--seed", "42", "--use_amp", "--early_stopping_patience", "0"],
-            ["--stlpips_images", "-1"])
+            ["--stlpips_images", "-1"], measure="last")
         if result:
             rows.append((name, *result))
             # The last epoch's grid (samples/ is not kept in git): validation inputs above their
