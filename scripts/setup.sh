@@ -19,6 +19,11 @@ phase_done() {  # prints how long the phase that just ended took
 }
 VQ_CUDA=${VQ_CUDA:-AUTO}
 CMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release}
+VQ_ONEDNN=${VQ_ONEDNN:-pypi}
+case "$VQ_ONEDNN" in  # checked before anything is installed
+  pypi | debian) ;;
+  *) echo "setup: VQ_ONEDNN must be pypi or debian, not '$VQ_ONEDNN'" >&2; exit 2 ;;
+esac
 
 source scripts/packages.sh
 ensure_packages "${VQ_PACKAGES[@]}"
@@ -51,7 +56,6 @@ fi
 # step 14% faster (README, "Mixed precision"). It lands in the venv (lib/, include/,
 # lib/cmake/dnnl); the binaries find it through their build-tree RPATH. VQ_ONEDNN=debian keeps
 # Debian's libdnnl-dev (always installed: the GPU carry and the sanitizer builds use it).
-VQ_ONEDNN=${VQ_ONEDNN:-pypi}
 case "$VQ_ONEDNN" in
   pypi)
     if [ ! -f "$VENV/lib/cmake/dnnl/dnnl-config.cmake" ]; then
@@ -61,7 +65,6 @@ case "$VQ_ONEDNN" in
     fi
     DNNL_DIR="$PWD/$VENV/lib/cmake/dnnl" ;;
   debian) DNNL_DIR="/usr/lib/$(gcc -print-multiarch)/cmake/dnnl" ;;
-  *) echo "setup: VQ_ONEDNN must be pypi or debian, not '$VQ_ONEDNN'" >&2; exit 2 ;;
 esac
 
 echo "== setup: configuring ($CMAKE_BUILD_TYPE, VQ_CUDA=$VQ_CUDA, oneDNN $VQ_ONEDNN) and building in $BUILD_DIR"

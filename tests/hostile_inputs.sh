@@ -285,6 +285,10 @@ check flags "output folder inside a file" 1 "$W/good/img0.png/out" \
   "$TRAIN" "${TINY[@]}" --model_dir "$W/good/img0.png/out"
 check flags "--preset changed on --resume" 1 "--preset and --model_config cannot change when resuming" \
   "$TRAIN" --resume "$LAST" --preset best
+check flags "--best_metric changed on --resume" 1 "--best_metric stlpips_vgg differs from the checkpoint's l1" \
+  "$TRAIN" --resume "$LAST" --best_metric stlpips_vgg
+check flags "unknown --best_metric" 1 "--best_metric must be l1, stlpips_vgg or stlpips_alex, got 'psnr'" \
+  "$TRAIN" "${TINY[@]}" --best_metric psnr
 
 echo "hostile inputs: $((count - failures)) of $count cases behaved as expected"
 if [ -n "$MARKDOWN" ]; then

@@ -526,6 +526,48 @@ TEST_F(TrainerRun, ValidationReportsSsimAndStLpips) {
   EXPECT_EQ(tiny.at("val_stlpips_images"), 0);
 }
 
+// --best_metric keeps the model of the epoch with the lowest validation ST-LPIPS (here AlexNet)
+// instead of the lowest L1; a run whose validation cannot measure ST-LPIPS is refused up front.
+TEST_F(TrainerRun, BestMetricPicksTheEpochWithTheLowestStLpips) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("best_tiny"));
+  c.training.best_metric = "stlpips_alex";
+  EXPECT_VQ_ERROR(train(c, ""),
+                  "--best_metric stlpips_alex needs ST-LPIPS in validation (ST-LPIPS "
+                  "not measured");
+  c.training.best_metric = "psnr";
+  EXPECT_VQ_ERROR(train(c, ""),
+                  "--best_metric must be l1, stlpips_vgg or stlpips_alex, got 'psnr'");
+  if (!std::filesystem::exists(models::perceptual_weights_file("stlpips-alex")))
+    GTEST_SKIP() << "ST-LPIPS weights not installed (scripts/setup.sh)";
+  const std::string out = test::temp_path("best_stlpips");
+  c = test::tiny_config(images_, out);
+  c.model.resolution = 24;  // ST-LPIPS AlexNet needs 21x21
+  c.training.epochs = 4;
+  c.training.steps_per_epoch = 1;
+  c.training.val_stlpips_images = 4;
+  c.training.best_metric = "stlpips_alex";
+  const auto summary = nlohmann::json::parse(train(c, "").json);
+  EXPECT_EQ(summary.at("best_metric"), "stlpips_alex");
+  std::ifstream metrics(out + "/tiny.metrics.jsonl");
+  std::string line;
+  double lowest = INFINITY;
+  int64_t lowest_step = 0, validations = 0;
+  while (std::getline(metrics, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("val_stlpips_alex")) continue;
+    ++validations;
+    if (j["val_stlpips_alex"].get<double>() < lowest) {
+      lowest = j["val_stlpips_alex"].get<double>();
+      lowest_step = j["step"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(validations, 4);
+  EXPECT_DOUBLE_EQ(summary.at("best_val_loss").get<double>(), lowest);
+  const auto best = nn::load_checkpoint(out + "/tiny.safetensors");
+  EXPECT_EQ(best.state.step, lowest_step);
+  EXPECT_DOUBLE_EQ(best.state.best_val_loss, lowest);
+}
+
 // The quality meter: per-image L1 against a direct mean, ST-LPIPS with both networks on the first
 // `stlpips_images` images only (the rest NaN), means over what was measured.
 TEST(QualityMeter, MeasuresStLpipsOnTheFirstImagesOnly) {

@@ -8,6 +8,7 @@
 #include "autograd/error.h"
 #include "nn/json_input.h"
 #include "nn/optim/lr_schedule.h"
+#include "trainers/quality.h"
 
 namespace vq::train {
 
@@ -158,6 +159,7 @@ const std::vector<Field<T>>& training_fields() {
                                           {"steps_per_epoch", &T::steps_per_epoch},
                                           {"max_steps", &T::max_steps},
                                           {"early_stopping_patience", &T::early_stopping_patience},
+                                          {"best_metric", &T::best_metric},
                                           {"val_limit", &T::val_limit},
                                           {"val_stlpips_images", &T::val_stlpips_images},
                                           {"num_samples", &T::num_samples},
@@ -216,6 +218,7 @@ void TrainConfig::validate() const {
   VQ_CHECK(t.num_threads >= 0, "--num_threads must be >= 0 (0: all cores), got {}", t.num_threads);
   VQ_CHECK(t.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0, got {}",
            t.early_stopping_patience);
+  quality_metric_label(t.best_metric);  // throws naming the choices
   VQ_CHECK(!t.model_name.empty() && t.model_name.find('/') == std::string::npos,
            "--model_name must be a plain file name, got '{}'", t.model_name);
   VQ_CHECK(t.amp_dtype == "bf16" || t.amp_dtype == "fp16",

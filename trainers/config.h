@@ -33,9 +33,13 @@ struct TrainingConfig {
   int64_t steps_per_epoch = 50;          // 0: one full pass over the training images
   int64_t max_steps = 0;                 // 0: no limit
   int64_t early_stopping_patience = 10;  // epochs without validation improvement; 0: off
-  int64_t val_limit = 1000;              // validation images per epoch; 0: all
-  int64_t val_stlpips_images = 256;      // of those, how many also get ST-LPIPS; -1: all
-  int64_t num_samples = 16;              // images in each sample grid
+  // The validation number (lower is better) that picks the best model and drives early stopping:
+  // l1, stlpips_vgg or stlpips_alex. L1 suits L1-only training; a run with the adversarial and
+  // perceptual terms trades L1 for sharpness, so L1 would keep a model from before they acted.
+  std::string best_metric = "l1";
+  int64_t val_limit = 1000;          // validation images per epoch; 0: all
+  int64_t val_stlpips_images = 256;  // of those, how many also get ST-LPIPS; -1: all
+  int64_t num_samples = 16;          // images in each sample grid
   int64_t log_every = 10;
   int64_t max_nonfinite_steps = 5;  // consecutive non-finite losses before stopping
   uint64_t seed = 42;

@@ -7,6 +7,34 @@
 #include "trainers/metrics.h"
 
 namespace vq::train {
+namespace {
+
+struct QualityMetric {
+  const char* name;
+  const char* label;
+  double ImageQuality::*value;
+};
+constexpr QualityMetric kQualityMetrics[] = {
+    {"l1", "L1", &ImageQuality::l1},
+    {"stlpips_vgg", "ST-LPIPS VGG", &ImageQuality::stlpips_vgg},
+    {"stlpips_alex", "ST-LPIPS AlexNet", &ImageQuality::stlpips_alex}};
+
+const QualityMetric& quality_metric_named(const std::string& name) {
+  for (const QualityMetric& m : kQualityMetrics) {
+    if (name == m.name) return m;
+  }
+  throw Error(fmt::format("--best_metric must be l1, stlpips_vgg or stlpips_alex, got '{}'", name));
+}
+
+}  // namespace
+
+std::string quality_metric_label(const std::string& name) {
+  return quality_metric_named(name).label;
+}
+
+double quality_metric(const ImageQuality& q, const std::string& name) {
+  return q.*quality_metric_named(name).value;
+}
 
 QualityMeter::QualityMeter(int64_t stlpips_images, int64_t image_size, Device device)
     : stlpips_images_(stlpips_images) {

@@ -20,6 +20,11 @@ struct ImageQuality {
   double stlpips_vgg = NAN, stlpips_alex = NAN;  // NaN: not measured
 };
 
+// The numbers --best_metric may choose ("l1", "stlpips_vgg", "stlpips_alex"; lower is better):
+// how a report names one (throws listing the choices for any other name), and its value.
+std::string quality_metric_label(const std::string& name);
+double quality_metric(const ImageQuality& q, const std::string& name);
+
 class QualityMeter {
  public:
   // `stlpips_images`: how many images (the first ones added) get ST-LPIPS; 0: none, -1: all.
@@ -38,6 +43,7 @@ class QualityMeter {
   ImageQuality mean() const;
   int64_t images() const { return images_; }
   int64_t stlpips_measured() const { return stlpips_measured_; }
+  bool measures_stlpips() const { return vgg_ != nullptr; }
   // Which ST-LPIPS networks measure how many images, or why none do (one line).
   std::string stlpips_description() const;
 

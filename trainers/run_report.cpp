@@ -42,6 +42,8 @@ void TrainingRun::log_setup() const {
               static_cast<long long>(config_.loss.disc_start), config_.loss.perceptual_weight);
   std::printf("  perceptual: %s\n", loss_->perceptual_description().c_str());
   std::printf("  quality:    L1, PSNR, SSIM; %s\n", quality_->stlpips_description().c_str());
+  std::printf("  best model: lowest validation %s (--best_metric %s)\n",
+              quality_metric_label(t_.best_metric).c_str(), t_.best_metric.c_str());
   std::printf("  schedule:   %lld epochs x %lld steps of %lld images, lr %g (%s), outputs in %s\n",
               static_cast<long long>(t_.epochs), static_cast<long long>(steps_per_epoch_),
               static_cast<long long>(t_.batch_size), t_.lr, t_.lr_schedule.c_str(),
@@ -116,6 +118,7 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
       {"early_stopped", early_stopped_},
       {"seconds", seconds},
       {"images_per_s", seconds > 0 ? static_cast<double>(session_images_) / seconds : 0.0},
+      {"best_metric", t_.best_metric},
       {"best_val_loss", std::isfinite(best_val_loss_) ? json(best_val_loss_) : json()},
       {"val_l1", val(last_val_.quality.l1)},
       {"val_psnr", val(last_val_.quality.psnr)},

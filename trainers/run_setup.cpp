@@ -138,6 +138,9 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
           static_cast<long long>(dropped), static_cast<long long>(step_));
     }
   }
+  VQ_CHECK(t_.best_metric == "l1" || quality_->measures_stlpips(),
+           "--best_metric {} needs ST-LPIPS in validation ({})", t_.best_metric,
+           quality_->stlpips_description());
   if (comm().is_root())
     metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
   // Every rank built the same weights from the same seed (or file); rank 0's are made the
@@ -167,6 +170,10 @@ void TrainingRun::check_resume_fits(const nn::LoadedCheckpoint& resume,
            "--resume: --lr_schedule {} differs from the checkpoint's schedule {}; resume without "
            "--lr_schedule",
            t_.lr_schedule, saved.lr_schedule);
+  VQ_CHECK(t_.best_metric == saved.best_metric,
+           "--resume: --best_metric {} differs from the checkpoint's {} (its best model so far was "
+           "picked by that); resume without --best_metric",
+           t_.best_metric, saved.best_metric);
   const int64_t planned = resume.state.total_steps;
   VQ_CHECK(schedule_.kind != nn::LrSchedule::Kind::Cosine || planned == total_steps_,
            "--resume: the cosine LR schedule was planned for {} steps and would now last {} "

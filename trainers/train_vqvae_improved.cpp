@@ -65,6 +65,9 @@ int run(int argc, char** argv) {
   flags.add_int("max_steps", &t.max_steps, "stop after this many steps in total; 0 = no limit", 0);
   flags.add_int("early_stopping_patience", &t.early_stopping_patience,
                 "epochs without validation improvement before stopping; 0 = never", 0);
+  flags.add_string("best_metric", &t.best_metric,
+                   "validation number that picks the best model and drives early stopping: l1, "
+                   "stlpips_vgg or stlpips_alex (for runs with the adversarial/perceptual terms)");
   flags.add_string("device", &t.device, "cpu, cuda or cuda:N");
   flags.add_bool(
       "use_amp", &t.use_amp,
@@ -136,6 +139,7 @@ int run(int argc, char** argv) {
              {"max_steps", [&] { c.max_steps = t.max_steps; }},
              {"early_stopping_patience",
               [&] { c.early_stopping_patience = t.early_stopping_patience; }},
+             {"best_metric", [&] { c.best_metric = t.best_metric; }},
              {"device", [&] { c.device = t.device; }},
              {"use_amp", [&] { c.use_amp = t.use_amp; }},
              {"amp_dtype", [&] { c.amp_dtype = t.amp_dtype; }},

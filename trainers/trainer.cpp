@@ -119,15 +119,17 @@ void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
     if (!std::isfinite(best_val_loss_)) save(true);
     return;
   }
-  if (q.l1 < best_val_loss_) {
-    best_val_loss_ = q.l1;
+  const double score = quality_metric(q, t_.best_metric);
+  if (score < best_val_loss_) {
+    best_val_loss_ = score;
     epochs_without_improvement_ = 0;
     save(true);
   } else {
     ++epochs_without_improvement_;
   }
   if (patience_exhausted()) {
-    std::printf("  early stopping: no validation improvement for %lld epochs\n",
+    std::printf("  early stopping: validation %s has not improved for %lld epochs\n",
+                quality_metric_label(t_.best_metric).c_str(),
                 static_cast<long long>(epochs_without_improvement_));
     early_stopped_ = true;
   }
