@@ -72,6 +72,10 @@ class Backend {
   // Values and int64 indices of the max (or min) along X -> [A, B]; ties pick the first index.
   virtual void arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, int64_t B,
                           const Tensor& values, const Tensor& indices) = 0;
+  // Sum of the squares of every element of every tensor (contiguous float32 or float64, all on
+  // this device), accumulated in double, into out (a float64 scalar on this device). The order of
+  // summation depends on the sizes alone, so the result is reproducible.
+  virtual void squared_norm(const std::vector<Tensor>& xs, const Tensor& out) = 0;
 
   // ---- GEMM: C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b], row-major, strided batches ----
   struct GemmArgs {

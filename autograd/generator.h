@@ -38,7 +38,7 @@ class Generator {
 // What a random stream is for. Each purpose has its own Philox key, so adding draws for one never
 // shifts or repeats another's (weight init and the first step's code sampling once shared a key).
 enum class RandomStream : uint64_t {
-  ModelInit = 1,      // encoder/decoder weights (through the default generator)
+  ModelInit = 1,      // the VQModel's initial weights (encoder, decoder, convs, projections)
   DiscriminatorInit,  // PatchGAN weights
   CodebookInit,       // the initial codebook table
   CodeSampling,       // Gumbel noise of temperature sampling, per training step
@@ -55,7 +55,8 @@ uint64_t stream_key(uint64_t seed, RandomStream purpose);
 // so step s's numbers are the same whatever ran before it.
 Generator stream_generator(uint64_t seed, RandomStream purpose, uint64_t step = 0);
 
-// The process-wide generator used where none is passed (module initialisation, dropout).
+// The process-wide generator used where none is passed (dropout masks). Layers that create
+// parameters never use it: they take the Generator they draw from.
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 

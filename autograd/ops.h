@@ -97,6 +97,10 @@ ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);
 ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+// The sum of the squares of all elements of all tensors (one device), accumulated in double: a
+// float64 scalar on their device. A global gradient norm (squared) and a finite check in one pass,
+// read with one item(). Not differentiable: a statistic of gradients.
+Tensor squared_norm(const std::vector<Tensor>& tensors);
 // Sums `grad` over broadcast dims so it has `shape` (the one place broadcasting is undone).
 Tensor sum_to(const Tensor& grad, const Shape& shape);
 

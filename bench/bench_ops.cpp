@@ -127,7 +127,8 @@ void BM_Quantizer(benchmark::State& state) {
   c.entropy_weight = 0.0;
   c.dead_code_reset = "off";
   c.low_usage_reset_interval = 0;
-  models::VectorQuantizer vq(c, 256, 1);
+  Generator init(1);
+  models::VectorQuantizer vq(c, 256, 1, init);
   Generator gen(4);
   const Tensor z = randn({64, 256, 8, 8}, gen);
   NoGradGuard no_grad;
@@ -142,8 +143,8 @@ BENCHMARK(BM_Quantizer)->Arg(64)->Arg(512)->Unit(benchmark::kMillisecond)->UseRe
 void BM_PerceptualForward(benchmark::State& state) {
   set_num_threads(bench::bench_threads());
   const auto net = static_cast<models::PerceptualNet>(state.range(0));
-  models::PerceptualLoss lpips(net);
   Generator gen(5);
+  models::PerceptualLoss lpips(net, gen);
   const Tensor a = randn({64, 1, 28, 28}, gen), b = randn({64, 1, 28, 28}, gen);
   NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(lpips.forward(a, b).raw_data());

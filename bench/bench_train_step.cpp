@@ -3,7 +3,9 @@
 // backward, Adam; then the discriminator step. Reports images/s. The improved preset's
 // quantizer settings; the perceptual term off (the default run's setting) or on with random
 // VGG16 features (arg 1); in float32, and with bf16 autocast (BM_TrainStepAmp). Runs on
-// VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step on CUDA only.
+// VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step (float32 and --use_amp) on CUDA only.
+// VQ_BENCH_MIN_TIME (seconds) replaces every case's minimum time (a profile wants one step, a
+// GPU-busy measurement many).
 #include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
@@ -36,6 +38,11 @@ void run_train_step(benchmark::State& state, const std::string& model_config, in
 void BM_TrainStep(benchmark::State& state) {
   run_train_step(state, "fmnist", 64, state.range(0) == 1);
 }
+double min_time(double seconds) {
+  const char* env = std::getenv("VQ_BENCH_MIN_TIME");
+  return env ? std::atof(env) : seconds;
+}
+
 // The fmnist step's settings: perceptual term off (0) and on (1), 5 s per case.
 void fmnist_step_cases(benchmark::internal::Benchmark* b) {
   b->ArgName("perceptual")
@@ -43,32 +50,48 @@ void fmnist_step_cases(benchmark::internal::Benchmark* b) {
       ->Arg(1)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
-      ->MinTime(5.0);
+      ->MinTime(min_time(5.0));
 }
 BENCHMARK(BM_TrainStep)->Apply(fmnist_step_cases);
 
-// The same step with --use_amp's bf16 autocast (where the CPU has AVX512_BF16).
-void BM_TrainStepAmp(benchmark::State& state) {
+// Skips (with the reason) where the device has no bfloat16 arithmetic.
+bool skipped_without_bf16(benchmark::State& state) {
   const std::string why_not =
       backend_for(bench::bench_device()).why_no_low_precision(DType::BFloat16);
-  if (!why_not.empty()) {
-    state.SkipWithError(why_not.c_str());
-    return;
-  }
+  if (!why_not.empty()) state.SkipWithError(why_not.c_str());
+  return !why_not.empty();
+}
+
+// The same step with --use_amp's bf16 autocast (where the CPU has AVX512_BF16).
+void BM_TrainStepAmp(benchmark::State& state) {
+  if (skipped_without_bf16(state)) return;
   run_train_step(state, "fmnist", 64, state.range(0) == 1, DType::BFloat16);
 }
 BENCHMARK(BM_TrainStepAmp)->Apply(fmnist_step_cases);
 
 // The seed's 256x256 RGB model at batch 8: a GPU-sized step (on 2 CPU cores one step takes
 // minutes, so there it reports a skip instead).
+bool skipped_on_cpu(benchmark::State& state) {
+  const bool cpu = bench::bench_device().is_cpu();
+  if (cpu) state.SkipWithError("seed256 b8 is measured on the GPU only (VQ_BENCH_DEVICE=cuda)");
+  return cpu;
+}
 void BM_TrainStepSeed256(benchmark::State& state) {
-  if (bench::bench_device().is_cpu()) {
-    state.SkipWithError("seed256 b8 is measured on the GPU only (VQ_BENCH_DEVICE=cuda)");
-    return;
-  }
+  if (skipped_on_cpu(state)) return;
   run_train_step(state, "seed256", 8, false);
 }
-BENCHMARK(BM_TrainStepSeed256)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_TrainStepSeed256)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(min_time(2.0));
+void BM_TrainStepSeed256Amp(benchmark::State& state) {
+  if (skipped_on_cpu(state) || skipped_without_bf16(state)) return;
+  run_train_step(state, "seed256", 8, false, DType::BFloat16);
+}
+BENCHMARK(BM_TrainStepSeed256Amp)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(min_time(2.0));
 
 }  // namespace
 }  // namespace vq

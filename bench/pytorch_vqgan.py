@@ -4,9 +4,13 @@ An independent implementation of the `fmnist` model (taming-style encoder/decode
 32 and SiLU, attention in the middle block, 1x1 quant convs), the EMA vector quantizer with
 Gumbel-max sampling at temperature T and the entropy term, the 3-layer PatchGAN, and the
 generator + discriminator step (L1, optional perceptual VGG16, hinge loss, adaptive adversarial
-weight, Adam). Used by compare_pytorch.py; not a reference for correctness.
+weight, Adam). Used by compare_pytorch.py (CPU) and scripts/gpu_check.sh (on a GPU:
+`python bench/pytorch_vqgan.py --device cuda`); not a reference for correctness.
 """
+import argparse
+import json
 import math
+import time
 
 import torch
 import torch.nn as nn
@@ -187,29 +191,33 @@ class Vgg16Distance(nn.Module):
 class TrainStep:
     """One generator + discriminator step of the fmnist VQGAN at the given batch size."""
 
-    def __init__(self, batch=64, perceptual_weight=0.0, amp=False):
+    def __init__(self, batch=64, perceptual_weight=0.0, amp=False, device="cpu"):
         """amp: bf16 autocast for the forward passes (backward follows), as a PyTorch user would
         write it, with the quantizer kept in fp32 as ours is (autocast off around it)."""
         torch.manual_seed(0)
-        self.amp = amp
+        self.amp, self.device = amp, torch.device(device)
         self.enc, self.dec = Encoder(), Decoder()
         self.quant_conv, self.post_quant_conv = nn.Conv2d(256, 256, 1), nn.Conv2d(256, 256, 1)
         self.quantizer, self.disc = EmaQuantizer(), PatchGAN()
         self.perceptual = Vgg16Distance() if perceptual_weight > 0 else None
+        for m in (self.enc, self.dec, self.quant_conv, self.post_quant_conv, self.quantizer, self.disc,
+                  self.perceptual):
+            if m is not None:
+                m.to(self.device)
         self.pw = perceptual_weight
         g_params = [p for m in (self.enc, self.dec, self.quant_conv, self.post_quant_conv) for p in m.parameters()]
         self.opt_g = torch.optim.Adam(g_params, lr=1e-4, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
-        self.x = torch.rand(batch, 1, 32, 32) * 2 - 1
+        self.x = (torch.rand(batch, 1, 32, 32) * 2 - 1).to(self.device)
 
     def autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     def __call__(self):
         x = self.x
         with self.autocast():
             h = self.quant_conv(self.enc(x))
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(self.device.type, enabled=False):
             zq, qloss = self.quantizer(h.float())
         with self.autocast():
             rec = self.dec(self.post_quant_conv(zq)).float()
@@ -234,3 +242,37 @@ class TrainStep:
         self.opt_d.zero_grad()
         d_loss.backward()
         self.opt_d.step()
+        return loss.detach(), d_loss.detach()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Times the fmnist training step (float32 and bf16 "
+                                     "autocast) and prints one JSON line per case.")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per case")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    for amp in (False, True):
+        step = TrainStep(batch=args.batch, amp=amp, device=device)
+        try:
+            for _ in range(3):  # warm-up: cuDNN picks its algorithms
+                step()
+        except RuntimeError as e:  # e.g. torch 1.13's CPU bf16 autocast fails on GroupNorm
+            print(json.dumps({"torch": torch.__version__, "device": args.device, "amp": amp,
+                              "error": str(e).splitlines()[0]}), flush=True)
+            continue
+        # Each step's losses are read back, as our trainer does, so the time is the work's.
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < args.seconds:
+            loss, d_loss = step()
+            loss.item(), d_loss.item()
+            n += 1
+        ms = (time.perf_counter() - t0) / n * 1e3
+        print(json.dumps({"torch": torch.__version__, "device": args.device, "batch": args.batch,
+                          "amp": amp, "steps": n, "ms_per_step": ms,
+                          "images_per_s": args.batch / ms * 1e3}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -47,6 +47,7 @@ class CudaBackend final : public Backend {
               const Tensor& out) override;
   void arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& values,
                   const Tensor& indices) override;
+  void squared_norm(const std::vector<Tensor>& xs, const Tensor& out) override;
   void softmax(const Tensor& x, int64_t A, int64_t X, int64_t B, bool log,
                const Tensor& y) override;
   void softmax_backward(const Tensor& dy, const Tensor& y, int64_t A, int64_t X, int64_t B,

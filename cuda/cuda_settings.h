@@ -15,6 +15,19 @@ namespace vq::cuda {
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
+// Sets the TF32 switch for a scope and restores the previous setting when it ends, also when an
+// exception leaves it (a test that throws must not leave TF32 on for the tests after it).
+class Tf32Scope {
+ public:
+  explicit Tf32Scope(bool allow) : previous_(allow_tf32()) { set_allow_tf32(allow); }
+  ~Tf32Scope() { set_allow_tf32(previous_); }
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 void set_memory_limit(size_t bytes);
 size_t memory_limit();
 

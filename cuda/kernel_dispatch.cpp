@@ -65,6 +65,22 @@ void CudaBackend::arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, in
                     B);
 }
 
+void CudaBackend::squared_norm(const std::vector<Tensor>& xs, const Tensor& out) {
+  int64_t blocks = 0;
+  for (const Tensor& x : xs) blocks += x.numel() > 0 ? squared_norm_blocks(x.numel()) : 0;
+  // Freed at the end of this scope while the kernels may still run: the caching allocator hands
+  // it out again only to work queued after them on the same stream.
+  const Tensor partials =
+      Tensor::empty({std::max<int64_t>(blocks, 1)}, DType::Float64, out.device());
+  double* at = partials.data<double>();
+  for (const Tensor& x : xs) {
+    if (x.numel() == 0) continue;
+    launch_squared_norm_partials(x.dtype(), x.raw_data(), x.numel(), at);
+    at += squared_norm_blocks(x.numel());
+  }
+  launch_sum_partials(partials.data<double>(), blocks, out.data<double>());
+}
+
 void CudaBackend::softmax(const Tensor& x, int64_t A, int64_t X, int64_t B, bool log,
                           const Tensor& y) {
   launch_softmax(x.dtype(), x.raw_data(), y.raw_data(), A, X, B, log);

@@ -69,6 +69,11 @@ cudaError_t probe_kernel_image();
 // ---- reduce.cu ----
 void launch_reduce(ReduceKind op, DType dtype, const void* x, void* out, int64_t A, int64_t X,
                    int64_t B);
+// Sum of squares in two passes: each block of the partials kernel writes one double (the count
+// depends on n alone), then one block sums the `count` partials in a fixed order into out[0].
+int64_t squared_norm_blocks(int64_t n);
+void launch_squared_norm_partials(DType dtype, const void* x, int64_t n, double* partials);
+void launch_sum_partials(const double* partials, int64_t count, double* out);
 void launch_arg_reduce(bool min, DType dtype, const void* x, void* values, int64_t* indices,
                        int64_t A, int64_t X, int64_t B);
 void launch_softmax(DType dtype, const void* x, void* y, int64_t A, int64_t X, int64_t B, bool log);

@@ -88,6 +88,29 @@ __global__ void reduce_cols_kernel(const T* x, T* out, int64_t A, int64_t X, int
   }
 }
 
+// ---- sum of squares (squared_norm) ----
+
+template <class T>
+__global__ void squared_norm_partials_kernel(const T* x, int64_t n, double* partials) {
+  double acc = 0.0;
+  VQ_GRID_LOOP(i, n) {
+    const double v = static_cast<double>(x[i]);
+    acc += v * v;
+  }
+  acc = block_reduce(
+      acc, [](double a, double b) { return a + b; }, 0.0);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+// One block: each thread sums a fixed strided subset in order, then the block tree.
+__global__ void sum_partials_kernel(const double* partials, int64_t count, double* out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
+  acc = block_reduce(
+      acc, [](double a, double b) { return a + b; }, 0.0);
+  if (threadIdx.x == 0) *out = acc;
+}
+
 // ---- argmax / argmin ----
 
 template <class T>
@@ -290,6 +313,26 @@ void launch_reduce(ReduceKind op, DType dtype, const void* x, void* out, int64_t
       VQ_CUDA_CHECK_LAUNCH("reduce_cols_kernel");
     }
   });
+}
+
+// About 16 elements per thread, at most 512 blocks (a few per SM) per tensor.
+int64_t squared_norm_blocks(int64_t n) {
+  return std::clamp<int64_t>((n + 16 * kThreads - 1) / (16 * kThreads), 1, 512);
+}
+
+void launch_squared_norm_partials(DType dtype, const void* x, int64_t n, double* partials) {
+  if (n == 0) return;
+  dispatch_floating(dtype, "squared_norm", [&](auto tag) {
+    using T = decltype(tag);
+    squared_norm_partials_kernel<T><<<static_cast<unsigned>(squared_norm_blocks(n)), kThreads>>>(
+        static_cast<const T*>(x), n, partials);
+    VQ_CUDA_CHECK_LAUNCH("squared_norm_partials_kernel");
+  });
+}
+
+void launch_sum_partials(const double* partials, int64_t count, double* out) {
+  sum_partials_kernel<<<1, 1024>>>(partials, count, out);
+  VQ_CUDA_CHECK_LAUNCH("sum_partials_kernel");
 }
 
 void launch_arg_reduce(bool min, DType dtype, const void* x, void* values, int64_t* indices,

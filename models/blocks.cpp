@@ -10,17 +10,18 @@ std::shared_ptr<nn::GroupNorm> make_norm(int64_t channels) {
   return std::make_shared<nn::GroupNorm>(32, channels, 1e-6);
 }
 
-ResnetBlock::ResnetBlock(int64_t in_channels, int64_t out_channels, double dropout) {
+ResnetBlock::ResnetBlock(Generator& gen, int64_t in_channels, int64_t out_channels,
+                         double dropout) {
   norm1_ = register_module("norm1", make_norm(in_channels));
-  conv1_ =
-      register_module("conv1", std::make_shared<nn::Conv2d>(in_channels, out_channels, 3, 1, 1));
+  conv1_ = register_module("conv1",
+                           std::make_shared<nn::Conv2d>(gen, in_channels, out_channels, 3, 1, 1));
   norm2_ = register_module("norm2", make_norm(out_channels));
   dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(dropout));
-  conv2_ =
-      register_module("conv2", std::make_shared<nn::Conv2d>(out_channels, out_channels, 3, 1, 1));
+  conv2_ = register_module("conv2",
+                           std::make_shared<nn::Conv2d>(gen, out_channels, out_channels, 3, 1, 1));
   if (in_channels != out_channels) {
-    nin_shortcut_ =
-        register_module("nin_shortcut", std::make_shared<nn::Conv2d>(in_channels, out_channels, 1));
+    nin_shortcut_ = register_module(
+        "nin_shortcut", std::make_shared<nn::Conv2d>(gen, in_channels, out_channels, 1));
   }
 }
 
@@ -30,12 +31,12 @@ Tensor ResnetBlock::forward(const Tensor& x) {
   return add(nin_shortcut_ ? nin_shortcut_->forward(x) : x, h);
 }
 
-AttnBlock::AttnBlock(int64_t channels) {
+AttnBlock::AttnBlock(Generator& gen, int64_t channels) {
   norm_ = register_module("norm", make_norm(channels));
-  q_ = register_module("q", std::make_shared<nn::Conv2d>(channels, channels, 1));
-  k_ = register_module("k", std::make_shared<nn::Conv2d>(channels, channels, 1));
-  v_ = register_module("v", std::make_shared<nn::Conv2d>(channels, channels, 1));
-  proj_out_ = register_module("proj_out", std::make_shared<nn::Conv2d>(channels, channels, 1));
+  q_ = register_module("q", std::make_shared<nn::Conv2d>(gen, channels, channels, 1));
+  k_ = register_module("k", std::make_shared<nn::Conv2d>(gen, channels, channels, 1));
+  v_ = register_module("v", std::make_shared<nn::Conv2d>(gen, channels, channels, 1));
+  proj_out_ = register_module("proj_out", std::make_shared<nn::Conv2d>(gen, channels, channels, 1));
 }
 
 Tensor AttnBlock::forward(const Tensor& x) {
@@ -50,15 +51,15 @@ Tensor AttnBlock::forward(const Tensor& x) {
   return add(x, proj_out_->forward(attended));
 }
 
-Downsample::Downsample(int64_t channels) {
-  conv_ = register_module("conv", std::make_shared<nn::Conv2d>(channels, channels, 3, 2, 0));
+Downsample::Downsample(Generator& gen, int64_t channels) {
+  conv_ = register_module("conv", std::make_shared<nn::Conv2d>(gen, channels, channels, 3, 2, 0));
 }
 
 // NOTE: taming pads only right and bottom, so the stride-2 windows start at pixel 0.
 Tensor Downsample::forward(const Tensor& x) { return conv_->forward(pad(x, {0, 1, 0, 1})); }
 
-Upsample::Upsample(int64_t channels) {
-  conv_ = register_module("conv", std::make_shared<nn::Conv2d>(channels, channels, 3, 1, 1));
+Upsample::Upsample(Generator& gen, int64_t channels) {
+  conv_ = register_module("conv", std::make_shared<nn::Conv2d>(gen, channels, channels, 3, 1, 1));
 }
 
 Tensor Upsample::forward(const Tensor& x) { return conv_->forward(upsample_nearest2d(x, 2)); }

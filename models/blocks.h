@@ -5,7 +5,8 @@
 //                (1x1 convs); out = x + proj_out(v softmax(q^T k / sqrt(C)))
 //   Downsample:  pad right/bottom by 1, 3x3 conv with stride 2 (halves H and W)
 //   Upsample:    nearest x2, 3x3 conv
-// GroupNorm uses 32 groups and eps 1e-6, as in taming.
+// GroupNorm uses 32 groups and eps 1e-6, as in taming. Every block draws its convolutions' initial
+// weights from the Generator it is given, in construction order.
 #pragma once
 
 #include <memory>
@@ -20,7 +21,7 @@ std::shared_ptr<nn::GroupNorm> make_norm(int64_t channels);
 
 class ResnetBlock : public nn::UnaryModule {
  public:
-  ResnetBlock(int64_t in_channels, int64_t out_channels, double dropout);
+  ResnetBlock(Generator& gen, int64_t in_channels, int64_t out_channels, double dropout);
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -31,7 +32,7 @@ class ResnetBlock : public nn::UnaryModule {
 
 class AttnBlock : public nn::UnaryModule {
  public:
-  explicit AttnBlock(int64_t channels);
+  AttnBlock(Generator& gen, int64_t channels);
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -41,7 +42,7 @@ class AttnBlock : public nn::UnaryModule {
 
 class Downsample : public nn::UnaryModule {
  public:
-  explicit Downsample(int64_t channels);
+  Downsample(Generator& gen, int64_t channels);
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -50,7 +51,7 @@ class Downsample : public nn::UnaryModule {
 
 class Upsample : public nn::UnaryModule {
  public:
-  explicit Upsample(int64_t channels);
+  Upsample(Generator& gen, int64_t channels);
   Tensor forward(const Tensor& x) override;
 
  private:

@@ -15,14 +15,14 @@ bool has_attention(const ModelConfig& c, int64_t resolution) {
 
 }  // namespace
 
-Level::Level(int64_t in_channels, int64_t out_channels, int64_t blocks, bool attention,
-             double dropout) {
+Level::Level(Generator& gen, int64_t in_channels, int64_t out_channels, int64_t blocks,
+             bool attention, double dropout) {
   block_ = register_module("block", std::make_shared<nn::ModuleList>());
   attn_ = register_module("attn", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < blocks; ++i) {
-    block_->push_back(
-        std::make_shared<ResnetBlock>(i == 0 ? in_channels : out_channels, out_channels, dropout));
-    if (attention) attn_->push_back(std::make_shared<AttnBlock>(out_channels));
+    block_->push_back(std::make_shared<ResnetBlock>(gen, i == 0 ? in_channels : out_channels,
+                                                    out_channels, dropout));
+    if (attention) attn_->push_back(std::make_shared<AttnBlock>(gen, out_channels));
   }
 }
 
@@ -39,36 +39,39 @@ Tensor Level::forward(const Tensor& x) const {
   return resample_ ? resample_->forward(h) : h;
 }
 
-MidBlock::MidBlock(int64_t channels, double dropout) {
-  block_1_ = register_module("block_1", std::make_shared<ResnetBlock>(channels, channels, dropout));
-  attn_1_ = register_module("attn_1", std::make_shared<AttnBlock>(channels));
-  block_2_ = register_module("block_2", std::make_shared<ResnetBlock>(channels, channels, dropout));
+MidBlock::MidBlock(Generator& gen, int64_t channels, double dropout) {
+  block_1_ =
+      register_module("block_1", std::make_shared<ResnetBlock>(gen, channels, channels, dropout));
+  attn_1_ = register_module("attn_1", std::make_shared<AttnBlock>(gen, channels));
+  block_2_ =
+      register_module("block_2", std::make_shared<ResnetBlock>(gen, channels, channels, dropout));
 }
 
 Tensor MidBlock::forward(const Tensor& x) const {
   return block_2_->forward(attn_1_->forward(block_1_->forward(x)));
 }
 
-Encoder::Encoder(const ModelConfig& c) {
+Encoder::Encoder(const ModelConfig& c, Generator& gen) {
   c.validate();
   const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
-  conv_in_ = register_module("conv_in", std::make_shared<nn::Conv2d>(c.in_channels, c.ch, 3, 1, 1));
+  conv_in_ =
+      register_module("conv_in", std::make_shared<nn::Conv2d>(gen, c.in_channels, c.ch, 3, 1, 1));
   down_ = register_module("down", std::make_shared<nn::ModuleList>());
   int64_t channels = c.ch, resolution = c.resolution;
   for (int64_t l = 0; l < levels; ++l) {
     const int64_t out = c.ch * c.ch_mult[l];
-    auto level = down_->push_back(std::make_shared<Level>(channels, out, c.num_res_blocks,
+    auto level = down_->push_back(std::make_shared<Level>(gen, channels, out, c.num_res_blocks,
                                                           has_attention(c, resolution), c.dropout));
     if (l != levels - 1) {
-      level->set_resample("downsample", std::make_shared<Downsample>(out));
+      level->set_resample("downsample", std::make_shared<Downsample>(gen, out));
       resolution /= 2;
     }
     channels = out;
   }
-  mid_ = register_module("mid", std::make_shared<MidBlock>(channels, c.dropout));
+  mid_ = register_module("mid", std::make_shared<MidBlock>(gen, channels, c.dropout));
   norm_out_ = register_module("norm_out", make_norm(channels));
-  conv_out_ =
-      register_module("conv_out", std::make_shared<nn::Conv2d>(channels, c.z_channels, 3, 1, 1));
+  conv_out_ = register_module("conv_out",
+                              std::make_shared<nn::Conv2d>(gen, channels, c.z_channels, 3, 1, 1));
 }
 
 Tensor Encoder::forward(const Tensor& x) {
@@ -78,21 +81,21 @@ Tensor Encoder::forward(const Tensor& x) {
   return conv_out_->forward(silu(norm_out_->forward(h)));
 }
 
-Decoder::Decoder(const ModelConfig& c) {
+Decoder::Decoder(const ModelConfig& c, Generator& gen) {
   c.validate();
   const int64_t levels = static_cast<int64_t>(c.ch_mult.size());
   int64_t channels = c.ch * c.ch_mult.back(), resolution = c.latent_size();
-  conv_in_ =
-      register_module("conv_in", std::make_shared<nn::Conv2d>(c.z_channels, channels, 3, 1, 1));
-  mid_ = register_module("mid", std::make_shared<MidBlock>(channels, c.dropout));
+  conv_in_ = register_module("conv_in",
+                             std::make_shared<nn::Conv2d>(gen, c.z_channels, channels, 3, 1, 1));
+  mid_ = register_module("mid", std::make_shared<MidBlock>(gen, channels, c.dropout));
   // Built from the innermost level outwards (the order data flows), registered by level index.
   std::vector<std::shared_ptr<Level>> levels_by_index(levels);
   for (int64_t l = levels - 1; l >= 0; --l) {
     const int64_t out = c.ch * c.ch_mult[l];
-    levels_by_index[l] = std::make_shared<Level>(channels, out, c.num_res_blocks + 1,
+    levels_by_index[l] = std::make_shared<Level>(gen, channels, out, c.num_res_blocks + 1,
                                                  has_attention(c, resolution), c.dropout);
     if (l != 0) {
-      levels_by_index[l]->set_resample("upsample", std::make_shared<Upsample>(out));
+      levels_by_index[l]->set_resample("upsample", std::make_shared<Upsample>(gen, out));
       resolution *= 2;
     }
     channels = out;
@@ -100,8 +103,8 @@ Decoder::Decoder(const ModelConfig& c) {
   up_ = register_module("up", std::make_shared<nn::ModuleList>());
   for (auto& level : levels_by_index) up_->push_back(level);
   norm_out_ = register_module("norm_out", make_norm(channels));
-  conv_out_ =
-      register_module("conv_out", std::make_shared<nn::Conv2d>(channels, c.out_channels, 3, 1, 1));
+  conv_out_ = register_module("conv_out",
+                              std::make_shared<nn::Conv2d>(gen, channels, c.out_channels, 3, 1, 1));
 }
 
 Tensor Decoder::forward(const Tensor& z) {

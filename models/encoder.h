@@ -5,7 +5,8 @@
 // except after the last level; mid = block_1, attn_1, block_2; norm_out, SiLU, conv_out to
 // z_channels.  [N, in, R, R] -> [N, z, R/2^(L-1), R/2^(L-1)]
 // Decoder mirrors it with num_res_blocks + 1 blocks per level and Upsample instead of Downsample;
-// up[l] is the level at the same resolution as the encoder's down[l].
+// up[l] is the level at the same resolution as the encoder's down[l]. Both draw their initial
+// weights from the Generator they are given, in construction order.
 #pragma once
 
 #include <memory>
@@ -20,7 +21,8 @@ namespace vq::models {
 // (registered as "downsample" or "upsample"; absent at the outermost level).
 class Level : public nn::Module {
  public:
-  Level(int64_t in_channels, int64_t out_channels, int64_t blocks, bool attention, double dropout);
+  Level(Generator& gen, int64_t in_channels, int64_t out_channels, int64_t blocks, bool attention,
+        double dropout);
   void set_resample(const char* name, std::shared_ptr<nn::UnaryModule> resample);
   Tensor forward(const Tensor& x) const;  // blocks (+attention), then the resampling
 
@@ -32,7 +34,7 @@ class Level : public nn::Module {
 // The middle of both networks: block_1, attn_1, block_2 at constant width.
 class MidBlock : public nn::Module {
  public:
-  MidBlock(int64_t channels, double dropout);
+  MidBlock(Generator& gen, int64_t channels, double dropout);
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -42,7 +44,7 @@ class MidBlock : public nn::Module {
 
 class Encoder : public nn::UnaryModule {
  public:
-  explicit Encoder(const ModelConfig& config);
+  Encoder(const ModelConfig& config, Generator& gen);
   Tensor forward(const Tensor& x) override;
 
  private:
@@ -54,7 +56,7 @@ class Encoder : public nn::UnaryModule {
 
 class Decoder : public nn::UnaryModule {
  public:
-  explicit Decoder(const ModelConfig& config);
+  Decoder(const ModelConfig& config, Generator& gen);
   Tensor forward(const Tensor& z) override;
   // The weight of the final conv: the "last layer" of taming's adaptive adversarial weight.
   const Tensor& last_layer_weight() const { return conv_out_->weight(); }

@@ -21,7 +21,7 @@ class UsageTable : public nn::Module {
 }  // namespace
 
 FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int64_t embed_dim,
-                                             uint64_t seed)
+                                             uint64_t seed, Generator& init)
     : Quantizer(seed), config_(config), embed_dim_(embed_dim) {
   config_.validate();
   const auto& levels = config_.fsq_levels;
@@ -44,8 +44,8 @@ FiniteScalarQuantizer::FiniteScalarQuantizer(const QuantizerConfig& config, int6
   half_range_ = from_vector(half_range, {n});
   offset_ = from_vector(offset, {n});
   half_width_ = from_vector(half_width, {n});
-  project_in_ = register_module("project_in", std::make_shared<nn::Linear>(embed_dim, n));
-  project_out_ = register_module("project_out", std::make_shared<nn::Linear>(n, embed_dim));
+  project_in_ = register_module("project_in", std::make_shared<nn::Linear>(init, embed_dim, n));
+  project_out_ = register_module("project_out", std::make_shared<nn::Linear>(init, n, embed_dim));
   usage_ = register_module("embedding", std::make_shared<UsageTable>(num_codes_))->cluster_size;
 }
 

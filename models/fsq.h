@@ -22,7 +22,9 @@ namespace vq::models {
 
 class FiniteScalarQuantizer : public Quantizer {
  public:
-  FiniteScalarQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed);
+  // project_in / project_out draw their initial weights from `init`.
+  FiniteScalarQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed,
+                        Generator& init);
 
   QuantizerOutput forward(const Tensor& z) override;
   int64_t num_codes() const override { return num_codes_; }

@@ -13,7 +13,7 @@ NLayerDiscriminator::NLayerDiscriminator(int64_t input_channels, int64_t ndf, in
            "NLayerDiscriminator: need ndf > 0 and n_layers >= 1 (got {}, {})", ndf, n_layers);
   main_ = register_module("main", std::make_shared<nn::Sequential>());
   auto conv = [&](int64_t in, int64_t out, int64_t stride, bool bias) {
-    auto c = main_->push_back(std::make_shared<nn::Conv2d>(in, out, 4, stride, 1, bias));
+    auto c = main_->push_back(std::make_shared<nn::Conv2d>(gen, in, out, 4, stride, 1, bias));
     nn::init::normal_(c->weight(), 0.0, 0.02, gen);
   };
   auto batch_norm = [&](int64_t channels) {

@@ -4,7 +4,8 @@
 //   then n_layers - 1 times: conv (stride 2, no bias), BatchNorm, LeakyReLU(0.2), channels doubling
 //   up to 8 ndf; then one conv with stride 1, BatchNorm, LeakyReLU; last a conv to 1 channel.
 // Initialisation as taming's weights_init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02)
-// and biases 0. Output: logits [N, 1, h', w'] (2x2 for 32x32 inputs with 3 layers).
+// and biases 0; conv biases keep PyTorch's default. Everything is drawn from the Generator given.
+// Output: logits [N, 1, h', w'] (2x2 for 32x32 inputs with 3 layers).
 #pragma once
 
 #include <memory>

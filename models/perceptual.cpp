@@ -18,9 +18,10 @@ namespace {
 // Dropout, has no weights and is not needed).
 class NetLinLayer : public nn::Module {
  public:
-  explicit NetLinLayer(int64_t channels) {
+  // The weight is set to 1/C; gen only feeds Conv2d's default draw, which this overwrites.
+  NetLinLayer(int64_t channels, Generator& gen) {
     auto model = register_module("model", std::make_shared<nn::Sequential>());
-    conv = model->push_back("1", std::make_shared<nn::Conv2d>(channels, 1, 1, 1, 0, false));
+    conv = model->push_back("1", std::make_shared<nn::Conv2d>(gen, channels, 1, 1, 1, 0, false));
     nn::init::constant_(conv->weight(), 1.0 / static_cast<double>(channels));
   }
   std::shared_ptr<nn::Conv2d> conv;
@@ -80,15 +81,15 @@ std::string perceptual_weights_file(const std::string& name_or_path) {
   return (program.parent_path().parent_path() / "weights" / file).string();
 }
 
-PerceptualLoss::PerceptualLoss(PerceptualNet net) : kind_(net) {
+PerceptualLoss::PerceptualLoss(PerceptualNet net, Generator& gen) : kind_(net) {
   auto scaling = register_module("scaling_layer", std::make_shared<ScalingLayer>());
   shift_ = scaling->shift;
   scale_ = scaling->scale;
-  net_ = register_module("net", std::make_shared<PerceptualTrunk>(net));
+  net_ = register_module("net", std::make_shared<PerceptualTrunk>(net, gen));
   for (int s = 0; s < PerceptualTrunk::kSlices; ++s) {
-    lins_.push_back(
-        register_module("lin" + std::to_string(s), std::make_shared<NetLinLayer>(net_->channels(s)))
-            ->conv);
+    lins_.push_back(register_module("lin" + std::to_string(s),
+                                    std::make_shared<NetLinLayer>(net_->channels(s), gen))
+                        ->conv);
   }
   requires_grad_(false);  // a fixed metric: gradients flow through it to the images only
   source_ = fmt::format("random {} features (untrained: no weights loaded), lin uniform 1/C",
@@ -104,7 +105,9 @@ std::shared_ptr<PerceptualLoss> PerceptualLoss::from_weights(const std::string& 
              name_or_path, path);
   }
   const nn::SafetensorsFile file = nn::load_safetensors(path);
-  auto loss = std::make_shared<PerceptualLoss>(network_of(file, path));
+  // Every tensor is replaced by the file's: the random draws are only placeholders.
+  Generator placeholder(0);
+  auto loss = std::make_shared<PerceptualLoss>(network_of(file, path), placeholder);
   loss->load_file(file, path);
   return loss;
 }

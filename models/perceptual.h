@@ -38,7 +38,9 @@ std::string perceptual_weights_file(const std::string& name_or_path);
 
 class PerceptualLoss : public nn::Module {
  public:
-  explicit PerceptualLoss(PerceptualNet net = PerceptualNet::Vgg16);
+  // A random trunk drawn from gen (lin layers uniform 1/C): the "random" weights of tests and
+  // benchmarks, until load() replaces them.
+  PerceptualLoss(PerceptualNet net, Generator& gen);
   // Builds the network a weights file holds and loads it (see perceptual_weights_file); throws
   // saying how to install the weights when the file does not exist.
   static std::shared_ptr<PerceptualLoss> from_weights(const std::string& name_or_path);

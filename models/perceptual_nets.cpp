@@ -130,7 +130,7 @@ Tensor blur_downsample(const Tensor& x) {
   return y.reshape({N, C, y.size(2), y.size(3)});
 }
 
-PerceptualTrunk::PerceptualTrunk(PerceptualNet net) {
+PerceptualTrunk::PerceptualTrunk(PerceptualNet net, Generator& gen) {
   const Slices slices = slices_of(net);
   int64_t in = 3;
   for (int s = 0; s < kSlices; ++s) {
@@ -140,8 +140,8 @@ PerceptualTrunk::PerceptualTrunk(PerceptualNet net) {
       const std::string name = std::to_string(layer.index);
       switch (layer.kind) {
         case Layer::kConv:
-          slices_[s]->push_back(
-              name, std::make_shared<nn::Conv2d>(in, layer.channels, layer.kernel, 1, layer.pad));
+          slices_[s]->push_back(name, std::make_shared<nn::Conv2d>(gen, in, layer.channels,
+                                                                   layer.kernel, 1, layer.pad));
           in = layer.channels;
           break;
         case Layer::kRelu: slices_[s]->push_back(name, std::make_shared<nn::ReLU>()); break;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/generator.h"
 #include "nn/container.h"
 
 namespace vq::models {
@@ -31,7 +32,8 @@ Tensor binomial_blur_filter(DType dtype = DType::Float32);
 class PerceptualTrunk : public nn::Module {
  public:
   static constexpr int kSlices = 5;
-  explicit PerceptualTrunk(PerceptualNet net);
+  // Random convolution weights drawn from gen (until weights are loaded).
+  PerceptualTrunk(PerceptualNet net, Generator& gen);
   // The five feature maps of x [N, 3, H, W].
   std::vector<Tensor> forward(const Tensor& x);
   int64_t channels(int slice) const { return channels_[slice]; }

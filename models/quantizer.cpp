@@ -13,9 +13,11 @@ Tensor Quantizer::flatten_latents(const Tensor& z, int64_t embed_dim, const char
 }
 
 std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
-                                          uint64_t seed) {
-  if (config.kind == "fsq") return std::make_shared<FiniteScalarQuantizer>(config, embed_dim, seed);
-  return std::make_shared<VectorQuantizer>(config, embed_dim, seed);
+                                          uint64_t seed, Generator& init) {
+  if (config.kind == "fsq") {
+    return std::make_shared<FiniteScalarQuantizer>(config, embed_dim, seed, init);
+  }
+  return std::make_shared<VectorQuantizer>(config, embed_dim, seed, init);
 }
 
 void QuantizerConfig::validate() const {

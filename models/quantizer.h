@@ -116,8 +116,9 @@ class Quantizer : public nn::Module {
   Generator lookup_gen_;
 };
 
-// Builds the quantizer a config asks for ("vq" or "fsq").
+// Builds the quantizer a config asks for ("vq" or "fsq"): its random streams keyed by seed, its
+// projections' initial weights drawn from `init`.
 std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
-                                          uint64_t seed);
+                                          uint64_t seed, Generator& init);
 
 }  // namespace vq::models

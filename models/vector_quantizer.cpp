@@ -22,20 +22,23 @@ CodebookTable::CodebookTable(int64_t K, int64_t d, const std::string& kind) {
   if (kind == "ema") embed_avg = register_buffer("embed_avg", zeros({K, d}));
 }
 
-VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed)
+VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed,
+                                 Generator& init)
     : Quantizer(seed), config_(config), embed_dim_(embed_dim) {
   config_.validate();
   const int64_t K = config_.n_embed;
   lookup_dim_ = config_.codebook_dim > 0 ? config_.codebook_dim : embed_dim;
   if (config_.codebook_dim > 0) {
-    in_proj_ = register_module("in_proj", std::make_shared<nn::Linear>(embed_dim, lookup_dim_));
-    out_proj_ = register_module("out_proj", std::make_shared<nn::Linear>(lookup_dim_, embed_dim));
+    in_proj_ =
+        register_module("in_proj", std::make_shared<nn::Linear>(init, embed_dim, lookup_dim_));
+    out_proj_ =
+        register_module("out_proj", std::make_shared<nn::Linear>(init, lookup_dim_, embed_dim));
   }
   table_ = register_module("embedding",
                            std::make_shared<CodebookTable>(K, lookup_dim_, config_.codebook));
   if (config_.codebook == "simvq") {
-    simvq_proj_ = register_module("embedding_proj",
-                                  std::make_shared<nn::Linear>(lookup_dim_, lookup_dim_, false));
+    simvq_proj_ = register_module(
+        "embedding_proj", std::make_shared<nn::Linear>(init, lookup_dim_, lookup_dim_, false));
   }
   initialized_ = register_buffer("initialized", zeros({}, DType::UInt8));
   Generator gen = stream(RandomStream::CodebookInit);

@@ -70,7 +70,9 @@ class CodebookTable : public nn::Module {
 
 class VectorQuantizer : public Quantizer {
  public:
-  VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed);
+  // seed keys the quantizer's own random streams (codebook init, sampling, restarts); the optional
+  // projections (codebook_dim, SimVQ) draw their initial weights from `init`.
+  VectorQuantizer(const QuantizerConfig& config, int64_t embed_dim, uint64_t seed, Generator& init);
 
   QuantizerOutput forward(const Tensor& z) override;
   int64_t num_codes() const override { return config_.n_embed; }

@@ -9,13 +9,16 @@ namespace vq::models {
 VQModel::VQModel(const ModelConfig& model, const QuantizerConfig& quantizer, uint64_t seed)
     : config_(model) {
   config_.validate();
-  encoder_ = register_module("encoder", std::make_shared<Encoder>(config_));
-  decoder_ = register_module("decoder", std::make_shared<Decoder>(config_));
-  quantize_ = register_module("quantize", make_quantizer(quantizer, config_.embed_dim, seed));
+  // Every layer draws its initial weights from this one stream, in construction order.
+  Generator init = stream_generator(seed, RandomStream::ModelInit);
+  encoder_ = register_module("encoder", std::make_shared<Encoder>(config_, init));
+  decoder_ = register_module("decoder", std::make_shared<Decoder>(config_, init));
+  quantize_ = register_module("quantize", make_quantizer(quantizer, config_.embed_dim, seed, init));
   quant_conv_ = register_module(
-      "quant_conv", std::make_shared<nn::Conv2d>(config_.z_channels, config_.embed_dim, 1));
-  post_quant_conv_ = register_module(
-      "post_quant_conv", std::make_shared<nn::Conv2d>(config_.embed_dim, config_.z_channels, 1));
+      "quant_conv", std::make_shared<nn::Conv2d>(init, config_.z_channels, config_.embed_dim, 1));
+  post_quant_conv_ =
+      register_module("post_quant_conv",
+                      std::make_shared<nn::Conv2d>(init, config_.embed_dim, config_.z_channels, 1));
 }
 
 Tensor VQModel::encode_latent(const Tensor& x) {

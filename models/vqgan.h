@@ -1,6 +1,8 @@
 // VQModel (taming-transformers' name): encoder -> quant_conv (1x1, z_channels -> D) -> quantize ->
 // post_quant_conv (1x1, D -> z_channels) -> decoder. Its state dict uses taming's names, so a
-// taming VQModel checkpoint exported to safetensors loads (see load_weights).
+// taming VQModel checkpoint exported to safetensors loads (see load_weights). The seed alone
+// decides the initial weights (its ModelInit stream) and the quantizer's random streams: two models
+// built with the same seed are bit-identical, whatever else has drawn random numbers.
 #pragma once
 
 #include <memory>

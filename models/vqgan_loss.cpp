@@ -27,7 +27,7 @@ VQGANLoss::VQGANLoss(const LossConfig& config, int64_t image_channels, Generator
   if (config_.perceptual_weight > 0 && !config_.perceptual_weights.empty()) {
     perceptual_ = register_module("perceptual_loss",
                                   config_.perceptual_weights == "random"
-                                      ? std::make_shared<PerceptualLoss>()
+                                      ? std::make_shared<PerceptualLoss>(PerceptualNet::Vgg16, gen)
                                       : PerceptualLoss::from_weights(config_.perceptual_weights));
   }
 }

@@ -1,6 +1,9 @@
-// Conv2d layer: weight [out, in, k, k], optional bias [out]; PyTorch's default initialisation.
+// Conv2d layer: weight [out, in, k, k], optional bias [out]; PyTorch's default initialisation,
+// drawn from the Generator the caller passes (never the process-wide one), so a model's seed alone
+// decides its weights.
 #pragma once
 
+#include "autograd/generator.h"
 #include "autograd/ops.h"
 #include "nn/module.h"
 
@@ -8,8 +11,8 @@ namespace vq::nn {
 
 class Conv2d : public UnaryModule {
  public:
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1,
-         int64_t padding = 0, bool bias = true);
+  Conv2d(Generator& gen, int64_t in_channels, int64_t out_channels, int64_t kernel_size,
+         int64_t stride = 1, int64_t padding = 0, bool bias = true);
   Tensor forward(const Tensor& x) override;
 
   const Tensor& weight() const { return weight_; }

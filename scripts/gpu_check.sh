@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU acceptance in one command: on a machine with an NVIDIA GPU, proves the CUDA backend and
-# measures it within a deadline of 5 minutes (VQ_GPU_CHECK_SECONDS), and prints one table (also
+# measures it within a deadline of 6 minutes (VQ_GPU_CHECK_SECONDS), and prints one table (also
 # OUT_DIR/summary.md; every phase's log is in OUT_DIR). Each phase has its own time limit, cut
 # further by the deadline, and writes its row as it ends, so a run cut short still reports:
 #   inventory    GPU, driver, nvcc, PyTorch, where the host's cuBLAS/cuDNN/CUDA runtime are
@@ -9,34 +9,50 @@
 #                every program starts
 #   cuda tests   test_cuda with VQ_REQUIRE_CUDA=1: every op family and gradient on CUDA against
 #                the CPU, and the model-level checks; a skip counts as a failure
-#   training     20 steps of the fmnist model on Fashion-MNIST on CUDA and the same 20 on the CPU:
-#                first-step loss within 1e-3 relative, every step's loss within 5% (sampling at
-#                T 2.5 may pick another code after a last-bit difference, so the runs drift
-#                apart slowly), final validation utilisation within 0.1
-#   mixed prec.  the same 20 CUDA steps with --use_amp (bfloat16) and --use_amp --amp_dtype fp16
-#                (dynamic loss scaling; its overflow skips leave no step line): every logged loss
-#                finite, the first within 2% of the float32 CUDA run's (rounded convolutions), the
-#                rest within 10%
-#   benchmarks   sgemm and conv2d forward/backward on CUDA, training step fmnist b64 and seed256
-#                b8 in images/s (each timed iteration includes one read-back of 10-30 us, which
-#                makes the smallest convolutions look up to ~30% slower than they are)
+#   training     20 fmnist steps on CUDA and on the CPU, float32, twice: without the chaotic parts
+#                (--temperature 0, no restarts or resets) and with the discriminator from step 1,
+#                every step's loss and d_loss within 2% (a last-bit difference moves Adam's steps
+#                a little; nothing else differs); and the default configuration (Gumbel sampling
+#                at T 2.5, restarts), judged on step 1 (same weights and batch: 1e-3) and the
+#                final validation utilisation (0.1). The default pair's spread (mean loss of steps
+#                11-20, validation L1 and utilisation) is the yardstick of the next phase
+#   mixed prec.  the same runs on CUDA with --use_amp (bfloat16) and --amp_dtype fp16 (loss
+#                scaling): without the chaotic parts, step 1 within 2% of float32 CUDA (rounded
+#                convolutions) and every step within 10%; the default configuration on the mean
+#                loss of steps 11-20, validation L1 and utilisation, each within 3x the float32
+#                CPU-CUDA spread (at least 2% / 0.05)
+#   product      on CUDA and the CPU, 5 steps each: the best preset (k-means init, restarts), FSQ,
+#                and the perceptual term with random VGG16 weights; every loss finite, step 1
+#                within 2% of the CPU's
+#   benchmarks   sgemm and conv2d on CUDA; the training step fmnist b64 and seed256 b8, float32
+#                and --use_amp, in images/s, also with the former per-tensor finite checks
+#                (VQ_PER_TENSOR_FINITE_CHECK=1) for comparison; the PyTorch fmnist twin
+#                (bench/pytorch_vqgan.py) on the same GPU with the ratios; the GPU-busy share
+#                (nvidia-smi) over 10 s of the seed256 --use_amp step
+#   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
+#                kernel (the first 3000 launches after a warm-up step)
 #
 #   scripts/gpu_check.sh OUT_DIR                       # uses gpu_carry/vq_gpu.tar.xz
 #   scripts/gpu_check.sh --prebuilt build OUT_DIR      # programs already built on this machine
+#   scripts/gpu_check.sh --only training OUT_DIR       # one phase again (cuda_tests, training,
+#                                                      # mixed, product, benchmarks, profile;
+#                                                      # mixed needs training's runs in OUT_DIR)
 #   scripts/gpu_check.sh --no-gpu OUT_DIR              # the dry run CI does: inventory, unpack
 #                                                      # and start checks only
-# Relative paths are taken from the repository root.
+# Relative paths are taken from the repository root. The recipe: docs/gpu.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: scripts/gpu_check.sh [--no-gpu] [--carry FILE | --prebuilt BUILD_DIR] OUT_DIR"; }
+usage() { echo "usage: scripts/gpu_check.sh [--no-gpu] [--only PHASE] [--carry FILE | --prebuilt BUILD_DIR] OUT_DIR"; }
 no_gpu=0
+only=""
 carry=gpu_carry/vq_gpu.tar.xz
 prebuilt=""
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-gpu) no_gpu=1 ;;
+    --only) only=${2:?--only needs a phase}; shift ;;
     --carry) carry=${2:?--carry needs a file}; shift ;;
     --prebuilt) prebuilt=${2:?--prebuilt needs a build folder}; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -46,12 +62,18 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$out" ] || { usage; exit 2; }
+case "$only" in
+  "" | cuda_tests | training | mixed | product | benchmarks | profile) ;;
+  *) echo "gpu_check: unknown phase '$only' (cuda_tests, training, mixed, product, benchmarks, profile)"; exit 2 ;;
+esac
+# want PHASE: whether this run includes PHASE.
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 summary="$out/summary.md"
 printf '| phase | result | seconds | numbers |\n|---|---|---:|---|\n' > "$summary"
 failures=0
-deadline=$((SECONDS + ${VQ_GPU_CHECK_SECONDS:-300}))
+deadline=$((SECONDS + ${VQ_GPU_CHECK_SECONDS:-360}))
 
 # report PHASE RESULT SECONDS NUMBERS: one row of the table, written at once.
 report() {
@@ -176,7 +198,7 @@ else
 fi
 
 if [ "$no_gpu" -eq 1 ]; then
-  for phase in "cuda tests" training "mixed prec." benchmarks; do
+  for phase in "cuda tests" training "mixed prec." product benchmarks profile; do
     report "$phase" "skipped (--no-gpu)" 0 ""
   done
   echo
@@ -185,131 +207,276 @@ if [ "$no_gpu" -eq 1 ]; then
 fi
 
 # ---- CUDA tests ------------------------------------------------------------------------------
-t0=$SECONDS
-# ClearErrorWithoutGpu checks the message on GPU-less machines and skips where there is a GPU.
-VQ_REQUIRE_CUDA=1 limited 100 "$bin/test_cuda" --gtest_filter=-CudaAvailability.ClearErrorWithoutGpu \
-  > "$out/cuda_tests.log" 2>&1
-rc=$?
-# Count each test once: its result line ends with its time, "(N ms)".
-passed=$(grep -cE '^\[       OK \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
-failed=$(grep -cE '^\[  FAILED  \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
-skipped=$(grep -cE '^\[  SKIPPED \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
-numbers="$passed passed, $failed failed, $skipped skipped"
-if [ "$rc" -eq 0 ] && [ "$skipped" -eq 0 ] && [ "$passed" -gt 0 ]; then report "cuda tests" ok $((SECONDS - t0)) "$numbers"
-elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then report "cuda tests" "FAIL: cut by the time limit" $((SECONDS - t0)) "$numbers"
-else report "cuda tests" FAIL $((SECONDS - t0)) "$numbers; see cuda_tests.log"; fi
-
-# ---- 20 training steps, CUDA against CPU -----------------------------------------------------
-t0=$SECONDS
-train_on() {  # train_on NAME DEVICE [FLAGS...]: 20 steps into $out/train_NAME
-  local name=$1 device=$2
-  shift 2
-  rm -rf "$out/train_$name"
-  VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 60 "$bin/train_vqvae_improved" \
-    --train_dir fashion-mnist:test --val_dir fashion-mnist:test --epochs 1 --steps_per_epoch 20 \
-    --val_limit 512 --log_every 1 --num_samples 4 --device "$device" --model_dir "$out/train_$name" \
-    --sample_dir "$out/train_$name/samples" "$@" > "$out/train_$name.log" 2>&1
-}
-train_on cuda cuda && train_on cpu cpu
-rc=$?
-if [ "$rc" -ne 0 ]; then
-  report training "FAIL: a run stopped (exit $rc)" $((SECONDS - t0)) "see train_cuda.log, train_cpu.log"
-else
-  verdict=$(limited 30 "$py" - "$out" <<'EOF' 2>"$out/training_verdict.log"
-import json, math, sys
-out = sys.argv[1]
-def lines(device):
-    with open(f"{out}/train_{device}/vqgan_improved.metrics.jsonl") as f:
-        rows = [json.loads(l) for l in f]
-    steps, val = [r for r in rows if "val_l1" not in r], [r for r in rows if "val_l1" in r]
-    if len(steps) != 20 or not val:
-        raise SystemExit(f"FAIL|{device}: {len(steps)} step lines and {len(val)} validation lines")
-    return steps, val[-1]
-(gpu, gpu_val), (cpu, cpu_val) = lines("cuda"), lines("cpu")
-rel = [abs(g["loss"] - c["loss"]) / max(abs(c["loss"]), 1e-12) for g, c in zip(gpu, cpu)]
-util = abs(gpu_val["val_utilization"] - cpu_val["val_utilization"])
-ok = all(math.isfinite(r) for r in rel) and rel[0] < 1e-3 and max(rel) < 0.05 and util <= 0.1
-speed = gpu[-1]["images_per_s"] / max(cpu[-1]["images_per_s"], 1e-9)
-print(("ok" if ok else "FAIL") + f"|first-step loss rel diff {rel[0]:.1e}, max {max(rel):.1e}; "
-      f"val utilisation {gpu_val['val_utilization']:.3f} (CUDA) vs {cpu_val['val_utilization']:.3f} (CPU); "
-      f"{gpu[-1]['images_per_s']:.0f} vs {cpu[-1]['images_per_s']:.0f} img/s ({speed:.1f}x)")
-EOF
-)
-  case "$verdict" in
-    ok\|*|FAIL\|*) ;;
-    *) verdict="FAIL|the comparison did not finish (see training_verdict.log)" ;;
-  esac
-  report training "${verdict%%|*}" $((SECONDS - t0)) "${verdict#*|}"
+if want cuda_tests; then
+  t0=$SECONDS
+  # ClearErrorWithoutGpu checks the message on GPU-less machines and skips where there is a GPU.
+  VQ_REQUIRE_CUDA=1 limited 120 "$bin/test_cuda" --gtest_filter=-CudaAvailability.ClearErrorWithoutGpu \
+    > "$out/cuda_tests.log" 2>&1
+  rc=$?
+  # Count each test once: its result line ends with its time, "(N ms)".
+  passed=$(grep -cE '^\[       OK \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
+  failed=$(grep -cE '^\[  FAILED  \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
+  skipped=$(grep -cE '^\[  SKIPPED \] .*\([0-9]+ ms\)$' "$out/cuda_tests.log")
+  numbers="$passed passed, $failed failed, $skipped skipped"
+  if [ "$rc" -eq 0 ] && [ "$skipped" -eq 0 ] && [ "$passed" -gt 0 ]; then report "cuda tests" ok $((SECONDS - t0)) "$numbers"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then report "cuda tests" "FAIL: cut by the time limit" $((SECONDS - t0)) "$numbers"
+  else report "cuda tests" FAIL $((SECONDS - t0)) "$numbers; see cuda_tests.log"; fi
 fi
 
-# ---- mixed precision: the same 20 CUDA steps in bfloat16 and float16 ----------------------------
-t0=$SECONDS
-train_on cuda_bf16 cuda --use_amp && train_on cuda_fp16 cuda --use_amp --amp_dtype fp16
-rc=$?
-if [ "$rc" -ne 0 ]; then
-  report "mixed prec." "FAIL: a run stopped (exit $rc)" $((SECONDS - t0)) \
-    "see train_cuda_bf16.log, train_cuda_fp16.log"
-else
-  verdict=$(limited 30 "$py" - "$out" <<'EOF' 2>"$out/amp_verdict.log"
+# ---- training runs ---------------------------------------------------------------------------
+# train_on NAME DEVICE STEPS [FLAGS...]: STEPS fmnist steps on Fashion-MNIST into $out/train_NAME
+# (metrics in run.metrics.jsonl: one line per step, one validation line).
+train_on() {
+  local name=$1 device=$2 steps=$3
+  shift 3
+  rm -rf "$out/train_$name"
+  VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 90 "$bin/train_vqvae_improved" \
+    --train_dir fashion-mnist:test --val_dir fashion-mnist:test --epochs 1 --steps_per_epoch "$steps" \
+    --val_limit 512 --log_every 1 --num_samples 4 --device "$device" --model_name run \
+    --model_dir "$out/train_$name" --sample_dir "$out/train_$name/samples" "$@" \
+    > "$out/train_$name.log" 2>&1 || { echo "train_$name (exit $?)"; return 1; }
+}
+# Without the chaotic parts: nearest codes, no restarts or resets; the discriminator from step 1.
+echo '{"quantizer": {"dead_code_reset": "off", "low_usage_reset_interval": 0}}' > "$out/calm.json"
+calm=(--temperature 0 --disc_start 0 --config "$out/calm.json")
+# verdict NAME PYTHON: runs the comparison script on $out; its one line is "ok|numbers" or
+# "FAIL|numbers"; anything else (a crash) becomes a FAIL naming its log.
+verdict() {
+  local name=$1 script=$2 v
+  v=$(limited 30 "$py" - "$out" <<<"$script" 2>"$out/${name}_verdict.log")
+  case "$v" in
+    ok\|*|FAIL\|*) echo "$v" ;;
+    *) echo "FAIL|the comparison did not finish (see ${name}_verdict.log)" ;;
+  esac
+}
+# Shared by the comparisons: a run's step lines and its last validation line.
+read_runs='
 import json, math, sys
 out = sys.argv[1]
-def steps(name):
-    with open(f"{out}/train_{name}/vqgan_improved.metrics.jsonl") as f:
-        return [r for r in map(json.loads, f) if "val_l1" not in r]
-ref = {r["step"]: r["loss"] for r in steps("cuda")}
-ok, parts = bool(ref), []
-for name in ("cuda_bf16", "cuda_fp16"):
-    rows = steps(name)
-    rel = [abs(r["loss"] - ref[r["step"]]) / max(abs(ref[r["step"]]), 1e-12) for r in rows
-           if r["step"] in ref]
-    # Step 1 sees the float32 run's weights and batch: only the rounding differs. (A float16
-    # overflow on step 1 leaves no line for it; then only the 10% bound applies.)
-    first = [d for r, d in zip(rows, rel) if r["step"] == 1]
-    good = (len(rel) >= 10 and all(math.isfinite(r["loss"]) for r in rows)
-            and all(d < 0.02 for d in first) and max(rel) < 0.1)
+def run(name, steps=20):
+    with open(f"{out}/train_{name}/run.metrics.jsonl") as f:
+        rows = [json.loads(l) for l in f]
+    lines, val = [r for r in rows if "val_l1" not in r], [r for r in rows if "val_l1" in r]
+    if len(lines) < steps // 2 or not val:
+        raise SystemExit(f"FAIL|{name}: {len(lines)} step lines and {len(val)} validation lines")
+    return lines, val[-1]
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-12)
+def mean_late(lines):  # mean loss of steps 11-20
+    late = [r["loss"] for r in lines if r["step"] > 10]
+    return sum(late) / max(len(late), 1)
+'
+
+if want training; then
+  t0=$SECONDS
+  stopped=""
+  train_on cuda_calm cuda 20 "${calm[@]}" || stopped+=" cuda_calm"
+  train_on cpu_calm cpu 20 "${calm[@]}" || stopped+=" cpu_calm"
+  train_on cuda cuda 20 || stopped+=" cuda"
+  train_on cpu cpu 20 || stopped+=" cpu"
+  if [ -n "$stopped" ]; then
+    report training "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_*.log"
+  else
+    v=$(verdict training "$read_runs"'
+(gc, _), (cc, _) = run("cuda_calm"), run("cpu_calm")
+if len(gc) != 20 or len(cc) != 20:
+    raise SystemExit(f"FAIL|calm runs logged {len(gc)} and {len(cc)} steps, not 20")
+calm = max(max(rel(g["loss"], c["loss"]), rel(g["d_loss"], c["d_loss"])) for g, c in zip(gc, cc))
+(gd, gv), (cd, cv) = run("cuda"), run("cpu")
+first, util = rel(gd[0]["loss"], cd[0]["loss"]), abs(gv["val_utilization"] - cv["val_utilization"])
+spread = {"loss": rel(mean_late(gd), mean_late(cd)), "l1": rel(gv["val_l1"], cv["val_l1"]), "util": util}
+json.dump(spread, open(f"{out}/float32_spread.json", "w"))
+ok = math.isfinite(calm) and calm < 0.02 and first < 1e-3 and util <= 0.1
+speed = gd[-1]["images_per_s"] / max(cd[-1]["images_per_s"], 1e-9)
+gu, cu, sl, s1 = gv["val_utilization"], cv["val_utilization"], spread["loss"], spread["l1"]
+g_rate, c_rate = gd[-1]["images_per_s"], cd[-1]["images_per_s"]
+print(("ok" if ok else "FAIL") + f"|calm (T 0, no resets, discriminator on): max step loss/d_loss rel diff "
+      f"{calm:.1e} (bound 2e-2); default: step-1 loss rel diff {first:.1e} (1e-3), val utilisation "
+      f"{gu:.3f} vs {cu:.3f} (0.1); float32 CPU-CUDA spread: mean loss 11-20 {sl:.1e}, val L1 {s1:.1e}, "
+      f"util {util:.3f}; {g_rate:.0f} vs {c_rate:.0f} img/s ({speed:.1f}x)")
+')
+    report training "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
+  fi
+fi
+
+# ---- mixed precision: the same CUDA runs in bfloat16 and float16 -------------------------------
+if want mixed; then
+  t0=$SECONDS
+  stopped=""
+  for p in bf16 fp16; do
+    amp=(--use_amp)
+    [ "$p" = fp16 ] && amp+=(--amp_dtype fp16)
+    train_on "cuda_${p}_calm" cuda 20 "${calm[@]}" "${amp[@]}" || stopped+=" cuda_${p}_calm"
+    train_on "cuda_$p" cuda 20 "${amp[@]}" || stopped+=" cuda_$p"
+  done
+  if [ -n "$stopped" ]; then
+    report "mixed prec." "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_cuda_*.log"
+  elif [ ! -f "$out/float32_spread.json" ]; then
+    report "mixed prec." "FAIL: no float32 spread" $((SECONDS - t0)) "run the training phase first"
+  else
+    v=$(verdict amp "$read_runs"'
+spread = json.load(open(f"{out}/float32_spread.json"))
+bound = {"loss": max(3 * spread["loss"], 0.02), "l1": max(3 * spread["l1"], 0.02), "util": max(3 * spread["util"], 0.05)}
+ref_calm, _ = run("cuda_calm")
+ref, ref_val = run("cuda")
+ok, parts = True, []
+for p in ("bf16", "fp16"):
+    lines, _ = run(f"cuda_{p}_calm")
+    by_step = {r["step"]: r["loss"] for r in ref_calm}
+    diffs = {r["step"]: rel(r["loss"], by_step[r["step"]]) for r in lines if r["step"] in by_step}
+    finite = all(math.isfinite(r["loss"]) for r in lines)
+    first = diffs.get(1, float("nan"))  # float16 may skip step 1 (overflow): then no line
+    good = finite and len(diffs) >= 15 and (1 not in diffs or first < 0.02) and max(diffs.values()) < 0.1
+    dl, dv = run(f"cuda_{p}")
+    d = {"loss": rel(mean_late(dl), mean_late(ref)), "l1": rel(dv["val_l1"], ref_val["val_l1"]),
+         "util": abs(dv["val_utilization"] - ref_val["val_utilization"])}
+    good = good and all(d[k] <= bound[k] for k in d)
     ok = ok and good
-    scale = f", loss scale {rows[-1]['loss_scale']:g}" if rows and "loss_scale" in rows[-1] else ""
-    parts.append(f"{name[5:]}: {len(rows)} steps logged, step-1 loss rel diff "
-                 f"{first[0] if first else float('nan'):.1e}, max {max(rel, default=float('nan')):.1e}"
-                 f"{scale}, {rows[-1]['images_per_s'] if rows else 0:.0f} img/s")
+    scale = "loss scale %g, " % lines[-1]["loss_scale"] if "loss_scale" in lines[-1] else ""
+    worst = max(diffs.values(), default=float("nan"))
+    parts.append(f"{p}: calm {len(lines)} steps, step 1 {first:.1e} (2e-2), max {worst:.1e} (0.1), {scale}"
+                 "default: mean loss 11-20 %.1e (%.1e), val L1 %.1e (%.1e), util %.3f (%.3f); %.0f img/s"
+                 % (d["loss"], bound["loss"], d["l1"], bound["l1"], d["util"], bound["util"], dl[-1]["images_per_s"]))
 print(("ok" if ok else "FAIL") + "|" + "; ".join(parts))
-EOF
-)
-  case "$verdict" in
-    ok\|*|FAIL\|*) ;;
-    *) verdict="FAIL|the comparison did not finish (see amp_verdict.log)" ;;
-  esac
-  report "mixed prec." "${verdict%%|*}" $((SECONDS - t0)) "${verdict#*|}"
+')
+    report "mixed prec." "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
+  fi
+fi
+
+# ---- more of the product: the best preset, FSQ, the perceptual term ---------------------------
+if want product; then
+  t0=$SECONDS
+  echo '{"quantizer": {"kind": "fsq"}}' > "$out/fsq.json"
+  stopped=""
+  for device in cuda cpu; do
+    train_on "best_$device" "$device" 5 --preset best || stopped+=" best_$device"
+    train_on "fsq_$device" "$device" 5 --config "$out/fsq.json" || stopped+=" fsq_$device"
+    train_on "perceptual_$device" "$device" 5 --perceptual_weights random --perceptual_weight 0.1 \
+      --disc_start 0 || stopped+=" perceptual_$device"
+  done
+  if [ -n "$stopped" ]; then
+    report product "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_*.log"
+  else
+    v=$(verdict product "$read_runs"'
+ok, parts = True, []
+for kind in ("best", "fsq", "perceptual"):
+    (g, gv), (c, cv) = run(f"{kind}_cuda", 5), run(f"{kind}_cpu", 5)
+    finite = all(math.isfinite(r["loss"]) for r in g + c)
+    first = rel(g[0]["loss"], c[0]["loss"])
+    ok = ok and finite and first < 0.02 and len(g) == 5
+    parts.append(f"{kind}: {len(g)} steps, finite {finite}, step-1 loss rel diff {first:.1e}, val util "
+                 "%.3f vs %.3f" % (gv["val_utilization"], cv["val_utilization"]))
+print(("ok" if ok else "FAIL") + "|" + "; ".join(parts))
+')
+    report product "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
+  fi
 fi
 
 # ---- benchmarks ------------------------------------------------------------------------------
-t0=$SECONDS
-VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d' \
-  --benchmark_min_time=0.2 --benchmark_out="$out/bench_ops.json" > "$out/bench_ops.log" 2>&1
-rc_ops=$?
-# The train-step benchmarks set their own minimum times (5 s fmnist, 2 s seed256).
-VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_train_step" --benchmark_filter='perceptual:0|Seed256' \
-  --benchmark_out="$out/bench_train_step.json" > "$out/bench_train_step.log" 2>&1
-rc_step=$?
-numbers=$(limited 20 "$py" - "$out" <<'EOF' 2>/dev/null
+if want benchmarks; then
+  t0=$SECONDS
+  VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d' \
+    --benchmark_min_time=0.2 --benchmark_out="$out/bench_ops.json" > "$out/bench_ops.log" 2>&1
+  rc_ops=$?
+  # The train-step benchmarks set their own minimum times (5 s fmnist, 2 s seed256).
+  VQ_BENCH_DEVICE=cuda limited 90 "$bin/bench_train_step" --benchmark_filter='perceptual:0|Seed256' \
+    --benchmark_out="$out/bench_train_step.json" > "$out/bench_train_step.log" 2>&1
+  rc_step=$?
+  VQ_PER_TENSOR_FINITE_CHECK=1 VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_train_step" \
+    --benchmark_filter='Seed256|TrainStepAmp/perceptual:0' \
+    --benchmark_out="$out/bench_train_step_per_tensor.json" > "$out/bench_train_step_per_tensor.log" 2>&1
+  # PyTorch's twin of the fmnist step on the same GPU (float32 with its default TF32 convolutions,
+  # and bf16 autocast).
+  limited 60 "$py" bench/pytorch_vqgan.py --device cuda --seconds 3 > "$out/torch_fmnist.jsonl" 2>&1
+  # The GPU-busy share over 10+ s of the seed256 --use_amp step, sampled every 200 ms.
+  busy=""
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$out/gpu_busy.csv" 2>&1 &
+    smi=$!
+    VQ_BENCH_MIN_TIME=12 VQ_BENCH_DEVICE=cuda limited 40 "$bin/bench_train_step" \
+      --benchmark_filter='Seed256Amp' > "$out/bench_busy.log" 2>&1
+    kill "$smi" 2>/dev/null
+    # The first 2 s hold start-up and the warm-up step.
+    busy=$(awk 'NR > 10 && $1 ~ /^[0-9]+$/ {s += $1; n++} END {if (n) printf "%.0f%% of %d samples", s / n, n}' "$out/gpu_busy.csv")
+  fi
+  numbers=$(limited 20 "$py" - "$out" "$busy" <<'EOF' 2>/dev/null
 import json, sys
-out, parts = sys.argv[1], []
-for name in ("bench_ops", "bench_train_step"):
+out, busy, parts = sys.argv[1], sys.argv[2], []
+def bench(name):
     try:
-        runs = json.load(open(f"{out}/{name}.json"))["benchmarks"]
+        return json.load(open(f"{out}/{name}.json"))["benchmarks"]
     except (OSError, ValueError, KeyError):
+        return []
+ours = {}
+for b in bench("bench_ops") + bench("bench_train_step"):
+    n = b["name"].replace("BM_", "").replace("/real_time", "")
+    if "images/s" in b:
+        ours[n.split("/min_time")[0]] = b["images/s"]
+        parts.append(f"{n} {b['images/s']:.0f} img/s")
+    elif "GFLOP/s" in b:
+        parts.append(f"{n} {b['real_time']:.3f} ms ({b['GFLOP/s'] / 1e3:.1f} TFLOP/s)")
+for b in bench("bench_train_step_per_tensor"):
+    if "images/s" in b:
+        parts.append(f"{b['name'].replace('BM_', '').split('/min_time')[0]} with per-tensor finite checks {b['images/s']:.0f} img/s")
+try:
+    torch = [json.loads(l) for l in open(f"{out}/torch_fmnist.jsonl") if l.startswith("{")]
+except OSError:
+    torch = []
+for t in torch:
+    if "images_per_s" not in t:
         continue
-    for b in runs:
-        n = b["name"].replace("BM_", "").replace("/real_time", "")
-        if "images/s" in b:
-            parts.append(f"{n} {b['images/s']:.0f} img/s")
-        elif "GFLOP/s" in b:
-            parts.append(f"{n} {b['real_time']:.3f} ms ({b['GFLOP/s'] / 1e3:.1f} TFLOP/s)")
+    key = "TrainStepAmp/perceptual:0" if t["amp"] else "TrainStep/perceptual:0"
+    mine = ours.get(key)
+    ratio = f", ours {mine / t['images_per_s']:.2f}x" if mine else ""
+    parts.append(f"PyTorch {t['torch']} fmnist b64 {'bf16' if t['amp'] else 'fp32'} {t['images_per_s']:.0f} img/s{ratio}")
+if busy:
+    parts.append(f"GPU busy (seed256 --use_amp) {busy}")
 print("; ".join(parts))
 EOF
 )
-if [ "$rc_ops" -eq 0 ] && [ "$rc_step" -eq 0 ]; then report benchmarks ok $((SECONDS - t0)) "$numbers"
-else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see bench_*.log"; fi
+  if [ "$rc_ops" -eq 0 ] && [ "$rc_step" -eq 0 ]; then report benchmarks ok $((SECONDS - t0)) "$numbers"
+  else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see bench_*.log"; fi
+fi
+
+# ---- kernel profile --------------------------------------------------------------------------
+if want profile; then
+  t0=$SECONDS
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+  if [ -z "$ncu" ]; then
+    report profile "skipped: no ncu" 0 "Nsight Compute is not installed here"
+  else
+    # 3000 kernels of the seed256 --use_amp step from the first (warm-up) step on, after the
+    # model's initialisation (its first 500 launches).
+    VQ_BENCH_MIN_TIME=0.01 VQ_BENCH_DEVICE=cuda limited 120 "$ncu" --launch-skip 500 --launch-count 3000 \
+      --metrics gpu__time_duration.sum --csv --print-units base "$bin/bench_train_step" \
+      --benchmark_filter='Seed256Amp' > "$out/ncu.csv" 2> "$out/ncu.log"
+    rc=$?
+    table=$(limited 20 "$py" - "$out" <<'EOF' 2>>"$out/ncu.log"
+import csv, sys
+from collections import defaultdict
+out = sys.argv[1]
+time, count = defaultdict(float), defaultdict(int)
+with open(f"{out}/ncu.csv") as f:
+    rows = [l for l in f if l.startswith('"')]
+for r in csv.DictReader(rows):
+    if r.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    name = r["Kernel Name"].split("(")[0].split("<")[0].strip()
+    time[name] += float(r["Metric Value"].replace(",", ""))
+    count[name] += 1
+total = sum(time.values())
+with open(f"{out}/ncu_by_kernel.md", "w") as f:
+    f.write(f"| share | kernel | launches | ms |\n|---:|---|---:|---:|\n")
+    for name, t in sorted(time.items(), key=lambda kv: -kv[1]):
+        f.write(f"| {100 * t / total:.1f}% | `{name}` | {count[name]} | {t / 1e6:.2f} |\n")
+top = sorted(time.items(), key=lambda kv: -kv[1])[:4]
+print(f"{sum(count.values())} kernels, {total / 1e6:.1f} ms; top: " + ", ".join(f"{n} {100 * t / total:.0f}%" for n, t in top))
+EOF
+)
+    if [ -n "$table" ]; then report profile ok $((SECONDS - t0)) "$table (ncu_by_kernel.md)"
+    else report profile "FAIL: ncu exit $rc" $((SECONDS - t0)) "see ncu.log"; fi
+  fi
+fi
 
 echo
 cat "$summary"

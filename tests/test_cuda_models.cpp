@@ -38,9 +38,7 @@ train::TrainConfig fmnist_config() {
 struct ModelPair {
   std::shared_ptr<models::VQModel> cpu, gpu;
   explicit ModelPair(const train::TrainConfig& c) {
-    manual_seed(5);
     cpu = std::make_shared<models::VQModel>(c.model, c.quantizer, 5);
-    manual_seed(5);
     gpu = std::make_shared<models::VQModel>(c.model, c.quantizer, 5);
     gpu->to(kGpu);
   }
@@ -69,25 +67,37 @@ double agreement(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   return static_cast<double>(same) / static_cast<double>(a.size());
 }
 
+// The encoder and the decoder are compared separately, the decoders fed the same codes, so a
+// last-bit difference that flips a near-tie in the code choice can never hide a comparison.
 TEST(CudaModel, VQModelForwardAndBackwardMatchCpu) {
   VQ_SKIP_WITHOUT_CUDA();
   train::TrainConfig c = fmnist_config();
-  c.quantizer.temperature = 0.0;  // nearest codes: the same on both devices unless near a tie
+  c.quantizer.temperature = 0.0;  // nearest codes
   c.quantizer.init = "normal";    // well-separated codes (the uniform +-1/K ones are near-equal)
   ModelPair m(c);
-  const Tensor x = clamp(test::randn32({4, 1, 32, 32}, 3), -1.0, 1.0);
-  const auto out_cpu = m.cpu->forward(x);
-  const auto out_gpu = m.gpu->forward(x.to(kGpu));
-  EXPECT_EQ(out_gpu.reconstruction.device(), kGpu);
-  const auto idx_cpu = out_cpu.quant.indices.to_vector<int64_t>();
-  const auto idx_gpu = out_gpu.quant.indices.cpu().to_vector<int64_t>();
-  // A last-bit difference in the encoder output may flip a near-tie: allow 1 in 100.
-  const double agree = agreement(idx_gpu, idx_cpu);
-  EXPECT_GE(agree, 0.99);
-  if (agree < 1.0) GTEST_SKIP() << "codes differ at a near-tie; values and gradients not compared";
-  EXPECT_TRUE(allclose(out_gpu.reconstruction.cpu(), out_cpu.reconstruction, 1e-3, 1e-3));
-  add(l1_loss(out_cpu.reconstruction, x), out_cpu.quant.loss).backward();
-  add(l1_loss(out_gpu.reconstruction, x.to(kGpu)), out_gpu.quant.loss).backward();
+  const Tensor x = clamp(test::randn32({4, 1, 32, 32}, 3), -1.0, 1.0), x_gpu = x.to(kGpu);
+  const Tensor z_cpu = m.cpu->encode_latent(x), z_gpu = m.gpu->encode_latent(x_gpu);
+  EXPECT_EQ(z_gpu.device(), kGpu);
+  EXPECT_TRUE(allclose(z_gpu.cpu(), z_cpu, 1e-4, 1e-3)) << "encoder";
+  // The full forward picks nearly the same codes (a near-tie may flip: 1 in 100 allowed).
+  const auto out_cpu = m.cpu->forward(x), out_gpu = m.gpu->forward(x_gpu);
+  EXPECT_GE(agreement(out_gpu.quant.indices.cpu().to_vector<int64_t>(),
+                      out_cpu.quant.indices.to_vector<int64_t>()),
+            0.99);
+  // The decoders decode the CPU's codes on both devices.
+  const Tensor codes = out_cpu.quant.indices;
+  const Tensor r_cpu = m.cpu->decode(m.cpu->quantizer().codes_for(codes));
+  const Tensor r_gpu = m.gpu->decode(m.gpu->quantizer().codes_for(codes.to(kGpu)));
+  EXPECT_EQ(r_gpu.device(), kGpu);
+  EXPECT_TRUE(allclose(r_gpu.cpu(), r_cpu, 1e-3, 1e-3)) << "decoder";
+  // Gradients of every encoder and decoder weight: the reconstruction error of the shared codes
+  // plus a term on the latent that reaches the encoder.
+  for (auto* model : {m.cpu.get(), m.gpu.get()}) {
+    const Device d = model == m.cpu.get() ? kCPU : kGpu;
+    const Tensor r = model->decode(model->quantizer().codes_for(codes.to(d)));
+    const Tensor z = model->encode_latent(x.to(d));
+    add(l1_loss(r, x.to(d)), mean(mul(z, z))).backward();
+  }
   EXPECT_TRUE(same_grads(*m.cpu, *m.gpu, 1e-4, 1e-2));
   // The EMA statistics saw the same assignments.
   const auto q_cpu = m.cpu->quantizer().state_dict(), q_gpu = m.gpu->quantizer().state_dict();
@@ -118,7 +128,9 @@ TEST(CudaModel, QuantizerSamplingAndEmaUpdateMatchCpu) {
   q.n_embed = 64;
   q.temperature = 2.5;
   q.init = "normal";
-  auto cpu = models::make_quantizer(q, 32, 4), gpu = models::make_quantizer(q, 32, 4);
+  Generator init_cpu(4), init_gpu(4);
+  auto cpu = models::make_quantizer(q, 32, 4, init_cpu);
+  auto gpu = models::make_quantizer(q, 32, 4, init_gpu);
   gpu->to(kGpu);
   cpu->set_step(7);
   gpu->set_step(7);
@@ -127,12 +139,18 @@ TEST(CudaModel, QuantizerSamplingAndEmaUpdateMatchCpu) {
   const auto b = gpu->forward(z.to(kGpu)).indices.cpu().to_vector<int64_t>();
   const double agree = agreement(a, b);
   EXPECT_GE(agree, 0.99);
-  // One flipped sample moves two codes' counts by (1 - decay): compare the EMA only without flips.
-  if (agree < 1.0) GTEST_SKIP() << "a sample flipped at a near-tie; the EMA update not compared";
+  // Each flipped sample moves two codes' counts by (1 - decay) and their sums by (1 - decay)
+  // times one latent vector (|z_i| <= 4 sqrt(32) here): the EMA is compared within that.
+  const double flips = static_cast<double>(a.size()) * (1.0 - agree);
+  const double decay_step = 1.0 - q.ema_decay, z_max = 4.0 * std::sqrt(32.0);
   const auto s_cpu = cpu->state_dict(), s_gpu = gpu->state_dict();
   for (size_t i = 0; i < s_cpu.size(); ++i) {
     if (!is_floating(s_cpu[i].second.dtype())) continue;
-    EXPECT_TRUE(allclose(s_gpu[i].second.cpu(), s_cpu[i].second, 1e-5, 1e-4)) << s_cpu[i].first;
+    const bool sums = s_cpu[i].first.find("embed_avg") != std::string::npos ||
+                      s_cpu[i].first.find("embedding.weight") != std::string::npos;
+    const double slack = flips * decay_step * (sums ? z_max : 1.0);
+    EXPECT_TRUE(allclose(s_gpu[i].second.cpu(), s_cpu[i].second, 1e-5 + slack, 1e-4))
+        << s_cpu[i].first << " (" << flips << " flipped samples)";
   }
 }
 
@@ -154,28 +172,55 @@ TEST(CudaModel, TrainingStepMatchesCpu) {
   }
 }
 
-// Mixed precision on the GPU: a few training steps in bfloat16 and in float16 (with its loss
-// scaler) from the same start as float32. The first step's loss sees the same weights and batch,
-// so it differs only by the rounded convolutions (~0.2% per bfloat16 input; 2% allowed); after 8
-// steps of Adam the losses stay within 10% and every weight is finite. float16 may skip early
-// steps while the loss scale comes down; they are counted, not failures.
+// Every parameter gradient of a module, concatenated into one float64 vector on the CPU.
+Tensor flat_grads(nn::Module& m) {
+  std::vector<Tensor> parts;
+  for (const auto& [name, p] : m.named_parameters()) {
+    if (p.grad().defined()) parts.push_back(p.grad().cpu().to(DType::Float64).reshape({-1}));
+  }
+  return concat(parts, 0);
+}
+
+// Step 1 of training on equal weights and one batch, float32 on the CPU against float32,
+// bfloat16 and float16 (loss scaling) on the GPU: the loss within 2% (rounded convolutions;
+// ~0.2% per bfloat16 operand), the generator's gradient within cosine 0.99 and norm ratio 5%.
+// Then 8 steps without the chaotic parts (nearest codes, no restarts or resets): the losses stay
+// within 10% of float32's (measured on the H200: see docs/gpu.md) and every weight is finite.
+// float16 may skip early steps while its loss scale comes down; they are counted, not failures.
 TEST(CudaModel, MixedPrecisionStepsTrackFloat32) {
   VQ_SKIP_WITHOUT_CUDA();
   train::TrainConfig c = fmnist_config();
-  const Tensor x = clamp(test::randn32({8, 1, 32, 32}, 12), -1.0, 1.0).to(kGpu);
+  c.quantizer.temperature = 0.0;
+  c.quantizer.dead_code_reset = "off";
+  c.quantizer.low_usage_reset_interval = 0;
+  const Tensor x = clamp(test::randn32({8, 1, 32, 32}, 12), -1.0, 1.0);
+  train::TrainStep reference(c, kCPU);
+  const double ref_loss = reference.run(x, 0, 1.0, 2e-4).loss;
+  const Tensor ref_grad = flat_grads(reference.model());
   std::map<DType, std::vector<double>> losses;
   for (DType precision : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    SCOPED_TRACE(dtype_name(precision));
     const std::string why_not = backend_for(kGpu).why_no_low_precision(precision);
     if (precision != DType::Float32 && !why_not.empty()) {
-      fmt::print("skipping {}: {}\n", dtype_name(precision), why_not);
+      ADD_FAILURE() << "this GPU lacks " << dtype_name(precision) << ": " << why_not;
       continue;
     }
     train::TrainStep step(c, kGpu, precision);
     EXPECT_EQ(step.generator_scaler() != nullptr, precision == DType::Float16);
     for (int i = 0; i < 8; ++i) {
-      const auto r = step.run(x, i, 1.0, 2e-4);
+      const auto r = step.run(x.to(kGpu), i, 1.0, 2e-4);
       if (r.generator_skipped) {
         EXPECT_TRUE(r.loss_scale_overflow) << r.nonfinite;
+      }
+      if (i == 0) {
+        EXPECT_NEAR(r.loss, ref_loss, 0.02 * ref_loss);
+        ASSERT_FALSE(r.generator_skipped) << "step 1 skipped: no gradient to compare";
+        const Tensor g = flat_grads(step.model());
+        ASSERT_EQ(g.shape(), ref_grad.shape());
+        const double norm = std::sqrt(sum(mul(g, g)).item()),
+                     ref_norm = std::sqrt(sum(mul(ref_grad, ref_grad)).item());
+        EXPECT_GE(sum(mul(g, ref_grad)).item() / (norm * ref_norm), 0.99) << "gradient cosine";
+        EXPECT_NEAR(norm / ref_norm, 1.0, 0.05) << "gradient norm ratio";
       }
       losses[precision].push_back(r.loss);
     }
@@ -186,8 +231,6 @@ TEST(CudaModel, MixedPrecisionStepsTrackFloat32) {
     }
   }
   for (const auto& [precision, l] : losses) {
-    EXPECT_NEAR(l.front(), losses[DType::Float32].front(), 0.02 * losses[DType::Float32].front())
-        << dtype_name(precision);
     EXPECT_NEAR(l.back(), losses[DType::Float32].back(), 0.1 * losses[DType::Float32].back())
         << dtype_name(precision);
   }

@@ -50,6 +50,40 @@ TEST(Matmul, BatchedAndBroadcastBatches) {
                        naive_mm(x.select(0, 2), x.select(0, 2).t()), 1e-10));
 }
 
+// A zero-size M, K or N (batched too): an empty result, or zeros where only K is 0 (an empty sum),
+// and gradients of the operands' shapes (zeros where the other operand is empty).
+TEST(Matmul, ZeroSizeDimensions) {
+  struct Case {
+    Shape a, b, out;
+  };
+  for (const Case& c : std::vector<Case>{{{4, 0}, {0, 3}, {4, 3}},
+                                         {{0, 5}, {5, 3}, {0, 3}},
+                                         {{4, 5}, {5, 0}, {4, 0}},
+                                         {{2, 0, 5}, {5, 3}, {2, 0, 3}},
+                                         {{0, 4, 5}, {5, 3}, {0, 4, 3}},
+                                         {{3, 4, 0}, {3, 0, 2}, {3, 4, 2}},
+                                         {{2, 1, 4, 0}, {3, 0, 2}, {2, 3, 4, 2}},
+                                         {{0, 4, 5}, {0, 5, 2}, {0, 4, 2}},
+                                         {{2, 4, 5}, {1, 5, 0}, {2, 4, 0}}}) {
+    SCOPED_TRACE(shape_str(c.a) + " @ " + shape_str(c.b));
+    Tensor a = randn64(c.a, 1).requires_grad_(), b = randn64(c.b, 2).requires_grad_();
+    const Tensor out = matmul(a, b);
+    ASSERT_EQ(out.shape(), c.out);
+    EXPECT_TRUE(allclose(out, zeros(c.out, DType::Float64), 0, 0));
+    sum(mul(out, 2.0)).backward();
+    ASSERT_EQ(a.grad().shape(), c.a);
+    ASSERT_EQ(b.grad().shape(), c.b);
+    EXPECT_TRUE(allclose(a.grad(), zeros(c.a, DType::Float64), 0, 0));
+    EXPECT_TRUE(allclose(b.grad(), zeros(c.b, DType::Float64), 0, 0));
+  }
+  // No features in: the bias alone; no rows: an empty batch.
+  const Tensor bias = from_vector<float>({1, 2, 3}, {3});
+  EXPECT_EQ(linear(zeros({2, 0}), zeros({3, 0}), bias).to_vector<float>(),
+            (std::vector<float>{1, 2, 3, 1, 2, 3}));
+  EXPECT_EQ(linear(zeros({0, 4}), zeros({3, 4}), bias).shape(), (Shape{0, 3}));
+  EXPECT_EQ(bmm(zeros({3, 0, 2}), zeros({3, 2, 5})).shape(), (Shape{3, 0, 5}));
+}
+
 TEST(Matmul, LinearAddsBiasPerOutput) {
   const Tensor x = from_vector<float>({1, 2, 3, 4}, {2, 2});
   const Tensor w = from_vector<float>({1, 0, 0, 1, 1, 1}, {3, 2});

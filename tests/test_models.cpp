@@ -6,7 +6,9 @@
 
 #include "models/blocks.h"
 #include "models/encoder.h"
+#include "models/fsq.h"
 #include "models/patch_discriminator.h"
+#include "models/perceptual.h"
 #include "models/vector_quantizer.h"
 #include "models/vqgan.h"
 #include "models/vqgan_loss.h"
@@ -21,6 +23,102 @@ using test::allclose;
 
 bool has_name(const nn::NamedTensors& named, const std::string& name) {
   return std::any_of(named.begin(), named.end(), [&](const auto& e) { return e.first == name; });
+}
+
+// The seeding contract: a module that creates parameters draws them from the Generator (or seed)
+// it is given and from nothing else, so two instances built from equal seeds hold the same bits
+// even when the process-wide generator moved in between, and another seed gives other weights.
+::testing::AssertionResult built_from_seed_alone(
+    const std::function<std::shared_ptr<nn::Module>(uint64_t seed)>& build) {
+  manual_seed(1);
+  const nn::NamedTensors a = build(3)->state_dict();
+  manual_seed(2);
+  (void)randn({16}, default_generator());
+  const nn::NamedTensors b = build(3)->state_dict(), other = build(4)->state_dict();
+  if (a.empty()) return ::testing::AssertionFailure() << "no state";
+  bool any_differs = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (auto r = allclose(b[i].second, a[i].second, 0, 0); !r)
+      return r << " (" << a[i].first << ")";
+    any_differs |= !allclose(other[i].second, a[i].second, 0, 0);
+  }
+  if (!any_differs) return ::testing::AssertionFailure() << "seed 4 built the same weights as 3";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(Seeding, EveryModuleWithParametersDrawsFromItsOwnSeed) {
+  ModelConfig c = model_config_by_name("fmnist");
+  c.ch = 32;
+  QuantizerConfig projected;  // with projections in and out
+  projected.n_embed = 16;
+  projected.codebook_dim = 4;
+  QuantizerConfig simvq = projected;
+  simvq.codebook = "simvq";
+  simvq.dead_code_reset = "off";  // SimVQ cannot set single codes
+  simvq.low_usage_reset_interval = 0;
+  QuantizerConfig fsq;
+  fsq.kind = "fsq";
+  fsq.fsq_levels = {5, 3};
+  LossConfig random_perceptual;
+  random_perceptual.perceptual_weights = "random";
+  using M = std::shared_ptr<nn::Module>;
+  const std::vector<std::pair<std::string, std::function<M(uint64_t)>>> cases = {
+      {"ResnetBlock",
+       [](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<ResnetBlock>(g, 32, 64, 0.0));
+       }},
+      {"AttnBlock",
+       [](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<AttnBlock>(g, 32));
+       }},
+      {"Encoder",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<Encoder>(c, g));
+       }},
+      {"Decoder",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<Decoder>(c, g));
+       }},
+      {"VQModel",
+       [&](uint64_t s) { return M(std::make_shared<VQModel>(c, QuantizerConfig{}, s)); }},
+      {"VQModel with projections",
+       [&](uint64_t s) { return M(std::make_shared<VQModel>(c, projected, s)); }},
+      {"VectorQuantizer with projections",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(make_quantizer(projected, 8, s, g));
+       }},
+      {"VectorQuantizer SimVQ",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(make_quantizer(simvq, 8, s, g));
+       }},
+      {"FiniteScalarQuantizer",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(make_quantizer(fsq, 8, s, g));
+       }},
+      {"NLayerDiscriminator",
+       [](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<NLayerDiscriminator>(1, 16, 3, g));
+       }},
+      {"PerceptualLoss (random)",
+       [](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<PerceptualLoss>(PerceptualNet::StAlexNet, g));
+       }},
+      {"VQGANLoss (random perceptual)",
+       [&](uint64_t s) {
+         Generator g(s);
+         return M(std::make_shared<VQGANLoss>(random_perceptual, 1, g));
+       }},
+  };
+  for (const auto& [name, build] : cases) EXPECT_TRUE(built_from_seed_alone(build)) << name;
 }
 
 TEST(VQModel, FmnistShapesNamesAndParameterCount) {
@@ -159,7 +257,8 @@ TEST(VQModel, GradientsReachEveryParameter) {
 }
 
 TEST(Blocks, AttentionMatchesItsDefinition) {
-  AttnBlock block(32);
+  Generator gen(1);
+  AttnBlock block(gen, 32);
   block.to(DType::Float64);
   const Tensor x = test::randn64({2, 32, 3, 2}, 4);
   const auto params = block.state_dict();
@@ -191,8 +290,9 @@ TEST(Blocks, AttentionMatchesItsDefinition) {
 }
 
 TEST(Blocks, DownAndUpsampleShapes) {
-  Downsample down(32);
-  Upsample up(32);
+  Generator gen(0);
+  Downsample down(gen, 32);
+  Upsample up(gen, 32);
   EXPECT_EQ(down.forward(zeros({1, 32, 8, 8})).shape(), (Shape{1, 32, 4, 4}));
   EXPECT_EQ(up.forward(zeros({1, 32, 4, 4})).shape(), (Shape{1, 32, 8, 8}));
 }
@@ -286,7 +386,6 @@ TEST(VQModelSlow, TinyModelOverfitsSixteenImages) {
   q.entropy_weight = 0.1;
   q.beta = 0.25;
   q.dead_code_reset = "step";
-  manual_seed(5);
   VQModel model(c, q, 5);
   nn::Adam opt(model.named_parameters(), nn::AdamOptions{.lr = 2e-3});
   const Tensor x = toy_images();

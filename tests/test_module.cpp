@@ -20,13 +20,14 @@ using test::grads_ok;
 // A small nested model: names must come out as block.0.weight, head.1.running_mean, ...
 class Toy : public Module {
  public:
-  Toy() {
+  explicit Toy(uint64_t seed = 0) {
+    Generator gen(seed);
     block = register_module("block", std::make_shared<Sequential>());
-    block->push_back(std::make_shared<Conv2d>(2, 4, 3, 1, 1));
+    block->push_back(std::make_shared<Conv2d>(gen, 2, 4, 3, 1, 1));
     block->push_back(std::make_shared<SiLU>());
-    block->push_back(std::make_shared<Conv2d>(4, 4, 1));
+    block->push_back(std::make_shared<Conv2d>(gen, 4, 4, 1));
     heads = register_module("heads", std::make_shared<ModuleList>());
-    heads->push_back(std::make_shared<Linear>(4, 3));
+    heads->push_back(std::make_shared<Linear>(gen, 4, 3));
     heads->push_back(std::make_shared<BatchNorm2d>(4));
   }
   std::shared_ptr<Sequential> block;
@@ -62,7 +63,9 @@ TEST(Module, TrainEvalPropagates) {
 }
 
 TEST(Module, StateDictRoundTripAndErrors) {
-  Toy a, b;
+  Toy a(1), b(2);  // different weights until b loads a's
+  EXPECT_FALSE(
+      allclose(b.block->forward(ones({1, 2, 5, 5})), a.block->forward(ones({1, 2, 5, 5}))));
   b.load_state_dict(a.state_dict());
   EXPECT_TRUE(allclose(b.block->forward(ones({1, 2, 5, 5})), a.block->forward(ones({1, 2, 5, 5}))));
 
@@ -87,21 +90,22 @@ TEST(Module, StateDictRoundTripAndErrors) {
 }
 
 TEST(Init, DefaultsMatchPyTorchBounds) {
-  manual_seed(0);
-  Conv2d conv(64, 128, 3);  // fan_in 576: U(-1/24, 1/24)
+  Generator gen(0);
+  Conv2d conv(gen, 64, 128, 3);  // fan_in 576: U(-1/24, 1/24)
   const double bound = 1.0 / 24.0;
   EXPECT_LE(max(conv.weight()).item(), bound);
   EXPECT_GE(min(conv.weight()).item(), -bound);
   EXPECT_NEAR(var(conv.weight().detach()).item(), bound * bound / 3.0, 2e-5);
   EXPECT_LE(max(abs(conv.bias().detach())).item(), bound);
-  Linear lin(100, 10);  // U(-0.1, 0.1)
+  Linear lin(gen, 100, 10);  // U(-0.1, 0.1)
   EXPECT_NEAR(max(abs(lin.weight().detach())).item(), 0.1, 0.01);
-  Embedding emb(1000, 16);
+  Embedding emb(gen, 1000, 16);
   EXPECT_NEAR(var(emb.weight().detach()).item(), 1.0, 0.05);
 }
 
 TEST(Layers, HandComputedOutputs) {
-  Conv2d conv(1, 1, 2, 1, 0);
+  Generator gen(0);
+  Conv2d conv(gen, 1, 1, 2, 1, 0);
   {
     NoGradGuard no_grad;
     conv.weight().copy_(from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2}));

@@ -90,7 +90,8 @@ TEST(PerceptualTrunk, FeatureShapesNamesAndSmallestImages) {
   NoGradGuard no_grad;
   for (const Case& c : cases) {
     SCOPED_TRACE(perceptual_net_name(c.net));
-    PerceptualLoss lpips(c.net);
+    Generator gen(0);
+    PerceptualLoss lpips(c.net, gen);
     EXPECT_EQ(lpips.min_image_size(), c.min_side);
     const auto features = lpips.features(zeros({1, 1, c.side, c.side}));
     for (int s = 0; s < PerceptualTrunk::kSlices; ++s) {
@@ -123,7 +124,8 @@ TEST(Perceptual, LayerDistanceByHand) {
 }
 
 TEST(Perceptual, ZeroForIdenticalImagesAndGradientOnlyToTheSecond) {
-  PerceptualLoss lpips;
+  Generator gen(0);
+  PerceptualLoss lpips(PerceptualNet::Vgg16, gen);
   const Tensor a = test::randn32({2, 1, 32, 32}, 1), b = test::randn32({2, 1, 32, 32}, 2);
   EXPECT_NEAR(max(lpips.forward(a, a)).item(), 0.0, 1e-9);
   Tensor bb = b.detach().requires_grad_();
@@ -143,7 +145,8 @@ TEST(Perceptual, DistanceIsTheLpipsFormulaOverItsFeatures) {
   for (PerceptualNet net :
        {PerceptualNet::Vgg16, PerceptualNet::StVgg16, PerceptualNet::StAlexNet}) {
     SCOPED_TRACE(perceptual_net_name(net));
-    PerceptualLoss lpips(net);
+    Generator gen(0);
+    PerceptualLoss lpips(net, gen);
     {
       NoGradGuard no_grad;
       for (auto& [name, p] : lpips.named_parameters()) {
@@ -190,7 +193,8 @@ TEST(Perceptual, DistanceIsTheLpipsFormulaOverItsFeatures) {
 }
 
 TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
-  PerceptualLoss source;
+  Generator gen(0);
+  PerceptualLoss source(PerceptualNet::Vgg16, gen);
   nn::NamedTensors torchvision;
   // Rename net.sliceK.N.* to torchvision's features.N.*
   for (const auto& [name, t] : source.net().state_dict()) {
@@ -211,19 +215,20 @@ TEST(Perceptual, LoadsTorchvisionNamesAndRejectsIncompleteFiles) {
   // not a parse exception.
   torchvision.emplace_back("features.x.weight", zeros({1}));
   nn::save_safetensors(dir + "/partial.safetensors", torchvision);
-  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/partial.safetensors"),
+  EXPECT_VQ_ERROR(PerceptualLoss(PerceptualNet::Vgg16, gen).load(dir + "/partial.safetensors"),
                   "not usable as vgg16 perceptual weights: missing 1 of its feature tensors");
   // Damaged values are refused naming the tensor.
   torchvision.back().second = full({1}, NAN);
   nn::save_safetensors(dir + "/nan.safetensors", torchvision);
-  EXPECT_VQ_ERROR(PerceptualLoss().load(dir + "/nan.safetensors"),
+  EXPECT_VQ_ERROR(PerceptualLoss(PerceptualNet::Vgg16, gen).load(dir + "/nan.safetensors"),
                   "tensor 'features.x.weight' holds 1 non-finite values");
 }
 
 // A file in the ST-LPIPS layout (as scripts/convert_stlpips.py writes it) is recognised by its
 // blur filters, which must be the binomial filter the network computes itself.
 TEST(Perceptual, RecognisesShiftTolerantFilesAndChecksTheirBlurFilters) {
-  PerceptualLoss source(PerceptualNet::StAlexNet);
+  Generator gen(0);
+  PerceptualLoss source(PerceptualNet::StAlexNet, gen);
   nn::NamedTensors file;
   for (const auto& [name, t] : source.state_dict()) file.emplace_back(name, add(t, 0.5));
   for (const auto& [name, channels] : std::vector<std::pair<std::string, int64_t>>{

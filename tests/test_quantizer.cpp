@@ -19,7 +19,8 @@ using test::allclose;
 std::unique_ptr<VectorQuantizer> make_vq(const std::vector<float>& codes, int64_t K, int64_t D,
                                          QuantizerConfig c = {}) {
   c.n_embed = K;
-  auto vq = std::make_unique<VectorQuantizer>(c, D, 7);
+  Generator init(7);
+  auto vq = std::make_unique<VectorQuantizer>(c, D, 7, init);
   NoGradGuard no_grad;
   vq->table().weight.copy_(from_vector(codes, {K, D}));
   if (vq->table().embed_avg.defined()) vq->table().embed_avg.copy_(from_vector(codes, {K, D}));
@@ -222,10 +223,9 @@ TEST(Quantizer, IsAFloat32IslandUnderAutocast) {
   QuantizerConfig c;
   c.n_embed = 16;
   c.codebook_dim = 4;  // projections in and out: linear layers, which autocast would round
-  manual_seed(5);  // the projections' initial weights
-  VectorQuantizer plain(c, 8, 3);
-  manual_seed(5);
-  VectorQuantizer autocast(c, 8, 3);
+  Generator init_a(5), init_b(5);  // equal projections
+  VectorQuantizer plain(c, 8, 3, init_a);
+  VectorQuantizer autocast(c, 8, 3, init_b);
   Generator gen(12);
   const Tensor z = randn({2, 8, 4, 4}, gen);
   const QuantizerOutput a = plain.forward(z);
@@ -244,7 +244,8 @@ TEST(Quantizer, KmeansFindsClustersAndCarriesCounts) {
   QuantizerConfig c;
   c.init = "kmeans";
   c.n_embed = 2;
-  VectorQuantizer vq(c, 2, 11);
+  Generator init(11);
+  VectorQuantizer vq(c, 2, 11, init);
   EXPECT_FALSE(vq.initialized());
   // 30 points around (0, 0) and 10 around (10, 10).
   Generator gen(4);
@@ -273,7 +274,8 @@ TEST(Quantizer, KmeansEmptyClusterKeepsItsCentre) {
   c.init = "kmeans";
   c.n_embed = 3;
   c.ema_decay = 0.5;
-  VectorQuantizer vq(c, 2, 11);
+  Generator init(11);
+  VectorQuantizer vq(c, 2, 11, init);
   // Only two distinct points: of three starting centres two coincide, and argmin's ties leave
   // one of them with an empty cluster.
   std::vector<float> v;
@@ -343,7 +345,8 @@ TEST(Quantizer, EntropyLossValueAndGradient) {
   c.entropy_temperature = 0.5;
   c.beta = 0.0;
   c.n_embed = 3;
-  VectorQuantizer vq(c, 2, 1);
+  Generator init(1);
+  VectorQuantizer vq(c, 2, 1, init);
   vq.to(DType::Float64);
   {
     NoGradGuard no_grad;
@@ -391,7 +394,8 @@ TEST(Quantizer, LossGradientsMatchTheStopGradientDefinitions) {
   c.diversity_weight = 0.7;
   c.dead_code_reset = "off";
   c.n_embed = 3;
-  VectorQuantizer vq(c, 2, 1);
+  Generator init(1);
+  VectorQuantizer vq(c, 2, 1, init);
   vq.to(DType::Float64);
   const Tensor E0 = from_vector<double>({0.1, 0, 1, 0.2, 0, 1}, {3, 2});
   {

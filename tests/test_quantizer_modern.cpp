@@ -27,7 +27,8 @@ TEST(ModernVQ, FactorisedCodesLiveInTheLowDimensionalSpace) {
   QuantizerConfig c = plain(16);
   c.codebook = "learned";
   c.codebook_dim = 4;
-  VectorQuantizer vq(c, 32, 1);
+  Generator init(1);
+  VectorQuantizer vq(c, 32, 1, init);
   EXPECT_EQ(vq.table().weight.shape(), (Shape{16, 4}));
   const auto names = vq.named_parameters();
   EXPECT_EQ(names[0].first, "in_proj.weight");
@@ -46,7 +47,8 @@ TEST(ModernVQ, FactorisedCodesLiveInTheLowDimensionalSpace) {
 TEST(ModernVQ, L2NormalisedLookupUsesUnitVectors) {
   QuantizerConfig c = plain(8);
   c.l2_normalize = true;
-  VectorQuantizer vq(c, 6, 2);
+  Generator init(2);
+  VectorQuantizer vq(c, 6, 2, init);
   const Tensor h = vq.to_lookup_space(mul(test::randn32({5, 6}), 7.0));
   EXPECT_TRUE(allclose(sum(mul(h, h), {1}), ones({5}), 1e-5));
   const Tensor e = vq.codebook();
@@ -61,7 +63,8 @@ TEST(ModernVQ, KmeansOfUnitVectorsKeepsUnitCentres) {
   QuantizerConfig c = plain(2);
   c.l2_normalize = true;
   c.init = "kmeans";
-  VectorQuantizer vq(c, 2, 5);
+  Generator init(5);
+  VectorQuantizer vq(c, 2, 5, init);
   // Two fans of unit vectors, spread +-0.6 rad around 0 and around pi/2: each fan's plain mean
   // has length ~0.8.
   std::vector<float> v;
@@ -89,7 +92,8 @@ TEST(ModernVQ, SamplingDependsOnTheSeedAndStepOnly) {
   c.temperature = 5.0;
   const Tensor z = test::randn32({2, 8, 4, 4});
   auto sample_at = [&](std::vector<int64_t> steps, uint64_t seed) {
-    VectorQuantizer vq(c, 8, seed);
+    Generator init(seed);
+    VectorQuantizer vq(c, 8, seed, init);
     Tensor indices;
     for (int64_t s : steps) {
       vq.set_step(s);
@@ -123,7 +127,8 @@ TEST(ModernVQ, PerStepRestartsAddNoiseAndKeepStatisticsConsistent) {
   c.dead_code_threshold = 0.5;
   c.restart_noise = 0.01;
   c.ema_decay = 0.99;  // one batch lifts no count above 0.01 * 16 < 0.5
-  VectorQuantizer vq(c, 2, 3);
+  Generator init(3);
+  VectorQuantizer vq(c, 2, 3, init);
   const Tensor z = test::randn32({1, 2, 4, 4}, 5);
   vq.forward(z);  // so every code is dead after the update and is restarted this very step
   const auto counts = vq.ema_counts();
@@ -148,7 +153,8 @@ TEST(ModernVQ, StepRestartsOfALearnedNormalisedCodebookKeepBackwardValid) {
   c.dead_code_reset = "step";
   c.dead_code_threshold = 0.5;
   c.ema_decay = 0.99;
-  VectorQuantizer vq(c, 2, 3);
+  Generator init(3);
+  VectorQuantizer vq(c, 2, 3, init);
   const Tensor z = test::randn32({1, 2, 4, 4}, 5).requires_grad_(true);
   const auto out = vq.forward(z);
   EXPECT_EQ(out.stats.dead_codes, 8);
@@ -161,7 +167,8 @@ TEST(ModernVQ, StepRestartsOfALearnedNormalisedCodebookKeepBackwardValid) {
 TEST(ModernVQ, RotationTrickKeepsTheValueAndRotatesTheGradient) {
   QuantizerConfig c = plain(3);
   c.rotation_trick = true;
-  VectorQuantizer vq(c, 3, 4);
+  Generator init(4);
+  VectorQuantizer vq(c, 3, 4, init);
   vq.to(DType::Float64);
   Tensor h = from_vector<double>({0.5, -1.0, 2.0, 1.5, 0.2, -0.3}, {2, 3}).requires_grad_();
   const Tensor e = from_vector<double>({1.0, 0.5, 0.0, -0.2, 0.9, 1.1}, {2, 3});
@@ -203,7 +210,8 @@ TEST(ModernVQ, RotationTrickKeepsTheValueAndRotatesTheGradient) {
 TEST(ModernVQ, SimVQLearnsOneMapOverAFrozenBasis) {
   QuantizerConfig c = plain(8);
   c.codebook = "simvq";
-  VectorQuantizer vq(c, 4, 6);
+  Generator init(6);
+  VectorQuantizer vq(c, 4, 6, init);
   const auto names = vq.named_parameters();
   ASSERT_EQ(names.size(), 1u);
   EXPECT_EQ(names[0].first, "embedding_proj.weight");
@@ -220,7 +228,8 @@ TEST(ModernVQ, CvqMovesRareCodesToTheirNearestVector) {
   QuantizerConfig c = plain(2);
   c.cvq_rate = 1.0;
   c.ema_decay = 0.0;  // N = this batch's counts
-  VectorQuantizer vq(c, 2, 7);
+  Generator init(7);
+  VectorQuantizer vq(c, 2, 7, init);
   {
     NoGradGuard no_grad;
     vq.table().weight.copy_(from_vector<float>({0, 0, 10, 10}, {2, 2}));
@@ -245,7 +254,8 @@ TEST(ModernVQ, LfqEntropyIsPerVectorMinusCodebookEntropy) {
   c.lfq_gamma = 0.5;
   c.entropy_temperature = 1.0;
   c.codebook = "learned";
-  VectorQuantizer vq(c, 2, 8);
+  Generator init(8);
+  VectorQuantizer vq(c, 2, 8, init);
   vq.to(DType::Float64);
   {
     NoGradGuard no_grad;
@@ -275,7 +285,8 @@ TEST(ModernVQ, BestSettingsWorkUpTo16384Codes) {
   c.kmeans_iterations = 2;
   c.dead_code_reset = "step";
   c.ema_decay = 0.8;
-  VectorQuantizer vq(c, 16, 9);
+  Generator init(9);
+  VectorQuantizer vq(c, 16, 9, init);
   const auto out = vq.forward(test::randn32({4, 16, 8, 8}, 10));
   EXPECT_EQ(out.stats.num_codes, 16384);
   EXPECT_GT(out.stats.used_codes, 100);
@@ -291,7 +302,8 @@ TEST(FSQ, GridRoundTripAndStraightThrough) {
   QuantizerConfig c;
   c.kind = "fsq";
   c.fsq_levels = {8, 5, 5, 5};
-  FiniteScalarQuantizer fsq(c, 16, 1);
+  Generator init(1);
+  FiniteScalarQuantizer fsq(c, 16, 1, init);
   EXPECT_EQ(fsq.num_codes(), 1000);
   // Every index maps to a grid point and back to itself.
   const Tensor all = arange(0, 1000);
@@ -322,7 +334,8 @@ TEST(FSQ, TwoLevelsGiveFiniteBinaryCodes) {
   QuantizerConfig c;
   c.kind = "fsq";
   c.fsq_levels = {2, 2, 2, 2, 2, 2};
-  FiniteScalarQuantizer fsq(c, 8, 3);
+  Generator init(3);
+  FiniteScalarQuantizer fsq(c, 8, 3, init);
   EXPECT_EQ(fsq.num_codes(), 64);
   const Tensor all = arange(0, 64);
   EXPECT_EQ(fsq.codes_to_indices(fsq.indices_to_codes(all)).to_vector<int64_t>(),
@@ -345,7 +358,8 @@ TEST(FSQ, ForwardStatisticsAndErrors) {
   QuantizerConfig c;
   c.kind = "fsq";
   c.fsq_levels = {8, 8};
-  FiniteScalarQuantizer fsq(c, 8, 2);
+  Generator init(2);
+  FiniteScalarQuantizer fsq(c, 8, 2, init);
   const auto out = fsq.forward(test::randn32({4, 8, 4, 4}));
   EXPECT_EQ(out.stats.num_codes, 64);
   EXPECT_EQ(out.stats.num_vectors, 64);

@@ -111,6 +111,32 @@ TEST(Reduce, SumToUndoesBroadcasting) {
   EXPECT_VQ_ERROR(sum_to(g, {5}), "sum_to: shape [5] does not broadcast to [2, 3, 4]");
 }
 
+// Against a plain loop in double over every element, with a strided view, a bfloat16 tensor
+// (widened exactly), an empty one and a tensor of several chunks; NaN and inf propagate; bad calls
+// refused.
+TEST(SquaredNorm, SumsTheSquaresOfEveryTensorInDouble) {
+  const Tensor a = test::randn32({3, 5}, 1), b = randn64({7}, 2), big = test::randn32({70001}, 3);
+  const Tensor view = test::randn32({6, 4}, 4).t();
+  const Tensor low = from_vector<float>({0.5f, -1.25f, 3.0f}, {3}).to(DType::BFloat16);
+  const std::vector<Tensor> all = {a, b, view, low, zeros({0}), big};
+  double expected = 0.0;
+  for (const Tensor& t : all)
+    for (double v : t.to_vector<double>()) expected += v * v;
+  const Tensor s = squared_norm(all);
+  EXPECT_EQ(s.dtype(), DType::Float64);
+  EXPECT_EQ(s.dim(), 0);
+  EXPECT_NEAR(s.item(), expected, 1e-12 * expected);
+  EXPECT_EQ(squared_norm({low}).item(), 0.25 + 1.5625 + 9.0);
+  set_num_threads(1);
+  const double one_thread = squared_norm(all).item();
+  set_num_threads(2);
+  EXPECT_EQ(squared_norm(all).item(), one_thread);
+  EXPECT_TRUE(std::isnan(squared_norm({a, from_vector<float>({1, NAN}, {2})}).item()));
+  EXPECT_TRUE(std::isinf(squared_norm({from_vector<float>({-INFINITY}, {1}), b}).item()));
+  EXPECT_VQ_ERROR(squared_norm({}), "squared_norm: no tensors given");
+  EXPECT_VQ_ERROR(squared_norm({a, zeros({2}, DType::Int64)}), "squared_norm");
+}
+
 TEST(Reduce, DeterministicAcrossThreadCounts) {
   const Tensor x = test::randn32({257, 1031}, 9);
   set_num_threads(1);

@@ -74,8 +74,6 @@ bool backward_with_finite_grads(const Tensor& loss, const std::vector<Tensor>& p
 TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision, bool loss_scaling)
     : grad_clip_(config.training.grad_clip), precision_(precision) {
   const TrainingConfig& t = config.training;
-  // Layers draw their initial weights from the default generator.
-  manual_seed(stream_key(t.seed, RandomStream::ModelInit));
   model_ = std::make_shared<models::VQModel>(config.model, config.quantizer, t.seed);
   Generator disc_gen = stream_generator(t.seed, RandomStream::DiscriminatorInit);
   loss_ = std::make_shared<models::VQGANLoss>(config.loss, config.model.out_channels, disc_gen);

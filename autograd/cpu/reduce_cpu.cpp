@@ -96,6 +96,32 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t A, int64_t X, int6
   });
 }
 
+// Fixed chunks summed in order, then the chunk sums in order: the same bits for any thread count.
+void CpuBackend::squared_norm(const std::vector<Tensor>& xs, const Tensor& out) {
+  constexpr int64_t kChunk = 16384;
+  double total = 0.0;
+  for (const Tensor& x : xs) {
+    const int64_t n = x.numel(), chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(chunks, 0.0);
+    dispatch_floating(x.dtype(), "squared_norm", [&](auto tag) {
+      using T = decltype(tag);
+      const T* p = x.data<T>();
+      parallel_for(chunks, 4, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          double acc = 0.0;
+          for (int64_t i = c * kChunk, end = std::min(n, i + kChunk); i < end; ++i) {
+            const double v = static_cast<double>(p[i]);
+            acc += v * v;
+          }
+          partial[c] = acc;
+        }
+      });
+    });
+    for (const double v : partial) total += v;
+  }
+  *out.data<double>() = total;
+}
+
 void CpuBackend::arg_reduce(bool min, const Tensor& x, int64_t A, int64_t X, int64_t B,
                             const Tensor& values, const Tensor& indices) {
   dispatch_arith(x.dtype(), "argmax/argmin", [&](auto tag) {

@@ -32,7 +32,8 @@ GemmOperand as_gemm_operand(const Tensor& x3) {
 Tensor batched_product(const Tensor& a, const Tensor& b) {
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
   Tensor out = Tensor::empty({B, M, N}, a.dtype(), a.device());
-  if (K == 0) {
+  if (out.numel() == 0) return out;  // B, M or N is 0: nothing to compute (GEMM wants ld >= 1)
+  if (K == 0) {                      // an empty sum
     backend_for(out).fill(out, 0.0);
     return out;
   }
@@ -94,10 +95,12 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   VQ_CHECK(b.size(-2) == K, "matmul: shapes {} and {} do not multiply (inner sizes {} and {})",
            shape_str(a.shape()), shape_str(b.shape()), K, b.size(-2));
   if (b.dim() == 2) {
-    // [..., M, K] @ [K, N]: fold the leading dims into M.
+    // [..., M, K] @ [K, N]: fold the leading dims into M. Sizes are spelled out, never -1: with a
+    // zero-size dim the -1 could not be inferred.
     Shape out_shape(a.shape().begin(), a.shape().end() - 1);
     out_shape.push_back(N);
-    const Tensor a3 = a.reshape({1, -1, K});
+    const Shape rows(a.shape().begin(), a.shape().end() - 1);
+    const Tensor a3 = a.reshape({1, shape_numel(rows), K});
     return bmm(a3, b.unsqueeze(0)).reshape(out_shape);
   }
   const Shape batch_a(a.shape().begin(), a.shape().end() - 2),
@@ -107,7 +110,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   ea.insert(ea.end(), {M, K});
   eb.insert(eb.end(), {K, N});
   out_shape.insert(out_shape.end(), {M, N});
-  return bmm(a.expand(ea).reshape({-1, M, K}), b.expand(eb).reshape({-1, K, N})).reshape(out_shape);
+  const int64_t B = shape_numel(batch);
+  return bmm(a.expand(ea).reshape({B, M, K}), b.expand(eb).reshape({B, K, N})).reshape(out_shape);
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {

@@ -179,4 +179,24 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
   return sum(grad, dims, true).reshape(shape);
 }
 
+Tensor squared_norm(const std::vector<Tensor>& tensors) {
+  VQ_CHECK(!tensors.empty(), "squared_norm: no tensors given");
+  const Device device = tensors.front().device();
+  std::vector<Tensor> xs;
+  for (const Tensor& t : tensors) {
+    check_defined("squared_norm", t);
+    const bool low = t.dtype() == DType::BFloat16 || t.dtype() == DType::Float16;
+    VQ_CHECK(is_floating(t.dtype()) || low,
+             "squared_norm: expected floating tensors, got {} (shape {})", dtype_name(t.dtype()),
+             shape_str(t.shape()));
+    VQ_CHECK(t.device() == device, "squared_norm: tensors on different devices ({} and {})",
+             device.str(), t.device().str());
+    // The kernels read float32 and float64; a bfloat16/float16 tensor is widened (exactly).
+    xs.push_back((low ? t.detach().to(DType::Float32) : t.detach()).contiguous());
+  }
+  const Tensor out = Tensor::empty({}, DType::Float64, device);
+  backend_for(out).squared_norm(xs, out);
+  return out;
+}
+
 }  // namespace vq
