@@ -10,17 +10,19 @@
 #   cuda tests   test_cuda with VQ_REQUIRE_CUDA=1: every op family and gradient on CUDA against
 #                the CPU, and the model-level checks; a skip counts as a failure
 #   training     20 fmnist steps on CUDA and on the CPU, float32, twice: without the chaotic parts
-#                (--temperature 0, no restarts or resets) and with the discriminator from step 1,
-#                every step's loss and d_loss within 2% (a last-bit difference moves Adam's steps
-#                a little; nothing else differs); and the default configuration (Gumbel sampling
+#                (--temperature 0, N(0,1) codes, no restarts or resets, the discriminator from
+#                step 1): every step's loss within 2%, step 1's d_loss within 1e-3 (later the
+#                discriminator's batch-norm/hinge path is chaotic); and the default configuration (Gumbel sampling
 #                at T 2.5, restarts), judged on step 1 (same weights and batch: 1e-3) and the
 #                final validation utilisation (0.1). The default pair's spread (mean loss of steps
-#                11-20, validation L1 and utilisation) is the yardstick of the next phase
+#                11-20, validation L1 and utilisation) is reported; two more float32 seeds give
+#                the yardstick of the next phase
 #   mixed prec.  the same runs on CUDA with --use_amp (bfloat16) and --amp_dtype fp16 (loss
 #                scaling): without the chaotic parts, step 1 within 2% of float32 CUDA (rounded
 #                convolutions) and every step within 10%; the default configuration on the mean
-#                loss of steps 11-20, validation L1 and utilisation, each within 3x the float32
-#                CPU-CUDA spread (at least 2% / 0.05)
+#                loss of steps 11-20, validation L1 and utilisation, each within 1.5x the largest
+#                difference between float32 runs of seeds 42, 43 and 44 (at least 1%, 1%, 0.05):
+#                a chaotic run can only be as close as another seed lands
 #   product      on CUDA and the CPU, 5 steps each: the best preset (k-means init, restarts), FSQ,
 #                and the perceptual term with random VGG16 weights; every loss finite, step 1
 #                within 2% of the CPU's
@@ -62,12 +64,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ -n "$out" ] || { usage; exit 2; }
-case "$only" in
-  "" | cuda_tests | training | mixed | product | benchmarks | profile) ;;
-  *) echo "gpu_check: unknown phase '$only' (cuda_tests, training, mixed, product, benchmarks, profile)"; exit 2 ;;
-esac
-# want PHASE: whether this run includes PHASE.
-want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+for phase in ${only//,/ }; do
+  case "$phase" in
+    cuda_tests | training | mixed | product | benchmarks | profile) ;;
+    *) echo "gpu_check: unknown phase '$phase' (cuda_tests, training, mixed, product, benchmarks, profile)"; exit 2 ;;
+  esac
+done
+# want PHASE: whether this run includes PHASE (--only takes a comma-separated list).
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 summary="$out/summary.md"
@@ -237,7 +241,10 @@ train_on() {
     > "$out/train_$name.log" 2>&1 || { echo "train_$name (exit $?)"; return 1; }
 }
 # Without the chaotic parts: nearest codes, no restarts or resets; the discriminator from step 1.
-echo '{"quantizer": {"dead_code_reset": "off", "low_usage_reset_interval": 0}}' > "$out/calm.json"
+# Codes drawn N(0, 1) instead of the preset's near-equal +-1/K: with those, a last-bit difference
+# in a latent flips argmins (the calm float32 pair drifted 13% apart by step 20 on the H200).
+echo '{"quantizer": {"dead_code_reset": "off", "low_usage_reset_interval": 0, "init": "normal"}}' \
+  > "$out/calm.json"
 calm=(--temperature 0 --disc_start 0 --config "$out/calm.json")
 # verdict NAME PYTHON: runs the comparison script on $out; its one line is "ok|numbers" or
 # "FAIL|numbers"; anything else (a crash) becomes a FAIL naming its log.
@@ -274,6 +281,9 @@ if want training; then
   train_on cpu_calm cpu 20 "${calm[@]}" || stopped+=" cpu_calm"
   train_on cuda cuda 20 || stopped+=" cuda"
   train_on cpu cpu 20 || stopped+=" cpu"
+  # Two more float32 seeds: how far apart chaotic runs land anyway (the mixed-precision yardstick).
+  train_on cuda_seed43 cuda 20 --seed 43 || stopped+=" cuda_seed43"
+  train_on cuda_seed44 cuda 20 --seed 44 || stopped+=" cuda_seed44"
   if [ -n "$stopped" ]; then
     report training "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_*.log"
   else
@@ -281,19 +291,31 @@ if want training; then
 (gc, _), (cc, _) = run("cuda_calm"), run("cpu_calm")
 if len(gc) != 20 or len(cc) != 20:
     raise SystemExit(f"FAIL|calm runs logged {len(gc)} and {len(cc)} steps, not 20")
-calm = max(max(rel(g["loss"], c["loss"]), rel(g["d_loss"], c["d_loss"])) for g, c in zip(gc, cc))
+# The discriminator (batch norm on batch statistics, hinge kinks) follows its own chaotic path
+# after step 1 (d_loss 0.92 vs 0.56 by step 20 on the H200 while the loss stayed within 0.5%):
+# its d_loss is judged on step 1, where both devices see the same weights and batch.
+calm = max(rel(g["loss"], c["loss"]) for g, c in zip(gc, cc))
+d_first = rel(gc[0]["d_loss"], cc[0]["d_loss"])
 (gd, gv), (cd, cv) = run("cuda"), run("cpu")
 first, util = rel(gd[0]["loss"], cd[0]["loss"]), abs(gv["val_utilization"] - cv["val_utilization"])
 spread = {"loss": rel(mean_late(gd), mean_late(cd)), "l1": rel(gv["val_l1"], cv["val_l1"]), "util": util}
-json.dump(spread, open(f"{out}/float32_spread.json", "w"))
-ok = math.isfinite(calm) and calm < 0.02 and first < 1e-3 and util <= 0.1
+# The largest difference between the float32 CUDA runs of seeds 42, 43 and 44.
+seeds = [run(n) for n in ("cuda", "cuda_seed43", "cuda_seed44")]
+pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+seed_spread = {"loss": max(rel(mean_late(a[0]), mean_late(b[0])) for a, b in pairs),
+               "l1": max(rel(a[1]["val_l1"], b[1]["val_l1"]) for a, b in pairs),
+               "util": max(abs(a[1]["val_utilization"] - b[1]["val_utilization"]) for a, b in pairs)}
+json.dump(seed_spread, open(f"{out}/float32_spread.json", "w"))
+ok = math.isfinite(calm) and calm < 0.02 and d_first < 1e-3 and first < 1e-3 and util <= 0.1
 speed = gd[-1]["images_per_s"] / max(cd[-1]["images_per_s"], 1e-9)
 gu, cu, sl, s1 = gv["val_utilization"], cv["val_utilization"], spread["loss"], spread["l1"]
 g_rate, c_rate = gd[-1]["images_per_s"], cd[-1]["images_per_s"]
-print(("ok" if ok else "FAIL") + f"|calm (T 0, no resets, discriminator on): max step loss/d_loss rel diff "
-      f"{calm:.1e} (bound 2e-2); default: step-1 loss rel diff {first:.1e} (1e-3), val utilisation "
+print(("ok" if ok else "FAIL") + f"|calm (T 0, no resets, discriminator on): max step loss rel diff "
+      f"{calm:.1e} (2e-2), step-1 d_loss {d_first:.1e} (1e-3); default: step-1 loss rel diff {first:.1e} (1e-3), val utilisation "
       f"{gu:.3f} vs {cu:.3f} (0.1); float32 CPU-CUDA spread: mean loss 11-20 {sl:.1e}, val L1 {s1:.1e}, "
-      f"util {util:.3f}; {g_rate:.0f} vs {c_rate:.0f} img/s ({speed:.1f}x)")
+      f"util {util:.3f}; float32 seed-to-seed spread: mean loss 11-20 %.1e, val L1 %.1e, util %.3f; "
+      "%.0f vs %.0f img/s (%.1fx)" % (seed_spread["loss"], seed_spread["l1"], seed_spread["util"],
+                                     g_rate, c_rate, speed))
 ')
     report training "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
   fi
@@ -316,7 +338,8 @@ if want mixed; then
   else
     v=$(verdict amp "$read_runs"'
 spread = json.load(open(f"{out}/float32_spread.json"))
-bound = {"loss": max(3 * spread["loss"], 0.02), "l1": max(3 * spread["l1"], 0.02), "util": max(3 * spread["util"], 0.05)}
+floor = {"loss": 0.01, "l1": 0.01, "util": 0.05}
+bound = {k: max(1.5 * v, floor[k]) for k, v in spread.items()}
 ref_calm, _ = run("cuda_calm")
 ref, ref_val = run("cuda")
 ok, parts = True, []
@@ -461,7 +484,9 @@ with open(f"{out}/ncu.csv") as f:
 for r in csv.DictReader(rows):
     if r.get("Metric Name") != "gpu__time_duration.sum":
         continue
-    name = r["Kernel Name"].split("(")[0].split("<")[0].strip()
+    name = r["Kernel Name"].replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+    name = name.split("(")[0].split("<")[0]
+    name = name.replace("void ", "").strip()
     time[name] += float(r["Metric Value"].replace(",", ""))
     count[name] += 1
 total = sum(time.values())

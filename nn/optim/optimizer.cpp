@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 #include <unordered_map>
 
@@ -166,6 +167,25 @@ std::vector<Tensor> defined_of(const std::vector<Tensor>& tensors, bool of_grads
   return out;
 }
 
+// The sum of squares of all tensors: one squared_norm and one host read per device they are on
+// (a model's state may hold CPU tensors beside its GPU ones, e.g. a loss scaler's).
+double total_squared_norm(const std::vector<Tensor>& xs) {
+  std::vector<Device> devices;
+  for (const Tensor& x : xs) {
+    if (std::find(devices.begin(), devices.end(), x.device()) == devices.end()) {
+      devices.push_back(x.device());
+    }
+  }
+  double total = 0.0;
+  for (const Device& d : devices) {
+    std::vector<Tensor> on_d;
+    std::copy_if(xs.begin(), xs.end(), std::back_inserter(on_d),
+                 [&](const Tensor& x) { return x.device() == d; });
+    total += squared_norm(on_d).item();
+  }
+  return total;
+}
+
 }  // namespace
 
 bool all_finite(const std::vector<Tensor>& tensors, bool of_grads) {
@@ -180,7 +200,7 @@ bool all_finite(const std::vector<Tensor>& tensors, bool of_grads) {
   }
   // One pass and one host read for all tensors. NOTE: squares are summed in double, so only a
   // float64 value beyond ~1e154 could overflow a finite sum (float32's largest square is 1e77).
-  return std::isfinite(squared_norm(xs).item());
+  return std::isfinite(total_squared_norm(xs));
 }
 
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
@@ -194,7 +214,7 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
       total_sq += sum(mul(g64, g64)).item();
     }
   } else {
-    total_sq = squared_norm(grads).item();
+    total_sq = total_squared_norm(grads);
   }
   const double norm = std::sqrt(total_sq);
   if (!std::isfinite(norm)) return norm;
