@@ -160,4 +160,11 @@ inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
 void register_backend(DeviceType type, Backend* backend);
 bool backend_registered(DeviceType type);
 
+// Tests only: makes "cuda" tensors a loopback device whose kernels are the CPU's (in its own
+// memory, so transfers are real copies), replacing any CUDA backend, so that the CUDA tests run
+// on machines without a GPU. Both sides then compute bit-equal results: loopback catches
+// exceptions, wrong shapes, construction-order and device-placement bugs, not tolerance bugs.
+void use_loopback_for_cuda();
+bool cuda_is_loopback();
+
 }  // namespace vq

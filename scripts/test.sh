@@ -20,3 +20,11 @@ if [ "$skipped" -gt 0 ]; then
   echo "== NOT VERIFIED: $skipped CUDA tests were skipped (${reason:-see the log}); run" \
     "scripts/gpu_check.sh on a machine with an NVIDIA GPU"
 fi
+# The same CUDA tests on the loopback device (CPU kernels behind the CUDA device type).
+loopback="$BUILD_DIR/test_cuda_loopback.json"
+if [ -f "$loopback" ]; then
+  ran=$(grep -c '"result": "COMPLETED"' "$loopback" || true)
+  cuda_only=$(grep -c '"result": "SKIPPED"' "$loopback" || true)
+  echo "== loopback: $ran CUDA tests executed on the loopback device (CPU kernels, so bit-equal:" \
+    "it checks code paths, not tolerances), $cuda_only skipped as CUDA-only (tests/test_util.h)"
+fi

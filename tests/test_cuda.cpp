@@ -19,6 +19,19 @@ using test::randn32;
 using test::randn64;
 
 const Device kCuda{DeviceType::CUDA, 0};
+
+// VQ_TEST_LOOPBACK=1: every "cuda" tensor of this program lives on the loopback device (the CPU
+// kernels in their own memory), so every test below runs on machines without a GPU too, except
+// the CUDA-only ones that test::loopback_skip_reason lists.
+class LoopbackEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* v = std::getenv("VQ_TEST_LOOPBACK");
+    if (v != nullptr && std::string(v) != "0") use_loopback_for_cuda();
+  }
+};
+[[maybe_unused]] const auto* const loopback_environment =
+    ::testing::AddGlobalTestEnvironment(new LoopbackEnvironment);
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // fn on the CPU inputs and on CUDA copies of them: the CUDA result must stay on the GPU and
@@ -70,6 +83,7 @@ Tensor positive64(const Shape& shape, uint64_t seed) { return add(abs(randn64(sh
 // ---- availability, transfers, devices ----
 
 TEST(CudaAvailability, ClearErrorWithoutGpu) {
+  VQ_SKIP_ON_LOOPBACK();
   if (cuda_available()) GTEST_SKIP() << "a GPU is present; this checks the message without one";
 #if VQ_WITH_CUDA_BACKEND
   // The backend must be registered by its static initializer (vq_backends links it whole).
@@ -351,7 +365,7 @@ TEST(CudaReduce, SquaredNormMatchesCpu) {
 
 // ---- linear algebra ----
 
-TEST(CudaLinalg, MatmulBmmLinearAndTf32Switch) {
+TEST(CudaLinalg, MatmulBmmLinearMatchCpu) {
   VQ_SKIP_WITHOUT_CUDA();
   const Tensor a = randn64({2, 3, 33, 65}, 16), b = randn64({65, 17}, 17);
   const Tensor w = randn64({17, 65}, 18), bias = randn64({17}, 19);
@@ -369,7 +383,11 @@ TEST(CudaLinalg, MatmulBmmLinearAndTf32Switch) {
       {randn64({3, 65, 33}, 20), randn64({1, 65, 9}, 21)}));
   EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
                                {randn64({4, 0}, 22), randn64({0, 3}, 23)}, 0, 0));
+}
+
 #if VQ_WITH_CUDA_BACKEND
+TEST(CudaLinalg, Tf32SwitchIsUsedAndRestored) {
+  VQ_SKIP_WITHOUT_CUDA();
   // TF32 rounds operands to 10-bit mantissas: about 2^-11 relative per product, so a 512-term
   // sum is off by ~1e-3 of its terms' scale, where true float32 is within ~1e-5 (checked too):
   // the gap proves the tensor cores were used, and the scope switches TF32 off again.
@@ -388,8 +406,8 @@ TEST(CudaLinalg, MatmulBmmLinearAndTf32Switch) {
   } catch (const Error&) {
   }
   EXPECT_FALSE(cuda::allow_tf32()) << "a throw left TF32 on";
-#endif
 }
+#endif
 
 // ---- convolution ----
 
@@ -476,10 +494,11 @@ double low_ulp(double v, DType low) {
 // there, far above 2^-16 = 1.5e-5: the same bounds reject them (checked for y, dx and dw).
 TEST(CudaConv, AutocastMatchesCpuOnRoundedOperands) {
   VQ_SKIP_WITHOUT_CUDA();
+  std::string missing;
   for (DType low : {DType::BFloat16, DType::Float16}) {
     const std::string why_not = backend_for(kCuda).why_no_low_precision(low);
     if (!why_not.empty()) {
-      ADD_FAILURE() << "this GPU lacks " << dtype_name(low) << ": " << why_not;
+      missing += fmt::format("{} ({}) ", dtype_name(low), why_not);
       continue;
     }
     const auto rounded = [low](const Tensor& t) { return t.to(low).to(DType::Float64); };
@@ -522,6 +541,7 @@ TEST(CudaConv, AutocastMatchesCpuOnRoundedOperands) {
     EXPECT_FALSE(within_rounding(rounded(dw_u), rounded(dw), dw, S_dw, low, k,
                                  "dw from unrounded operands"));
   }
+  test::report_missing_precisions(missing);
 }
 
 // ---- resampling ----

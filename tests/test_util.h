@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,34 @@ inline Tensor randn32(const Shape& shape, uint64_t seed = 1) {
     }                                                                                        \
   } while (0)
 
+// The tests of CUDA-only behaviour, which the loopback device (VQ_TEST_LOOPBACK=1: "cuda" tensors
+// run the CPU kernels) cannot stand in for, each with the reason. The one list: every other CUDA
+// test runs on loopback. Returns the reason for the running test, or nullptr.
+inline const char* loopback_skip_reason() {
+  static const std::map<std::string, const char*> skips = {
+      {"CudaAvailability.ClearErrorWithoutGpu",
+       "checks the message on a machine without a GPU, and loopback poses as one"},
+      {"CudaLinalg.Tf32SwitchIsUsedAndRestored", "TF32 is a tensor-core mode of cuBLAS and cuDNN"},
+      {"CudaAllocator.SizeClassesStatsAndReuse", "the caching allocator is CUDA's"},
+      {"CudaAllocator.OutOfMemoryIsAClearError", "the caching allocator is CUDA's"},
+      {"CudaModel.AllocatorReleasesTheCacheAndRetriesUnderALimit",
+       "the caching allocator is CUDA's"},
+      {"CudaNccl.OneRankCollectivesRunOnTheGpu", "NCCL runs on GPUs only"},
+  };
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const auto it = skips.find(std::string(info->test_suite_name()) + "." + info->name());
+  return it == skips.end() ? nullptr : it->second;
+}
+
+#define VQ_SKIP_ON_LOOPBACK()                                                     \
+  do {                                                                            \
+    if (::vq::cuda_is_loopback()) {                                               \
+      if (const char* vq_why_ = ::vq::test::loopback_skip_reason()) {             \
+        GTEST_SKIP() << "CUDA-only, not run on the loopback device: " << vq_why_; \
+      }                                                                           \
+    }                                                                             \
+  } while (0)
+
 // Skips a CUDA test where no GPU can be used, with the reason. On a machine that is meant to have
 // one, set VQ_REQUIRE_CUDA=1: the test then fails with the backend's reason instead of skipping
 // (an old driver must not turn a GPU run into a green run of skips).
@@ -90,6 +119,19 @@ inline Tensor randn32(const Shape& shape, uint64_t seed = 1) {
                            ? "no GPU on this machine; CUDA-vs-CPU checks need one"          \
                            : "built without the CUDA backend (VQ_CUDA=OFF or no toolkit)"); \
     }                                                                                       \
+    VQ_SKIP_ON_LOOPBACK();                                                                  \
   } while (0)
+
+// A low precision the device cannot compute in: on a GPU a reported skip naming the capability
+// (gpu_check.sh accepts no other skip); on the loopback device, whose CPU kernels have no float16,
+// a printed note (the test's other precisions ran). Call at the end of the test.
+inline void report_missing_precisions(const std::string& missing) {
+  if (missing.empty()) return;
+  if (::vq::cuda_is_loopback()) {
+    fmt::print("loopback: not run in {}\n", missing);
+  } else {
+    GTEST_SKIP() << "capability missing: " << missing;
+  }
+}
 
 }  // namespace vq::test

@@ -96,8 +96,8 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
     if (src.device().is_cpu()) {
       backend_for(landed).copy_from_host(packed.raw_data(), landed);
     } else {
-      backend_for(packed).copy_to_host(packed, landed.raw_data());
       VQ_CHECK(device().is_cpu(), "copy_: direct copies between two GPUs are not supported");
+      backend_for(packed).copy_to_host(packed, landed.raw_data());
     }
     backend_for(*this).copy(landed.expand(this->shape()), *this);
   }
