@@ -221,12 +221,17 @@ struct Scalars {
   const void* zero() const { return is_double ? static_cast<const void*>(&d[1]) : &f[1]; }
 };
 
-void check_dtype(const ConvShape& s, const Tensor& t) {
-  VQ_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Float64,
-           "conv2d on cuda: unsupported dtype {}", dtype_name(t.dtype()));
-  VQ_CHECK(s.compute == t.dtype() || t.dtype() == DType::Float32,
-           "conv2d on cuda: {} tensors cannot compute in {}", dtype_name(t.dtype()),
+// An input (x, w or dy) holds float32 or float64, or already the low precision it computes in;
+// `out` (y, dx or dw) holds the caller's type: float32 under autocast.
+void check_dtypes(const ConvShape& s, const Tensor& in, const Tensor& out) {
+  VQ_CHECK(out.dtype() == DType::Float32 || out.dtype() == DType::Float64,
+           "conv2d on cuda: unsupported dtype {}", dtype_name(out.dtype()));
+  VQ_CHECK(s.compute == out.dtype() || out.dtype() == DType::Float32,
+           "conv2d on cuda: {} tensors cannot compute in {}", dtype_name(out.dtype()),
            dtype_name(s.compute));
+  VQ_CHECK(in.dtype() == out.dtype() || in.dtype() == s.compute,
+           "conv2d on cuda: a {} operand for a {} result computed in {}", dtype_name(in.dtype()),
+           dtype_name(out.dtype()), dtype_name(s.compute));
 }
 
 // The operand as cuDNN takes it: the tensor itself, or a copy converted to the low precision
@@ -254,11 +259,12 @@ struct Result {
 
 void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
                                  const Tensor& bias, const Tensor& y) {
-  check_dtype(s, x);
+  check_dtypes(s, x, y);
+  check_dtypes(s, w, y);
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
-  Plan& p = plan_for(s, x.dtype());
-  const DType dtype = conv_dtype(s, x.dtype());
+  Plan& p = plan_for(s, y.dtype());
+  const DType dtype = conv_dtype(s, y.dtype());
   if (!p.forward) {
     p.forward = choose<cudnnConvolutionFwdAlgo_t, cudnnConvolutionFwdAlgoPerf_t>(
         p, "forward",
@@ -271,7 +277,7 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
                                                          p.y.get(), algo, bytes);
         });
   }
-  const Scalars k(x.dtype());
+  const Scalars k(y.dtype());
   DeviceBuffer workspace(p.forward->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.forward->math));
   const Tensor xl = operand(x, dtype), wl = operand(w, dtype);
@@ -289,11 +295,12 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
 
 void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                                        const Tensor& dx) {
-  check_dtype(s, dy);
+  check_dtypes(s, dy, dx);
+  check_dtypes(s, w, dx);
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
-  Plan& p = plan_for(s, dy.dtype());
-  const DType dtype = conv_dtype(s, dy.dtype());
+  Plan& p = plan_for(s, dx.dtype());
+  const DType dtype = conv_dtype(s, dx.dtype());
   if (!p.backward_data) {
     p.backward_data = choose<cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdDataAlgoPerf_t>(
         p, "backward-data",
@@ -306,7 +313,7 @@ void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, con
                                                               p.x.get(), algo, bytes);
         });
   }
-  const Scalars k(dy.dtype());
+  const Scalars k(dx.dtype());
   DeviceBuffer workspace(p.backward_data->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_data->math));
   const Tensor wl = operand(w, dtype), dyl = operand(dy, dtype);
@@ -319,11 +326,16 @@ void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, con
 
 void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                                          const Tensor& dw, const Tensor& dbias) {
-  check_dtype(s, dy);
+  check_dtypes(s, dy, dw);
+  check_dtypes(s, x, dw);
+  // The bias terms read dy through the caller's (float32) descriptor.
+  VQ_CHECK(!dbias.defined() || dy.dtype() == dw.dtype(),
+           "conv2d on cuda: the bias gradient needs the {} dy, got {}", dtype_name(dw.dtype()),
+           dtype_name(dy.dtype()));
   std::lock_guard<std::mutex> lock(conv_mutex());
   cudnnHandle_t h = cudnn_handle();
-  Plan& p = plan_for(s, dy.dtype());
-  const DType dtype = conv_dtype(s, dy.dtype());
+  Plan& p = plan_for(s, dw.dtype());
+  const DType dtype = conv_dtype(s, dw.dtype());
   if (!p.backward_filter) {
     p.backward_filter =
         choose<cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionBwdFilterAlgoPerf_t>(
@@ -337,7 +349,7 @@ void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, c
                   h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), algo, bytes);
             });
   }
-  const Scalars k(dy.dtype());
+  const Scalars k(dw.dtype());
   DeviceBuffer workspace(p.backward_filter->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_filter->math));
   const Tensor xl = operand(x, dtype), dyl = operand(dy, dtype);

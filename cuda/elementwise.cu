@@ -6,6 +6,8 @@
 // NOTE: both compilers may fuse a*b+c into one FMA, differently, so float results may differ in
 // the last bit; the random streams use philox_affine (an explicit FMA on both sides), so
 // uniform() and normal()'s affine step match the CPU bit for bit.
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "cuda/launch.cuh"
@@ -157,6 +159,95 @@ __global__ void copy_kernel(Strided<2> s, int64_t n) {
   }
 }
 
+// ---- dense float32 <-> bfloat16/float16 conversion, four elements per thread ----
+// The casts autocast makes around every convolution: vector loads and stores (float4, ushort4),
+// 32-bit indices, and the same rounding functions as copy_kernel (so the bits agree).
+
+template <class T>
+struct Vec4 {
+  using type = ushort4;  // BFloat16, Half: four 16-bit bit patterns
+};
+template <>
+struct Vec4<float> {
+  using type = float4;
+};
+
+template <class S, class C>
+__device__ __forceinline__ float lane_to_float(C lane) {
+  if constexpr (std::is_same_v<S, BFloat16>) {
+    return bf16_to_float(lane);
+  } else if constexpr (std::is_same_v<S, Half>) {
+    return half_to_float(lane);
+  } else {
+    return lane;
+  }
+}
+
+template <class D>
+__device__ __forceinline__ auto float_to_lane(float f) {
+  if constexpr (std::is_same_v<D, BFloat16>) {
+    return static_cast<unsigned short>(float_to_bf16(f));
+  } else if constexpr (std::is_same_v<D, Half>) {
+    return static_cast<unsigned short>(float_to_half(f));
+  } else {
+    return f;
+  }
+}
+
+template <class D, class S>
+__global__ void convert4_kernel(D* __restrict__ out, const S* __restrict__ in, int n) {
+  using VS = typename Vec4<S>::type;
+  using VD = typename Vec4<D>::type;
+  const int quads = n / 4;
+  for (int q = blockIdx.x * blockDim.x + threadIdx.x; q < quads; q += gridDim.x * blockDim.x) {
+    const VS v = reinterpret_cast<const VS*>(in)[q];
+    VD r;
+    r.x = float_to_lane<D>(lane_to_float<S>(v.x));
+    r.y = float_to_lane<D>(lane_to_float<S>(v.y));
+    r.z = float_to_lane<D>(lane_to_float<S>(v.z));
+    r.w = float_to_lane<D>(lane_to_float<S>(v.w));
+    reinterpret_cast<VD*>(out)[q] = r;
+  }
+  // The last n % 4 elements, one thread each.
+  const int i = quads * 4 + static_cast<int>(threadIdx.x);
+  if (blockIdx.x == 0 && i < n) {
+    const auto lane = reinterpret_cast<const decltype(VS{}.x)*>(in)[i];
+    reinterpret_cast<decltype(VD{}.x)*>(out)[i] = float_to_lane<D>(lane_to_float<S>(lane));
+  }
+}
+
+// VQ_VECTOR_CASTS=0: every conversion through copy_kernel (to compare on a GPU).
+bool vectorized_casts() {
+  static const bool on = [] {
+    const char* v = std::getenv("VQ_VECTOR_CASTS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// Runs convert4_kernel where it applies (dense, float32 on one side, a 16-bit float on the other,
+// aligned for vector access, under 2^31 elements); false otherwise.
+template <class D, class S>
+bool try_convert4(const Strided<2>& s, int64_t n) {
+  constexpr bool pair =
+      (std::is_same_v<S, float> && (std::is_same_v<D, BFloat16> || std::is_same_v<D, Half>)) ||
+      (std::is_same_v<D, float> && (std::is_same_v<S, BFloat16> || std::is_same_v<S, Half>));
+  if constexpr (!pair) {
+    return false;
+  } else {
+    if (!s.dense || n >= (int64_t{1} << 31) || !aligned(s.data[0], 4 * sizeof(D)) ||
+        !aligned(s.data[1], 4 * sizeof(S))) {
+      return false;
+    }
+    convert4_kernel<D, S><<<grid_for(std::max<int64_t>(n / 4, 1)), kThreads>>>(
+        static_cast<D*>(s.data[0]), static_cast<const S*>(s.data[1]), static_cast<int>(n));
+    VQ_CUDA_CHECK_LAUNCH("convert4_kernel");
+    return true;
+  }
+}
+
 template <class T>
 __global__ void fill_kernel(Strided<1> s, int64_t n, T value) {
   T* out = static_cast<T*>(s.data[0]);
@@ -277,7 +368,10 @@ void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src) {
     dispatch_storage(src, [&](auto stag) {
       using D = decltype(dtag);
       using S = decltype(stag);
-      if constexpr (!std::is_same_v<D, S>) launch_1d("copy_kernel", n, copy_kernel<D, S>, s, n);
+      if constexpr (!std::is_same_v<D, S>) {
+        if (n > 0 && vectorized_casts() && try_convert4<D, S>(s, n)) return;
+        launch_1d("copy_kernel", n, copy_kernel<D, S>, s, n);
+      }
     });
   });
 }

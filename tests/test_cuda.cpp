@@ -160,6 +160,35 @@ TEST(CudaFactory, FillArangeAndConversionsMatchCpuExactly) {
   EXPECT_TRUE(allclose(g, c, 0, 0));
 }
 
+// float32 <-> bfloat16/float16 on the vectorised path (dense, aligned: four per thread plus a
+// tail) and the scalar one (a view starting one element in), bit for bit against the CPU, with
+// values that round to even, overflow, underflow to subnormals and zero, and NaN and inf.
+TEST(CudaCopy, LowPrecisionCastsMatchCpuBitForBit) {
+  VQ_SKIP_WITHOUT_CUDA();
+  std::vector<float> special = {0.0f,  -0.0f, 1.0f,  1.00390625f, 1.01171875f, 65504.0f, 65520.0f,
+                                1e-8f, 3e-5f, 1e38f, INFINITY,    -INFINITY,   NAN};
+  for (int64_t n : {1, 3, 4, 5, 1027}) {
+    std::vector<float> v = randn32({n}, 40 + n).to_vector<float>();
+    for (size_t i = 0; i < v.size() && i < special.size(); ++i)
+      v[i] = special[i] * (i % 2 ? -1 : 1);
+    const Tensor x = from_vector<float>(v, {n});
+    for (DType low : {DType::BFloat16, DType::Float16}) {
+      SCOPED_TRACE(fmt::format("{} elements, {}", n, dtype_name(low)));
+      const Fn down = [low](const auto& in) { return in[0].to(low).to(DType::Float32); };
+      EXPECT_TRUE(cuda_matches_cpu(down, {x}, 0, 0));
+      // float16/bfloat16 -> float32: the widening direction on its own.
+      const Tensor lows = x.to(low);
+      EXPECT_TRUE(allclose(lows.to(kCuda).to(DType::Float32).cpu(), lows.to(DType::Float32), 0, 0));
+      if (n > 1) {
+        const Fn offset = [low](const auto& in) {
+          return in[0].narrow(0, 1, in[0].size(0) - 1).to(low).to(DType::Float32);
+        };
+        EXPECT_TRUE(cuda_matches_cpu(offset, {x}, 0, 0));
+      }
+    }
+  }
+}
+
 TEST(CudaCopy, BroadcastPermutedAndManyDimViews) {
   VQ_SKIP_WITHOUT_CUDA();
   const Tensor x = randn64({3, 1, 5}, 6);

@@ -1,15 +1,36 @@
 // The loopback device (tests only, see use_loopback_for_cuda in backend.h): the CPU backend's
 // kernels registered for DeviceType::CUDA. Storage comes from the same CPU allocator but is its
 // own, so .to(), copy_ across devices and item() move bytes exactly as they would to a GPU.
+// Like CUDA it takes convolution operands already in the low precision (so the op's cast-once
+// path runs here too): they are widened back to float32, exactly, for the CPU kernels, which round
+// them to the same values again.
 #include "autograd/cpu/cpu_backend.h"
 
 namespace vq {
 
 namespace {
 
+// t in the dtype of `like` (a float32 result): a low-precision operand widened exactly.
+Tensor widened(const Tensor& t, const Tensor& like) {
+  return t.dtype() == like.dtype() ? t : t.to(like.dtype());
+}
+
 class LoopbackBackend final : public cpu::CpuBackend {
  public:
   const char* name() const override { return "loopback"; }
+  bool takes_low_precision_operands() const override { return true; }
+  void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Tensor& y) override {
+    CpuBackend::conv2d_forward(s, widened(x, y), widened(w, y), bias, y);
+  }
+  void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
+                            const Tensor& dx) override {
+    CpuBackend::conv2d_backward_data(s, widened(dy, dx), widened(w, dx), dx);
+  }
+  void conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
+                              const Tensor& dw, const Tensor& dbias) override {
+    CpuBackend::conv2d_backward_weight(s, widened(dy, dw), widened(x, dw), dw, dbias);
+  }
 };
 
 LoopbackBackend* loopback_instance = nullptr;

@@ -1,11 +1,37 @@
 // conv2d: checks, output size, the backend's forward, and its backward rule: dx from the
 // backward-data kernel, dweight and dbias from the backward-weights kernel. Under autocast the
-// products run in bfloat16 (the shape records it, so backward does too).
+// products run in the low precision (the shape records it, so backward does too). Where the
+// backend takes low-precision operands (CUDA), each operand is cast once: x and w in forward, and
+// those low copies are what backward uses; dy once for both backward kernels; the bias gradient
+// sums the float32 dy. VQ_CONV_CAST_ONCE=0 leaves every cast to the kernels (the former way, kept
+// to compare on a GPU).
 // Size letters: N batch, C in channels, O out channels, H W, kH kW, OH OW.
+#include <cstdlib>
+#include <string>
+
 #include "autograd/autocast.h"
+#include "autograd/node.h"
 #include "autograd/ops/op_util.h"
 
 namespace vq {
+
+namespace {
+
+bool cast_once_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("VQ_CONV_CAST_ONCE");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
+// t (contiguous) in `dtype`, without recording a graph.
+Tensor low_copy(const Tensor& t, DType dtype) {
+  NoGradGuard no_grad;
+  return t.detach().to(dtype);
+}
+
+}  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
   check_floating("conv2d", x);
@@ -43,29 +69,39 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
            "conv2d: input {} is smaller than the (dilated) kernel {} with padding [{}, {}]",
            shape_str(x.shape()), shape_str(weight.shape()), o.padding[0], o.padding[1]);
 
-  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  Backend& backend = backend_for(x);
+  const bool cast_once =
+      s.compute != x.dtype() && backend.takes_low_precision_operands() && cast_once_enabled();
+  const Tensor xc = cast_once ? low_copy(x, s.compute) : x.contiguous();
+  const Tensor wc = cast_once ? low_copy(weight, s.compute) : weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.O, s.OH, s.OW}, x.dtype(), x.device());
-  backend_for(x).conv2d_forward(s, xc, wc, bc, y);
+  backend.conv2d_forward(s, xc, wc, bc, y);
 
   if (needs_graph({x, weight, bias})) {
-    attach_grad_fn(y, "conv2d", {x, weight, bias},
-                   [s, sx = SavedTensor(xc), sw = SavedTensor(wc)](const Tensor& dout, Grads& g) {
-                     const Tensor dy = dout.contiguous();
-                     Backend& be = backend_for(dy);
-                     if (g.needs(0)) {
-                       g[0] = Tensor::empty({s.N, s.C, s.H, s.W}, dy.dtype(), dy.device());
-                       be.conv2d_backward_data(s, dy, sw.get("conv2d"), g[0]);
-                     }
-                     if (g.needs(1) || g.needs(2)) {
-                       Tensor dw = Tensor::empty({s.O, s.C, s.kH, s.kW}, dy.dtype(), dy.device());
-                       Tensor db =
-                           g.needs(2) ? Tensor::empty({s.O}, dy.dtype(), dy.device()) : Tensor();
-                       be.conv2d_backward_weight(s, dy, sx.get("conv2d"), dw, db);
-                       if (g.needs(1)) g[1] = dw;
-                       if (g.needs(2)) g[2] = db;
-                     }
-                   });
+    // NOTE: with cast_once the saved tensors are the low copies, so an in-place change of x or w
+    // after this call is not detected (the copies are what backward needs anyway).
+    attach_grad_fn(
+        y, "conv2d", {x, weight, bias},
+        [s, cast_once, sx = SavedTensor(xc), sw = SavedTensor(wc)](const Tensor& dout, Grads& g) {
+          const Tensor dy32 = dout.contiguous();
+          const Tensor dy = cast_once ? low_copy(dy32, s.compute) : dy32;
+          Backend& be = backend_for(dy32);
+          if (g.needs(0)) {
+            g[0] = Tensor::empty({s.N, s.C, s.H, s.W}, dy32.dtype(), dy32.device());
+            be.conv2d_backward_data(s, dy, sw.get("conv2d"), g[0]);
+          }
+          if (g.needs(1) || g.needs(2)) {
+            Tensor dw = Tensor::empty({s.O, s.C, s.kH, s.kW}, dy32.dtype(), dy32.device());
+            // The kernel sums dy for the bias only when it holds the float32 one.
+            const bool db_in_kernel = g.needs(2) && !cast_once;
+            Tensor db = db_in_kernel ? Tensor::empty({s.O}, dy32.dtype(), dy32.device()) : Tensor();
+            be.conv2d_backward_weight(s, dy, sx.get("conv2d"), dw, db);
+            if (g.needs(2) && !db_in_kernel) db = sum(dy32, {0, 2, 3});
+            if (g.needs(1)) g[1] = dw;
+            if (g.needs(2)) g[2] = db;
+          }
+        });
   }
   return y;
 }
