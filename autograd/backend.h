@@ -97,6 +97,8 @@ class Backend {
                               const Tensor& bias, const Tensor& y) = 0;
   virtual void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                                     const Tensor& dx) = 0;
+  // dbias [O] = the sum of dy [N, O, OH, OW] over N, OH, OW (overwritten), dy in y's dtype.
+  virtual void conv2d_backward_bias(const ConvShape& s, const Tensor& dy, const Tensor& dbias) = 0;
   // dw (and dbias when defined) are overwritten, not accumulated.
   virtual void conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                                       const Tensor& dw, const Tensor& dbias) = 0;

@@ -324,6 +324,18 @@ void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, con
   out.finish();
 }
 
+void CudaBackend::conv2d_backward_bias(const ConvShape& s, const Tensor& dy, const Tensor& dbias) {
+  check_dtypes(s, dy, dbias);
+  VQ_CHECK(dy.dtype() == dbias.dtype(), "conv2d on cuda: the bias gradient needs the {} dy, got {}",
+           dtype_name(dbias.dtype()), dtype_name(dy.dtype()));
+  std::lock_guard<std::mutex> lock(conv_mutex());
+  Plan& p = plan_for(s, dbias.dtype());
+  const Scalars k(dbias.dtype());
+  // dbias[o] = sum of dy over N, OH, OW, through the caller's (float32) descriptors
+  VQ_CUDNN_CHECK(cudnnConvolutionBackwardBias(cudnn_handle(), k.one(), p.y_out.get(), dy.raw_data(),
+                                              k.zero(), p.bias.get(), dbias.raw_data()));
+}
+
 void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                                          const Tensor& dw, const Tensor& dbias) {
   check_dtypes(s, dy, dw);

@@ -32,13 +32,16 @@
 #                VQ_VECTOR_CASTS=0) for comparison; the PyTorch fmnist twin
 #                (bench/pytorch_vqgan.py) on the same GPU with the ratios; the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
+#   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings and with
+#                the former casts, alternating, 3 rounds of 1.5 s each: medians and their ratio
 #   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
 #                kernel (the first 3000 launches after a warm-up step)
 #
 #   scripts/gpu_check.sh OUT_DIR                       # uses gpu_carry/vq_gpu.tar.xz
 #   scripts/gpu_check.sh --prebuilt build OUT_DIR      # programs already built on this machine
 #   scripts/gpu_check.sh --only training OUT_DIR       # one phase again (cuda_tests, training,
-#                                                      # mixed, product, benchmarks, profile;
+#                                                      # mixed, product, benchmarks, rounds,
+#                                                      # profile;
 #                                                      # mixed needs training's runs in OUT_DIR)
 #   scripts/gpu_check.sh --no-gpu OUT_DIR              # the dry run CI does: inventory, unpack
 #                                                      # and start checks only
@@ -67,8 +70,8 @@ done
 [ -n "$out" ] || { usage; exit 2; }
 for phase in ${only//,/ }; do
   case "$phase" in
-    cuda_tests | training | mixed | product | benchmarks | profile) ;;
-    *) echo "gpu_check: unknown phase '$phase' (cuda_tests, training, mixed, product, benchmarks, profile)"; exit 2 ;;
+    cuda_tests | training | mixed | product | benchmarks | rounds | profile) ;;
+    *) echo "gpu_check: unknown phase '$phase' (cuda_tests, training, mixed, product, benchmarks, rounds, profile)"; exit 2 ;;
   esac
 done
 # want PHASE: whether this run includes PHASE (--only takes a comma-separated list).
@@ -203,7 +206,7 @@ else
 fi
 
 if [ "$no_gpu" -eq 1 ]; then
-  for phase in "cuda tests" training "mixed prec." product benchmarks profile; do
+  for phase in "cuda tests" training "mixed prec." product benchmarks rounds profile; do
     report "$phase" "skipped (--no-gpu)" 0 ""
   done
   echo
@@ -466,6 +469,38 @@ EOF
 )
   if [ "$rc_ops" -eq 0 ] && [ "$rc_step" -eq 0 ]; then report benchmarks ok $((SECONDS - t0)) "$numbers"
   else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see bench_*.log"; fi
+fi
+
+# ---- alternating rounds: the default against the former casts --------------------------------
+if want rounds; then
+  t0=$SECONDS
+  for r in 1 2 3; do
+    for variant in default former_casts; do
+      switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
+      [ "$variant" = former_casts ] && switches+=(VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0)
+      limited 40 env "${switches[@]}" "$bin/bench_train_step" \
+        --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
+        --benchmark_out="$out/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
+    done
+  done
+  v=$(verdict rounds '
+import glob, json, statistics, sys
+out = sys.argv[1]
+rates = {}
+for path in sorted(glob.glob(f"{out}/rounds_*.json")):
+    variant = "former_casts" if "former_casts" in path else "default"
+    for b in json.load(open(path))["benchmarks"]:
+        if "images/s" in b:
+            rates.setdefault((b["name"].split("/min_time")[0].replace("BM_", ""), variant), []).append(b["images/s"])
+parts = []
+for name in sorted({n for n, _ in rates}):
+    new, old = rates.get((name, "default"), []), rates.get((name, "former_casts"), [])
+    if new and old:
+        m_new, m_old = statistics.median(new), statistics.median(old)
+        parts.append(f"{name}: {m_new:.0f} vs {m_old:.0f} img/s with the former casts ({m_new / m_old:.2f}x, medians of {len(new)}/{len(old)})")
+print(("ok|" if parts else "FAIL|no rounds finished; ") + "; ".join(parts))
+')
+  report rounds "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
 fi
 
 # ---- kernel profile --------------------------------------------------------------------------

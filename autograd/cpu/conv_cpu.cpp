@@ -469,6 +469,11 @@ void bias_grad(const ConvShape& s, const Tensor& dy, const Tensor& dbias) {
 
 }  // namespace
 
+void CpuBackend::conv2d_backward_bias(const ConvShape& s, const Tensor& dy, const Tensor& dbias) {
+  dispatch_floating(dy.dtype(), "conv2d backward",
+                    [&](auto tag) { bias_grad<decltype(tag)>(s, dy, dbias); });
+}
+
 void CpuBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                                         const Tensor& dw, const Tensor& dbias) {
   if (dy.dtype() == DType::Float32 && onednn_can_run(s)) {

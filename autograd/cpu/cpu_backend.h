@@ -49,6 +49,7 @@ class CpuBackend : public Backend {
                       const Tensor& y) override;
   void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                             const Tensor& dx) override;
+  void conv2d_backward_bias(const ConvShape& s, const Tensor& dy, const Tensor& dbias) override;
   void conv2d_backward_weight(const ConvShape& s, const Tensor& dy, const Tensor& x,
                               const Tensor& dw, const Tensor& dbias) override;
 

@@ -3,9 +3,9 @@
 // products run in the low precision (the shape records it, so backward does too). Where the
 // backend takes low-precision operands (CUDA), each operand is cast once: x and w in forward, and
 // those low copies are what backward uses; dy once for both backward kernels; the bias gradient
-// sums the float32 dy. VQ_CONV_CAST_ONCE=0 leaves every cast to the kernels (the former way, kept
-// to compare on a GPU).
-// Size letters: N batch, C in channels, O out channels, H W, kH kW, OH OW.
+// sums the float32 dy (conv2d_backward_bias). VQ_CONV_CAST_ONCE=0 leaves every cast to the kernels
+// (the former way, kept to compare on a GPU). Size letters: N batch, C in channels, O out channels,
+// H W, kH kW, OH OW.
 #include <cstdlib>
 #include <string>
 
@@ -97,7 +97,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             const bool db_in_kernel = g.needs(2) && !cast_once;
             Tensor db = db_in_kernel ? Tensor::empty({s.O}, dy32.dtype(), dy32.device()) : Tensor();
             be.conv2d_backward_weight(s, dy, sx.get("conv2d"), dw, db);
-            if (g.needs(2) && !db_in_kernel) db = sum(dy32, {0, 2, 3});
+            if (g.needs(2) && !db_in_kernel) {
+              db = Tensor::empty({s.O}, dy32.dtype(), dy32.device());
+              be.conv2d_backward_bias(s, dy32, db);
+            }
             if (g.needs(1)) g[1] = dw;
             if (g.needs(2)) g[2] = db;
           }
