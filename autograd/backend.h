@@ -40,6 +40,10 @@ class Backend {
   // float32; otherwise why not.
   virtual std::string why_no_low_precision(DType low) = 0;
 
+  // Waits until every kernel queued on this backend's devices has finished (no-op on the CPU,
+  // whose kernels are synchronous). For timing; the ops never need it.
+  virtual void synchronize() {}
+
   // ---- memory ----
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
@@ -166,6 +170,20 @@ inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
 // Called once by the CUDA library at start-up.
 void register_backend(DeviceType type, Backend* backend);
 bool backend_registered(DeviceType type);
+
+// What a piece of work asks of the devices, for benchmarks and budget tests (relaxed atomics:
+// cheap, exact when one thread does the work):
+//   host_reads     tensor values brought to the host: item(), to_vector(), .cpu() and other
+//                  copies from a device to the CPU. Each is a wait for the GPU; counted on the CPU
+//                  too, so a CPU test can hold a GPU step to its budget.
+//   backend_calls  every backend_for(): kernel dispatches and allocations.
+struct DispatchCounts {
+  int64_t host_reads = 0, backend_calls = 0;
+};
+DispatchCounts dispatch_counts();
+namespace detail {
+void count_host_read();
+}
 
 // Tests only: makes "cuda" tensors a loopback device whose kernels are the CPU's (in its own
 // memory, so transfers are real copies), replacing any CUDA backend, so that the CUDA tests run

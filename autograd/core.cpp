@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
 #include <mutex>
 
 #include "autograd/backend.h"
@@ -102,7 +103,15 @@ std::array<Backend*, 2>& registry() {
   static std::array<Backend*, 2> backends{};
   return backends;
 }
+std::atomic<int64_t> host_reads{0}, backend_calls{0};
 }  // namespace
+
+DispatchCounts dispatch_counts() {
+  return {host_reads.load(std::memory_order_relaxed),
+          backend_calls.load(std::memory_order_relaxed)};
+}
+
+void detail::count_host_read() { host_reads.fetch_add(1, std::memory_order_relaxed); }
 
 Backend* cpu_backend();  // autograd/cpu/cpu_backend.cpp
 
@@ -115,6 +124,7 @@ bool backend_registered(DeviceType type) {
 }
 
 Backend& backend_for(Device device) {
+  backend_calls.fetch_add(1, std::memory_order_relaxed);
   if (device.is_cpu()) return *cpu_backend();
   Backend* backend = registry()[static_cast<size_t>(device.type)];
   VQ_CHECK(backend != nullptr,

@@ -94,6 +94,7 @@ template uint8_t* Tensor::data<uint8_t>() const;
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  if (device().is_cpu()) detail::count_host_read();  // else to(kCPU) counts the transfer
   const Tensor host = to(dtype_of<T>()).to(kCPU).contiguous();
   const T* p = host.data<T>();
   return std::vector<T>(p, p + host.numel());

@@ -15,8 +15,9 @@
 namespace vq {
 namespace {
 
-// A step of `model_config` at batch `batch` on VQ_BENCH_DEVICE; its loss values are read back
-// (as the trainer does), which waits for the step's kernels.
+// A step of `model_config` at batch `batch` on VQ_BENCH_DEVICE, waited for (synchronize) every
+// iteration. Counters: images/s, and per step the host reads of tensor values (each a wait for a
+// GPU) and the backend calls (kernels and allocations), counted on every device.
 void run_train_step(benchmark::State& state, const std::string& model_config, int64_t batch,
                     bool perceptual, DType precision = DType::Float32) {
   set_num_threads(bench::bench_threads());
@@ -29,8 +30,20 @@ void run_train_step(benchmark::State& state, const std::string& model_config, in
   const int64_t C = config.model.in_channels, S = config.model.resolution;
   const Tensor x = clamp(randn({batch, C, S, S}, gen), -1.0, 1.0).to(device);
   step.run(x, 0, 1.0, 1e-4);  // warm-up: oneDNN and cuDNN plan every shape once
+  Backend& backend = backend_for(device);
+  backend.synchronize();
+  const DispatchCounts before = dispatch_counts();
   int64_t i = 1;
-  for (auto _ : state) step.run(x, i++, 1.0, 1e-4);
+  for (auto _ : state) {
+    step.run(x, i++, 1.0, 1e-4);
+    backend.synchronize();
+  }
+  const DispatchCounts after = dispatch_counts();
+  const double steps = static_cast<double>(std::max<int64_t>(i - 1, 1));
+  state.counters["host_reads/step"] =
+      static_cast<double>(after.host_reads - before.host_reads) / steps;
+  state.counters["backend_calls/step"] =
+      static_cast<double>(after.backend_calls - before.backend_calls) / steps;
   state.counters["images/s"] =
       benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
 }

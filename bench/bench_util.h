@@ -2,7 +2,8 @@
 // all cores), the device (VQ_BENCH_DEVICE: cpu, the default, or cuda), throughput counters, and
 // the device's measured sgemm rate that op throughputs are compared with ("of_sgemm": the op's
 // GFLOP/s as a fraction of it). GPU work is asynchronous: each timed iteration ends with
-// wait_for(), which reads one value back and so waits for the kernels before it.
+// wait_for(), which waits for the device's queued kernels (Backend::synchronize), so the time is
+// the work's, not the enqueueing's.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "autograd/backend.h"
 #include "autograd/ops.h"
 
 namespace vq::bench {
@@ -25,9 +27,7 @@ inline Device bench_device() {
 }
 
 // Waits until `t` is computed (a no-op wait on the CPU, whose ops are synchronous).
-inline void wait_for(const Tensor& t) {
-  if (!t.device().is_cpu()) benchmark::DoNotOptimize(t.reshape({-1}).narrow(0, 0, 1).item());
-}
+inline void wait_for(const Tensor& t) { backend_for(t).synchronize(); }
 
 // GFLOP/s of a 2048^3 sgemm on the benchmark device, measured once per process (best of 3).
 inline double machine_sgemm_gflops() {

@@ -114,6 +114,8 @@ std::string CudaBackend::why_no_low_precision(DType low) {
       low == DType::BFloat16 ? " (try --amp_dtype fp16)" : "");
 }
 
+void CudaBackend::synchronize() { VQ_CUDA_CHECK(cudaDeviceSynchronize()); }
+
 // ---- memory ----
 
 void* CudaBackend::allocate(size_t nbytes) { return CachingAllocator::instance().allocate(nbytes); }

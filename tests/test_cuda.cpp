@@ -5,6 +5,7 @@
 // checks the error a user gets on such a machine.
 #include "autograd/autocast.h"
 #include "test_util.h"
+#include "tests/op_table.h"
 
 #if VQ_WITH_CUDA_BACKEND
 #include "cuda/allocator.h"
@@ -117,6 +118,17 @@ TEST(CudaTransfer, RoundTripsEveryDtype) {
   Tensor dst = zeros({6, 4}, DType::Float64, kCuda);
   dst.transpose(0, 1).copy_(t.transpose(0, 1));
   EXPECT_TRUE(allclose(dst, t, 0, 0));
+}
+
+// A value read from the device counts once as a host read, however it is read.
+TEST(CudaTransfer, HostReadsCountOncePerTransfer) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const Tensor x = ones({4}).to(kCuda);
+  const DispatchCounts before = dispatch_counts();
+  (void)sum(x).item();
+  (void)x.cpu();
+  (void)x.to_vector<float>();
+  EXPECT_EQ(dispatch_counts().host_reads - before.host_reads, 3);
 }
 
 TEST(CudaTransfer, MismatchedDevicesAreAnError) {
@@ -390,6 +402,27 @@ TEST(CudaReduce, SquaredNormMatchesCpu) {
   gpu.push_back(from_vector<float>({2, NAN}, {2}).to(kCuda));
   EXPECT_TRUE(std::isnan(squared_norm(gpu).item()));
   EXPECT_VQ_ERROR(squared_norm({xs[0], gpu[0]}), "squared_norm: tensors on different devices");
+}
+
+// ---- the op table: every case on both devices ----
+
+// Each case of tests/op_table.cpp: float32 forward within the case's tolerance, and the float64
+// forward and every input's gradient (differentiable cases) or the float64 result (the others).
+TEST(CudaOpTable, EveryCaseMatchesCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  for (const auto& c : test::op_cases()) {
+    SCOPED_TRACE(c.name());
+    std::vector<Tensor> inputs32;
+    for (const Tensor& t : c.inputs) {
+      inputs32.push_back(t.dtype() == DType::Float64 ? t.to(DType::Float32) : t);
+    }
+    EXPECT_TRUE(cuda_matches_cpu(c.fn, inputs32, c.atol32, c.rtol32)) << "float32";
+    if (c.differentiable) {
+      EXPECT_TRUE(grads_match(c.fn, c.inputs)) << "float64";
+    } else {
+      EXPECT_TRUE(cuda_matches_cpu(c.fn, c.inputs, 0, 1e-12)) << "float64";
+    }
+  }
 }
 
 // ---- linear algebra ----

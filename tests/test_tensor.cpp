@@ -196,6 +196,21 @@ TEST(Device, ParseAndErrors) {
   }
 }
 
+// Every value brought to the host counts once, on the CPU too; ops count as backend calls.
+TEST(DispatchCounts, HostReadsAndBackendCalls) {
+  const Tensor x = ones({4});
+  DispatchCounts before = dispatch_counts();
+  (void)sum(x).item();
+  (void)x.to_vector<float>();
+  (void)x.to(kCPU);  // already there: no read
+  DispatchCounts after = dispatch_counts();
+  EXPECT_EQ(after.host_reads - before.host_reads, 2);
+  EXPECT_GE(after.backend_calls - before.backend_calls, 2);  // sum's allocation and kernel
+  before = after;
+  (void)add(x, x);
+  EXPECT_EQ(dispatch_counts().host_reads, before.host_reads);
+}
+
 TEST(Tensor, ItemNeedsOneElement) {
   EXPECT_VQ_ERROR(zeros({2}).item(), "the tensor has 2 elements");
 }

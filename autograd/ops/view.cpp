@@ -237,6 +237,7 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
+  if (device.is_cpu()) detail::count_host_read();
   Tensor out = copy_to(*this, dtype(), device);
   if (needs_graph({*this})) {
     attach_grad_fn(out, "to(device)", {*this},
