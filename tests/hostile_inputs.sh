@@ -181,11 +181,14 @@ check images "empty folder" 1 "holds no images" "$TRAIN" "${TINY[@]}" --train_di
 mkdir -p "$W/textonly" && echo notes > "$W/textonly/readme.txt"
 check images "folder with no image files" 1 "holds no images (looked for .png" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/textonly"
+mkdir -p "$W/one" && cp "$W/good/img0.png" "$W/one/"
+check images "one image and no --val_dir" 1 "too few to hold some out for validation" \
+  "$TRAIN" "${TINY[@]}" --train_dir "$W/one"
 check images "a file given as the folder" 1 "is not a folder" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/good/img0.png"
 mkdir -p "$W/allbad" && echo garbage > "$W/allbad/a.png" && echo garbage > "$W/allbad/b.jpg"
 check images "every image unreadable" 1 "none of the 2 images" \
-  "$TRAIN" "${TINY[@]}" --train_dir "$W/allbad" --batch_size 1
+  "$TRAIN" "${TINY[@]}" --train_dir "$W/allbad" --val_dir "$W/good" --batch_size 1
 # One damaged file among good ones: reported and skipped, the run goes on.
 mixed() {  # mixed NAME: a copy of the good folder plus the file $W/$1
   rm -rf "$W/mix_$1" && cp -r "$W/good" "$W/mix_$1" && cp "$W/$1" "$W/mix_$1/"

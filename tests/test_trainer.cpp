@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "models/perceptual.h"
@@ -327,6 +328,36 @@ TEST(Data, IdxFilesAreCheckedAgainstTheirBytes) {
   for (size_t i = 20; i < 60; ++i) damaged[i] = static_cast<char>(~damaged[i]);
   EXPECT_VQ_ERROR(gunzip(damaged, "damaged", 1 << 20), "damaged is corrupt (gzip error:");
   EXPECT_VQ_ERROR(gunzip(gz, "bomb", 5000), "bomb: decompresses to more than 5000 bytes");
+}
+
+// Without --val_dir a folder run validates on 2% of its own images (at least one): the same ones
+// every time, never also trained on; one image cannot be split.
+TEST(Data, HeldOutValidationIsFixedDisjointAndTwoPercent) {
+  const std::string dir = test::make_image_folder(test::temp_path("holdout"), 150);
+  const HeldOut a = hold_out(open_dataset(dir, 1, 16)), b = hold_out(open_dataset(dir, 1, 16));
+  ASSERT_EQ(a.val->size(), 3);
+  ASSERT_EQ(a.train->size(), 147);
+  std::set<std::string> val, train;
+  for (int64_t i = 0; i < a.val->size(); ++i) {
+    val.insert(a.val->item_name(i));
+    EXPECT_EQ(b.val->item_name(i), a.val->item_name(i)) << "not the same images twice";
+  }
+  for (int64_t i = 0; i < a.train->size(); ++i) train.insert(a.train->item_name(i));
+  EXPECT_EQ(val.size() + train.size(), 150u);
+  for (const std::string& name : val) EXPECT_FALSE(train.count(name)) << name << " in both";
+  EXPECT_NE(a.val->describe().find("2% held out of image folder"), std::string::npos)
+      << a.val->describe();
+  std::vector<float> x(16 * 16), y(16 * 16);
+  a.val->load(0, false, x.data());
+  open_dataset(dir, 1, 16)
+      ->load(std::stoi(a.val->item_name(0).substr(dir.size() + 5, 3)), false, y.data());
+  EXPECT_EQ(x, y) << "a held-out image loads as itself";
+  EXPECT_EQ(hold_out(open_dataset(test::make_image_folder(test::temp_path("holdout10"), 10), 1, 16))
+                .val->size(),
+            1);
+  EXPECT_VQ_ERROR(
+      hold_out(open_dataset(test::make_image_folder(test::temp_path("holdout1"), 1), 1, 16)),
+      "too few to hold some out for validation; give --val_dir a folder");
 }
 
 TEST(Data, LoaderIsDeterministicForAnyThreadCountAndResumes) {

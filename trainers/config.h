@@ -15,7 +15,9 @@ namespace vq::train {
 struct TrainingConfig {
   std::string preset = "improved";
   std::string train_dir = "fashion-mnist:train";
-  std::string val_dir = "fashion-mnist:test";
+  // Empty: Fashion-MNIST's test split when training on Fashion-MNIST, else 2% of the training
+  // images held out (trainers/data/dataset.h, hold_out).
+  std::string val_dir;
   std::string model_dir = "runs";
   std::string model_name = "vqgan_improved";
   std::string sample_dir = "runs/samples";

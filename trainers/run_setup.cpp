@@ -80,7 +80,15 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
 
   auto train_set =
       open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
-  val_set_ = open_dataset(t_.val_dir, config_.model.in_channels, config_.model.resolution, "test");
+  if (t_.val_dir.empty() && !is_fashion_mnist(t_.train_dir)) {
+    // Your own images are validated on your own images, never on Fashion-MNIST.
+    HeldOut split = hold_out(train_set);
+    train_set = split.train;
+    val_set_ = split.val;
+  } else {
+    val_set_ = open_dataset(t_.val_dir.empty() ? "fashion-mnist:test" : t_.val_dir,
+                            config_.model.in_channels, config_.model.resolution, "test");
+  }
   quality_ =
       std::make_unique<QualityMeter>(t_.val_stlpips_images, config_.model.resolution, device_);
   LoaderOptions lo;

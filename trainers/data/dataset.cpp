@@ -1,11 +1,14 @@
 #include "trainers/data/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <numeric>
 #include <vector>
 
 #include "autograd/error.h"
+#include "autograd/generator.h"
 #include "trainers/data/idx.h"
 #include "trainers/data/image.h"
 
@@ -101,7 +104,49 @@ class ImageFolder : public Dataset {
   std::vector<std::string> files_;
 };
 
+// Some of another dataset's images, in the given order.
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<Dataset> base, std::vector<int64_t> indices, std::string what)
+      : base_(std::move(base)), indices_(std::move(indices)), what_(std::move(what)) {}
+  int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
+  std::string item_name(int64_t i) const override { return base_->item_name(indices_[i]); }
+  std::string describe() const override {
+    return fmt::format("{} of {}: {} of its {} images", what_, base_->describe(), indices_.size(),
+                       base_->size());
+  }
+  void load(int64_t i, bool flip, float* out) const override {
+    base_->load(indices_[i], flip, out);
+  }
+
+ private:
+  std::shared_ptr<Dataset> base_;
+  std::vector<int64_t> indices_;
+  std::string what_;
+};
+
 }  // namespace
+
+bool is_fashion_mnist(const std::string& spec) { return spec.rfind("fashion-mnist", 0) == 0; }
+
+HeldOut hold_out(const std::shared_ptr<Dataset>& all, double fraction) {
+  const int64_t n = all->size();
+  VQ_CHECK(n >= 2,
+           "{} has {} image(s): too few to hold some out for validation; give --val_dir a folder",
+           all->describe(), n);
+  const int64_t k = std::clamp<int64_t>(std::llround(fraction * static_cast<double>(n)), 1, n - 1);
+  // A Fisher-Yates shuffle from a fixed seed (not the run's: the split must not move with it).
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  Generator gen(20261204);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen.next_below(i + 1)]);
+  std::vector<int64_t> val(order.begin(), order.begin() + k), train(order.begin() + k, order.end());
+  std::sort(val.begin(), val.end());
+  std::sort(train.begin(), train.end());
+  const std::string share = fmt::format("{:g}% held out", fraction * 100.0);
+  return {std::make_shared<Subset>(all, std::move(train), "the rest after " + share),
+          std::make_shared<Subset>(all, std::move(val), share)};
+}
 
 std::string fashion_mnist_dir() {
   const char* env = std::getenv("VQ_FASHION_MNIST_DIR");

@@ -29,6 +29,17 @@ class Dataset {
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
                                       const std::string& default_split = "train");
 
+// Whether `spec` names Fashion-MNIST (any split) rather than a folder.
+bool is_fashion_mnist(const std::string& spec);
+
+// A fixed share of a dataset set aside for validation: 2% of its images, at least one, picked by a
+// shuffle with a fixed seed over the dataset's own order (sorted paths), so every run, resume and
+// rank holds out the same images. Refuses a dataset of fewer than 2 images.
+struct HeldOut {
+  std::shared_ptr<Dataset> train, val;  // disjoint, together the whole dataset
+};
+HeldOut hold_out(const std::shared_ptr<Dataset>& all, double fraction = 0.02);
+
 // Class labels (0-9) of a Fashion-MNIST split ("train" or "test"), from the same package.
 std::vector<uint8_t> fashion_mnist_labels(const std::string& split);
 
