@@ -219,8 +219,8 @@ check images "16-bit PGM (stb 2.27 would byte-swap it)" 0 "a binary PNM with max
 printf 'P6\n4 4\n255\n\1\2\3' > "$W/short.ppm" && mixed short.ppm
 check images "PPM cut short (stb 2.27 leaves pixels unset)" 0 "truncated PNM (3 of 48 pixel bytes)" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/mix_short.ppm" --val_dir "$W/good"
-check flags "--in_channels 3 alone" 1 "--in_channels (3) and --out_channels (1) must match" \
-  "$TRAIN" "${TINY[@]}" --train_dir "$W/good" --in_channels 3
+check flags "--in_channels 3 with --out_channels 1" 1 "--in_channels (3) and --out_channels (1) must match" \
+  "$TRAIN" "${TINY[@]}" --train_dir "$W/good" --in_channels 3 --out_channels 1
 
 # ---- the Fashion-MNIST files (VQ_FASHION_MNIST_DIR) ---------------------------------------------
 F=/usr/share/datasets/fashion-mnist

@@ -421,7 +421,9 @@ using TrainerRun = test::TinyImages;
 
 TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   const std::string out = test::temp_path("run_outputs");
-  const TrainSummary s = train(test::tiny_config(images_, out), "");
+  TrainConfig c = test::tiny_config(images_, out);
+  c.training.sample_dir = "";  // the default: the samples go beside the run's other files
+  const TrainSummary s = train(c, "");
   EXPECT_FALSE(s.interrupted);
   for (const char* f : {"tiny.safetensors", "tiny.last.safetensors", "tiny.metrics.jsonl",
                         "tiny.summary.json", "samples/epoch_0001.png", "samples/epoch_0002.png"}) {
@@ -478,6 +480,23 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
 
 // An unreadable image among the validation images (first in order, so also in the sample grid)
 // is skipped, counted, and stops nothing.
+// A run shorter than --log_every still logs its metrics: its last step always writes a line.
+TEST_F(TrainerRun, TheLastStepIsLoggedWhateverLogEvery) {
+  const std::string out = test::temp_path("run_log_every");
+  TrainConfig c = test::tiny_config(images_, out);
+  c.training.epochs = 1;
+  c.training.steps_per_epoch = 2;
+  c.training.log_every = 100;
+  train(c, "");
+  std::ifstream metrics(out + "/tiny.metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("val_l1")) steps.push_back(j["step"].get<int64_t>());
+  }
+  EXPECT_EQ(steps, std::vector<int64_t>{2});
+}
+
 TEST_F(TrainerRun, UnreadableValidationImagesAreSkippedAndCounted) {
   const std::string val = test::temp_path("val_with_bad"), out = test::temp_path("bad_val_run");
   std::filesystem::copy(images_, val, std::filesystem::copy_options::recursive);

@@ -20,7 +20,7 @@ struct TrainingConfig {
   std::string val_dir;
   std::string model_dir = "runs";
   std::string model_name = "vqgan_improved";
-  std::string sample_dir = "runs/samples";
+  std::string sample_dir;  // empty: <model_dir>/samples, so one run's files stay together
   std::string device = "cpu";
   bool use_amp = false;            // mixed precision (autograd/autocast.h)
   std::string amp_dtype = "bf16";  // its low precision: bf16 (fp16: CUDA only, not built yet)

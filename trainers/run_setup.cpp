@@ -46,6 +46,9 @@ Device device_of_this_rank(const std::string& text) {
 
 TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_path)
     : config_(config), t_(config_.training), device_(device_of_this_rank(config.training.device)) {
+  if (config_.training.sample_dir.empty()) {
+    config_.training.sample_dir = (std::filesystem::path(t_.model_dir) / "samples").string();
+  }
   nn::LoadedCheckpoint resume;
   if (!resume_path.empty()) {
     VQ_CHECK(std::filesystem::exists(resume_path), "--resume: '{}' does not exist", resume_path);

@@ -56,11 +56,12 @@ int run(int argc, char** argv) {
   flags.add_int("image_size", &image_size, "training resolution (the model config's by default)",
                 8);
   flags.add_int("in_channels", &in_channels, "1 (grey) or 3 (RGB)", 1);
-  flags.add_int("out_channels", &out_channels, "must equal --in_channels", 1);
+  flags.add_int("out_channels", &out_channels, "must equal --in_channels (which sets both)", 1);
   flags.add_string("model_dir", &t.model_dir, "where checkpoints, metrics and the summary go");
   flags.add_string("model_name", &t.model_name,
                    "file name stem of the outputs (default: vqgan_<preset>)");
-  flags.add_string("sample_dir", &t.sample_dir, "where sample grids go (epoch_NNNN.png)");
+  flags.add_string("sample_dir", &t.sample_dir,
+                   "where sample grids go (epoch_NNNN.png); default: <model_dir>/samples");
   flags.add_int("epochs", &t.epochs, "epochs to train", 1);
   flags.add_int("steps_per_epoch", &t.steps_per_epoch,
                 "steps per epoch; 0 = one full pass over the training images", 0);
@@ -131,7 +132,13 @@ int run(int argc, char** argv) {
              {"train_dir", [&] { c.train_dir = t.train_dir; }},
              {"val_dir", [&] { c.val_dir = t.val_dir; }},
              {"image_size", [&] { config.model.resolution = image_size; }},
-             {"in_channels", [&] { config.model.in_channels = in_channels; }},
+             // The model reconstructs its input: --in_channels sets both counts unless
+             // --out_channels is given too (then they must match; the config says so).
+             {"in_channels",
+              [&] {
+                config.model.in_channels = in_channels;
+                if (!flags.was_set("out_channels")) config.model.out_channels = in_channels;
+              }},
              {"out_channels", [&] { config.model.out_channels = out_channels; }},
              {"model_dir", [&] { c.model_dir = t.model_dir; }},
              {"model_name", [&] { c.model_name = t.model_name; }},

@@ -180,7 +180,8 @@ TrainSummary TrainingRun::go() {
         const double seconds = seconds_since(interval_start_);
         const double rate = interval_images_ / std::max(seconds, 1e-9);
         last_metrics_["images_per_s"] = rate;
-        if (step_ % t_.log_every == 0) {
+        // Every log_every steps, and the run's last step: a short run still logs its metrics.
+        if (step_ % t_.log_every == 0 || step_ == total_steps_) {
           if (metrics_) metrics_->write(last_metrics_.dump());
           interval_start_ = Clock::now();
           interval_images_ = 0;

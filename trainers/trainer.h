@@ -6,7 +6,7 @@
 // Outputs in training.model_dir:
 //   <name>.safetensors          best model by validation loss (weights + config + state)
 //   <name>.last.safetensors     everything needed to --resume (model, discriminator, optimizers)
-//   <name>.metrics.jsonl        one JSON object every log_every steps
+//   <name>.metrics.jsonl        one JSON object every log_every steps and at the last step
 //   <name>.summary.json         the run's summary (also printed)
 // and <sample_dir>/epoch_NNNN.png (validation inputs above their reconstructions).
 #pragma once
