@@ -60,6 +60,17 @@ fi
 LAST="$W/run/tiny.last.safetensors"
 BEST="$W/run/tiny.safetensors"
 RUN=(--model_dir "$W/out" --sample_dir "$W/out" --max_steps 1 --val_limit 4 --num_samples 1)
+# Eight small grey PNGs: a folder of good images for the runs and tools below.
+mkdir -p "$W/good"
+edit "$W/good" <<'EOF'
+import struct, sys, zlib
+def png(w, h, seed):
+    def chunk(k, d): return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+    rows = b"".join(b"\0" + bytes((x * 9 + y * 5 + seed) % 256 for x in range(w)) for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+for i in range(8): open(f"{sys.argv[1]}/img{i}.png", "wb").write(png(12, 10, i * 31))
+EOF
 
 # ---- checkpoints ----------------------------------------------------------------------------
 check checkpoint "missing file" 1 "model file '$W/none.safetensors' does not exist" \
@@ -100,7 +111,7 @@ check checkpoint "NaN in the codebook (bit flip)" 1 \
 check checkpoint "NaN in the codebook, --allow_nonfinite" 0 \
   "warning: --allow_nonfinite: NaN or infinite weights are not refused" \
   "$CHECK" --model_path "$W/nan.safetensors" --allow_nonfinite --limit 4 \
-  --output_dir "$W/nan_out"
+  --data_dir "$W/good" --output_dir "$W/nan_out"
 check checkpoint "NaN in the codebook, vq_reconstruct" 1 "holds 1 non-finite values" \
   "$BIN/vq_reconstruct" --model_path "$W/nan.safetensors" --output_dir "$W/rec"
 edit "$LAST" "$W/nan.last.safetensors" <<'EOF'
@@ -163,16 +174,6 @@ check checkpoint "one tensor named twice" 1 "the key 'decoder.conv_out.bias' app
 check checkpoint "vq_inspect on a damaged file" 1 "truncated: 5 bytes" "$BIN/vq_inspect" "$W/cut5.safetensors"
 
 # ---- images (a training folder) ----------------------------------------------------------------
-mkdir -p "$W/good"
-edit "$W/good" <<'EOF'
-import struct, sys, zlib
-def png(w, h, seed):
-    def chunk(k, d): return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
-    rows = b"".join(b"\0" + bytes((x * 9 + y * 5 + seed) % 256 for x in range(w)) for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
-            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-for i in range(8): open(f"{sys.argv[1]}/img{i}.png", "wb").write(png(12, 10, i * 31))
-EOF
 TINY=(--config "$W/tiny.json" "${RUN[@]}")
 check images "image folder does not exist" 1 "image folder '$W/nowhere' does not exist" \
   "$TRAIN" "${TINY[@]}" --train_dir "$W/nowhere"
@@ -236,6 +237,8 @@ check data "train images file is text" 1 "is not an IDX image file" \
   env VQ_FASHION_MNIST_DIR="$W/fm_text" "$TRAIN" "${TINY[@]}"
 check data "IDX header claims 65535 images, holds none" 1 "is truncated or damaged: 16 bytes for 65535 images of 28x28" \
   env VQ_FASHION_MNIST_DIR="$W/fm_count" "$TRAIN" "${TINY[@]}"
+check data "an 8x8 model on Fashion-MNIST (no --data_dir)" 1 "give --data_dir a folder of images like the model's own" \
+  "$BIN/vq_encode" --model_path "$BEST" --output "$W/enc.safetensors"
 check data "unknown split" 1 "unknown Fashion-MNIST split" "$TRAIN" "${TINY[@]}" --train_dir fashion-mnist:valid
 
 # ---- config files (--config) ----------------------------------------------------------------------

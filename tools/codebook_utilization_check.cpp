@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
       "Counts which codes a trained VQGAN really uses over a whole data set, next to what its EMA "
       "statistics claim.");
   model_flags.add_to(flags, "model or checkpoint (.safetensors) written by train_vqvae_improved");
-  flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
+  flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
   flags.add_string("output_dir", &output_dir, "where summary.json (and CSVs, plots) go");
   flags.add_int("image_size", &image_size,
                 "must match the model's resolution (default: the model's)", 0);

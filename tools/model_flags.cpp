@@ -26,6 +26,14 @@ train::LoadedModel ModelFlags::load() const {
 
 train::DataLoader model_data(const std::string& data_dir, const models::ModelConfig& model,
                              const train::LoaderOptions& options) {
+  // Fashion-MNIST (28x28 grey, padded to 32) fits only 1-channel 32x32 models; any other model
+  // was trained on other images, and measuring it on upscaled grey digits of clothing would
+  // report numbers about the wrong data.
+  VQ_CHECK(!train::is_fashion_mnist(data_dir) || (model.in_channels == 1 && model.resolution == 32),
+           "this model takes {}-channel {}x{} images, but --data_dir is {} (Fashion-MNIST: grey "
+           "28x28 padded to 32; it is the default): give --data_dir a folder of images like the "
+           "model's own",
+           model.in_channels, model.resolution, model.resolution, data_dir);
   return train::DataLoader(
       train::open_dataset(data_dir, model.in_channels, model.resolution, "test"), model.in_channels,
       model.resolution, options);

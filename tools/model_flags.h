@@ -26,8 +26,11 @@ struct ModelFlags {
 };
 
 // One in-order pass over `data_dir` (a folder or fashion-mnist[:test|:train]; the test split by
-// default), converted to the model's channels and resolution.
+// default), converted to the model's channels and resolution. Fashion-MNIST is refused for a model
+// that is not 1-channel 32x32 (a data/model mismatch, usually a forgotten --data_dir).
 train::DataLoader model_data(const std::string& data_dir, const models::ModelConfig& model,
                              const train::LoaderOptions& options);
+inline constexpr const char* kDataDirHelp =
+    "images: a folder, or fashion-mnist[:test|:train] (the default; 1-channel 32x32 models only)";
 
 }  // namespace vq::tools

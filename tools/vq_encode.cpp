@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   int64_t batch_size = 64, limit = 0;
   train::Flags flags("vq_encode", "Encodes a data set into VQ code indices (tokens).");
   model_flags.add_to(flags);
-  flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
+  flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
   flags.add_string("output", &output,
                    "output .safetensors file (tensor \"indices\", int64 [N, h, w])");
   flags.add_int("batch_size", &batch_size, "images per batch", 1);

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
                      "Reconstructs images through a trained VQGAN and measures L1, PSNR, SSIM and "
                      "ST-LPIPS.");
   model_flags.add_to(flags);
-  flags.add_string("data_dir", &data_dir, "images: a folder or fashion-mnist[:test|:train]");
+  flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
   flags.add_string("output_dir", &output_dir,
                    "where reconstructions.png, metrics.csv (and tensors) go");
   flags.add_int("num", &num, "how many images (the first N of the data set)", 1);
