@@ -497,6 +497,19 @@ TEST_F(TrainerRun, TheLastStepIsLoggedWhateverLogEvery) {
   EXPECT_EQ(steps, std::vector<int64_t>{2});
 }
 
+// The header's schedule line says when --max_steps ends the run before its epochs do.
+TEST_F(TrainerRun, TheScheduleLineNamesMaxSteps) {
+  TrainConfig c = test::tiny_config(images_, test::temp_path("run_max_steps"));
+  c.training.max_steps = 4;  // of 2 epochs x 3 steps
+  ::testing::internal::CaptureStdout();
+  const TrainSummary s = train(c, "");
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("2 epochs x 3 steps of 4 images, stopping after step 4 (--max_steps)"),
+            std::string::npos)
+      << out.substr(0, 2000);
+  EXPECT_FALSE(s.interrupted);
+}
+
 TEST_F(TrainerRun, UnreadableValidationImagesAreSkippedAndCounted) {
   const std::string val = test::temp_path("val_with_bad"), out = test::temp_path("bad_val_run");
   std::filesystem::copy(images_, val, std::filesystem::copy_options::recursive);

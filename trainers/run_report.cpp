@@ -44,10 +44,15 @@ void TrainingRun::log_setup() const {
   std::printf("  quality:    L1, PSNR, SSIM; %s\n", quality_->stlpips_description().c_str());
   std::printf("  best model: lowest validation %s (--best_metric %s)\n",
               quality_metric_label(t_.best_metric).c_str(), t_.best_metric.c_str());
-  std::printf("  schedule:   %lld epochs x %lld steps of %lld images, lr %g (%s), outputs in %s\n",
-              static_cast<long long>(t_.epochs), static_cast<long long>(steps_per_epoch_),
-              static_cast<long long>(t_.batch_size), t_.lr, t_.lr_schedule.c_str(),
-              t_.model_dir.c_str());
+  // --max_steps can end the run before the epochs do: say so.
+  const std::string stop = total_steps_ < t_.epochs * steps_per_epoch_
+                               ? fmt::format(", stopping after step {} (--max_steps)", total_steps_)
+                               : std::string();
+  std::printf(
+      "  schedule:   %lld epochs x %lld steps of %lld images%s, lr %g (%s), outputs in %s\n",
+      static_cast<long long>(t_.epochs), static_cast<long long>(steps_per_epoch_),
+      static_cast<long long>(t_.batch_size), stop.c_str(), t_.lr, t_.lr_schedule.c_str(),
+      t_.model_dir.c_str());
   std::fflush(stdout);
 }
 
