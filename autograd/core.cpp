@@ -3,11 +3,14 @@
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "autograd/backend.h"
 #include "autograd/generator.h"
 #include "autograd/philox.h"
+#include "autograd/switches.h"
 
 namespace vq {
 
@@ -187,5 +190,10 @@ Generator& default_generator() {
 }
 
 void manual_seed(uint64_t seed) { default_generator().set_state(seed, 0); }
+
+bool env_switch(const char* name, bool default_on) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? default_on : std::string(v) != "0";
+}
 
 }  // namespace vq

@@ -6,10 +6,9 @@
 // NOTE: both compilers may fuse a*b+c into one FMA, differently, so float results may differ in
 // the last bit; the random streams use philox_affine (an explicit FMA on both sides), so
 // uniform() and normal()'s affine step match the CPU bit for bit.
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
+#include "autograd/switches.h"
 #include "cuda/launch.cuh"
 
 namespace vq::cuda {
@@ -218,10 +217,7 @@ __global__ void convert4_kernel(D* __restrict__ out, const S* __restrict__ in, i
 
 // VQ_VECTOR_CASTS=0: every conversion through copy_kernel (to compare on a GPU).
 bool vectorized_casts() {
-  static const bool on = [] {
-    const char* v = std::getenv("VQ_VECTOR_CASTS");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool on = env_switch("VQ_VECTOR_CASTS", true);
   return on;
 }
 

@@ -1,9 +1,11 @@
 // Tensor basics: factories, views sharing storage, contiguous copies, dtype conversions,
 // formatting, seeded randomness and error messages.
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "autograd/format.h"
+#include "autograd/switches.h"
 #include "test_util.h"
 
 namespace vq {
@@ -209,6 +211,17 @@ TEST(DispatchCounts, HostReadsAndBackendCalls) {
   before = after;
   (void)add(x, x);
   EXPECT_EQ(dispatch_counts().host_reads, before.host_reads);
+}
+
+TEST(EnvSwitch, DefaultWhenUnsetOffOnlyForZero) {
+  ::unsetenv("VQ_TEST_SWITCH");
+  EXPECT_TRUE(env_switch("VQ_TEST_SWITCH", true));
+  EXPECT_FALSE(env_switch("VQ_TEST_SWITCH", false));
+  ::setenv("VQ_TEST_SWITCH", "0", 1);
+  EXPECT_FALSE(env_switch("VQ_TEST_SWITCH", true));
+  ::setenv("VQ_TEST_SWITCH", "1", 1);
+  EXPECT_TRUE(env_switch("VQ_TEST_SWITCH", false));
+  ::unsetenv("VQ_TEST_SWITCH");
 }
 
 TEST(Tensor, ItemNeedsOneElement) {

@@ -6,22 +6,17 @@
 // sums the float32 dy (conv2d_backward_bias). VQ_CONV_CAST_ONCE=0 leaves every cast to the kernels
 // (the former way, kept to compare on a GPU). Size letters: N batch, C in channels, O out channels,
 // H W, kH kW, OH OW.
-#include <cstdlib>
-#include <string>
-
 #include "autograd/autocast.h"
 #include "autograd/node.h"
 #include "autograd/ops/op_util.h"
+#include "autograd/switches.h"
 
 namespace vq {
 
 namespace {
 
 bool cast_once_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("VQ_CONV_CAST_ONCE");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool on = env_switch("VQ_CONV_CAST_ONCE", true);
   return on;
 }
 

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <iterator>
 #include <string>
 #include <unordered_map>
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "autograd/switches.h"
 
 namespace vq::nn {
 
@@ -151,10 +151,7 @@ namespace {
 // VQ_PER_TENSOR_FINITE_CHECK=1 brings back the former checks (one reduction and one host read
 // per tensor), so that a GPU run can time both; the one-pass check is the default.
 bool per_tensor_checks() {
-  static const bool on = [] {
-    const char* v = std::getenv("VQ_PER_TENSOR_FINITE_CHECK");
-    return v != nullptr && std::string(v) != "0";
-  }();
+  static const bool on = env_switch("VQ_PER_TENSOR_FINITE_CHECK", false);
   return on;
 }
 
