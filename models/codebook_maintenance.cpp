@@ -18,10 +18,11 @@ namespace vq::models {
 namespace {
 
 // Laplace smoothing keeps unused codes' counts positive: N~_k = (N_k + eps) / (N + K eps) N.
+// (n stays on the device: no host read.)
 Tensor smoothed_counts(const Tensor& cluster_size, double eps) {
-  const double n = sum(cluster_size).item();
+  const Tensor n = sum(cluster_size);
   const double K = static_cast<double>(cluster_size.size(0));
-  return mul(div(add(cluster_size, eps), n + K * eps), n);
+  return mul(div(add(cluster_size, eps), add(n, K * eps)), n);
 }
 
 // n row indices of [0, M): distinct while the batch has enough rows (a partial Fisher-Yates
@@ -59,24 +60,29 @@ Tensor VectorQuantizer::sample_rows(const Tensor& h, int64_t n, double noise, Ge
   return add(values, mul(randn(values.shape(), gen, h.dtype(), h.device()), scales));
 }
 
-void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices) {
+void VectorQuantizer::ema_update(const Tensor& h, const Tensor& indices, const Tensor& finite) {
   NoGradGuard no_grad;
   const int64_t K = config_.n_embed;
   const double decay = config_.ema_decay;
+  // x <- decay x + (1 - decay) batch, where the batch is finite.
+  auto decay_toward = [&](const Tensor& x, const Tensor& batch) {
+    x.copy_(where(finite, add(mul(x, decay), mul(batch, 1.0 - decay)), x));
+  };
   // n_k and the per-code sums over the global batch (every rank's rows).
   const Tensor counts = bincount(indices, K).to(h.dtype());
   dist::world().all_reduce_sum(counts);
-  table_->cluster_size.mul_(decay).add_(counts, 1.0 - decay);  // N_k
-  if (config_.codebook != "ema") return;                       // a usage monitor only
+  decay_toward(table_->cluster_size, counts);  // N_k
+  if (config_.codebook != "ema") return;       // a usage monitor only
   const Tensor sums = index_add(zeros({K, lookup_dim_}, h.dtype(), h.device()), 0, indices, h);
   dist::world().all_reduce_sum(sums);
-  table_->embed_avg.mul_(decay).add_(sums, 1.0 - decay);  // S_k
+  decay_toward(table_->embed_avg, sums);  // S_k
   // NOTE: like taming's EmbeddingEMA, the codebook starts with S_k = e_k but N_k = 0, so the first
   // update divides each unused code's decayed S_k by a smoothed count near eps and flings it far
   // out, from where it shrinks back by a factor `decay` per step while unused. Restarts (or k-means
   // init, which sets S and N consistently) give such codes a real place in the data.
-  table_->weight.copy_(div(
-      table_->embed_avg, smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1)));
+  const Tensor codes = div(table_->embed_avg,
+                           smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1));
+  table_->weight.copy_(where(finite, codes, table_->weight));
 }
 
 int64_t VectorQuantizer::restart_codes(const std::vector<int64_t>& codes, const Tensor& h,
@@ -103,22 +109,24 @@ std::vector<int64_t> VectorQuantizer::dead_codes() const {
   return dead;
 }
 
-void VectorQuantizer::cvq_reseed(const Tensor& h, const Tensor& d) {
+void VectorQuantizer::cvq_reseed(const Tensor& h, const Tensor& d, const Tensor& finite) {
   NoGradGuard no_grad;
   const int64_t K = config_.n_embed;
   // The pull a_k = exp(-K * usage_k * cvq_rate) with usage_k = N_k / sum(N): K usage_k is 1 at
   // uniform use, so a busy code moves by exp(-cvq_rate) of the way and an unused one all the way.
-  const double total = std::max(sum(table_->cluster_size).item(), 1e-12);
+  const Tensor total = clamp(sum(table_->cluster_size), 1e-12, 1e300);
   const Tensor pull =
-      exp(mul(table_->cluster_size, -static_cast<double>(K) * config_.cvq_rate / total))
+      exp(div(mul(table_->cluster_size, -static_cast<double>(K) * config_.cvq_rate), total))
           .unsqueeze(1);
   // The batch vector nearest each code, by the distances this forward used (before the update).
   const Tensor anchors = index_select(h, 0, argmin(d, 0));
-  const Tensor moved = add(mul(table_->weight, rsub(1.0, pull)), mul(anchors, pull));
+  const Tensor moved =
+      where(finite, add(mul(table_->weight, rsub(1.0, pull)), mul(anchors, pull)), table_->weight);
   if (table_->embed_avg.defined()) {
     // Keep S_k / N~_k equal to the moved code.
-    table_->embed_avg.copy_(
-        mul(moved, smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1)));
+    const Tensor s =
+        mul(moved, smoothed_counts(table_->cluster_size, config_.ema_epsilon).unsqueeze(1));
+    table_->embed_avg.copy_(where(finite, s, table_->embed_avg));
   }
   table_->weight.copy_(moved);
 }
@@ -154,7 +162,9 @@ void VectorQuantizer::kmeans_init(const Tensor& h) {
 }
 
 Quantizer::Maintenance VectorQuantizer::end_epoch(int64_t epoch) {
-  if (!last_inputs_.defined()) return {};
+  // The latest batch is non-finite only when no finite batch came after the first (forward()
+  // keeps the last finite one): restarting codes on it would make them NaN.
+  if (!last_inputs_.defined() || all_finite_gate(last_inputs_).item() == 0.0) return {};
   Generator gen = stream(RandomStream::EpochMaintenance);
   Maintenance m;
   std::vector<std::string> done;

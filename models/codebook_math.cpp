@@ -13,6 +13,11 @@ Tensor squared_distances(const Tensor& a, const Tensor& b) {
 
 Tensor unit_rows(const Tensor& x) { return div(x, add(sqrt(sum(mul(x, x), {1}, true)), 1e-12)); }
 
+Tensor all_finite_gate(const Tensor& x) {
+  // x * 0 is 0 where x is finite and NaN where it is NaN or inf (a plain sum could overflow).
+  return eq(sum(mul(x, 0.0)), zeros({}, x.dtype(), x.device()));
+}
+
 void assign_rows(const Tensor& table, const std::vector<int64_t>& rows, const Tensor& values) {
   NoGradGuard no_grad;
   std::vector<float> keep(table.size(0), 1.0f);

@@ -99,16 +99,17 @@ QuantizerOutput FiniteScalarQuantizer::forward(const Tensor& z) {
   out.z_q = project_out_->forward(codes).view({N, height, width, embed_dim_}).permute({0, 3, 1, 2});
   out.indices = indices.view({N, height, width});
   out.loss = zeros({}, z.dtype(), z.device());  // FSQ needs no commitment or codebook loss
-  const Tensor batch_counts = bincount(indices, num_codes_);
+  out.batch_counts = bincount(indices, num_codes_);
   // Data parallelism: usage over the global batch, so every rank keeps the same statistics.
-  if (is_training()) dist::world().all_reduce_sum(batch_counts);
-  const std::vector<int64_t> counts = batch_counts.to_vector<int64_t>();
   if (is_training()) {
+    dist::world().all_reduce_sum(out.batch_counts);
     NoGradGuard no_grad;
-    usage_.mul_(config_.ema_decay).add_(batch_counts.to(usage_.dtype()), 1.0 - config_.ema_decay);
+    usage_.mul_(config_.ema_decay)
+        .add_(out.batch_counts.to(usage_.dtype()), 1.0 - config_.ema_decay);
   }
-  out.stats =
-      codebook_stats(counts, ema_counts(), config_.active_threshold, config_.dead_code_threshold);
+  out.ema_counts = usage_.clone();
+  out.active_threshold = config_.active_threshold;
+  out.dead_threshold = config_.dead_code_threshold;
   return out;
 }
 

@@ -12,6 +12,11 @@ Tensor Quantizer::flatten_latents(const Tensor& z, int64_t embed_dim, const char
   return z.permute({0, 2, 3, 1}).reshape({z.size(0) * z.size(2) * z.size(3), embed_dim});
 }
 
+CodebookStats QuantizerOutput::stats() const {
+  return codebook_stats(batch_counts.to_vector<int64_t>(), ema_counts.to_vector<double>(),
+                        active_threshold, dead_threshold);
+}
+
 std::shared_ptr<Quantizer> make_quantizer(const QuantizerConfig& config, int64_t embed_dim,
                                           uint64_t seed, Generator& init) {
   if (config.kind == "fsq") {

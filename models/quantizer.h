@@ -61,14 +61,21 @@ struct QuantizerConfig {
 };
 
 struct QuantizerOutput {
-  Tensor z_q;                 // [N, D, h, w]: the codes, with the chosen gradient to z
-  Tensor indices;             // int64 [N, h, w]
-  Tensor loss;                // the quantizer's weighted loss terms, summed (scalar)
-  double commit_loss = 0;     // unweighted mean((h - sg(code))^2), h: z in the lookup space
-  double codebook_loss = 0;   // unweighted mean((sg(h) - code)^2), learned codebooks
-  double entropy_loss = 0;    // unweighted entropy term ("seed" or "lfq" form)
-  double diversity_loss = 0;  // unweighted
-  CodebookStats stats;        // of this batch (and the EMA counts after its update)
+  Tensor z_q;      // [N, D, h, w]: the codes, with the chosen gradient to z
+  Tensor indices;  // int64 [N, h, w]
+  Tensor loss;     // the quantizer's weighted loss terms, summed (scalar)
+  // The unweighted terms as scalars on z's device; undefined where the quantizer has no such
+  // term. They stay there: reading a value waits for the GPU, so a training step reads them all
+  // at once, and only on steps that log (train::StepMetrics).
+  Tensor commit_loss;     // mean((h - sg(code))^2), h: z in the lookup space
+  Tensor codebook_loss;   // mean((sg(h) - code)^2), learned codebooks
+  Tensor entropy_loss;    // entropy term ("seed" or "lfq" form)
+  Tensor diversity_loss;  // learned codebooks with a diversity weight
+  // What the statistics are made of: this batch's code counts (int64 [K]; the global batch in
+  // training) and the EMA counts after its update (a copy, [K]).
+  Tensor batch_counts, ema_counts;
+  double active_threshold = 1.0, dead_threshold = 1.0;  // the config's, for stats()
+  CodebookStats stats() const;                          // reads both counts from the device
 };
 
 class Quantizer : public nn::Module {

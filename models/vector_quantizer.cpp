@@ -56,7 +56,13 @@ VectorQuantizer::VectorQuantizer(const QuantizerConfig& config, int64_t embed_di
 }
 
 bool VectorQuantizer::initialized() const {
-  return config_.init != "kmeans" || initialized_.item() != 0.0;
+  if (config_.init != "kmeans") return true;
+  auto& r = initialized_read_;
+  const Storage* storage = initialized_.storage().get();
+  if (r.storage != storage || r.version != storage->version()) {
+    r = {storage, storage->version(), initialized_.item() != 0.0};
+  }
+  return r.value;
 }
 
 Tensor VectorQuantizer::to_lookup_space(const Tensor& z_flat) const {
@@ -135,11 +141,11 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   QuantizerOutput out;
   const Tensor commit = mse_loss(h, codes.detach());
   Tensor loss = mul(commit, config_.beta * commitment_scale_);
-  out.commit_loss = commit.item();
+  out.commit_loss = commit.detach();
   if (config_.codebook != "ema") {
     const Tensor pull = mse_loss(h.detach(), codes);
     loss = add(loss, pull);
-    out.codebook_loss = pull.item();
+    out.codebook_loss = pull.detach();
     if (config_.diversity_weight > 0) {
       const Tensor unit = unit_rows(codebook_now);
       const Tensor gram = matmul(unit, unit.t());
@@ -147,7 +153,7 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
       const Tensor diversity =
           mul(sub(sum(mul(gram, gram)), static_cast<double>(K)), 1.0 / (K * (K - 1.0)));
       loss = add(loss, mul(diversity, config_.diversity_weight));
-      out.diversity_loss = diversity.item();
+      out.diversity_loss = diversity.detach();
     }
   }
   if (soft_terms) {
@@ -163,7 +169,7 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
                                ? sub(h_each, mul(h_avg, config_.lfq_gamma))
                                : rsub(std::log(static_cast<double>(K)), h_avg);
     loss = add(loss, mul(entropy, config_.entropy_weight));
-    out.entropy_loss = entropy.item();
+    out.entropy_loss = entropy.detach();
     if (config_.confidence_weight > 0) loss = add(loss, mul(h_each, config_.confidence_weight));
   }
 
@@ -173,29 +179,34 @@ QuantizerOutput VectorQuantizer::forward(const Tensor& z) {
   out.indices = indices.view({N, height, width});
   out.loss = loss;
 
-  Tensor counts = bincount(indices, K);
-  if (training) comm.all_reduce_sum(counts);  // the statistics of the global batch
-  const std::vector<int64_t> batch_counts = counts.to_vector<int64_t>();
-  // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
-  // codebook statistics (a NaN on any rank makes the sum over ranks NaN: all skip together).
-  const bool update = training && std::isfinite(comm.sum(sum(h.detach()).item()));
-  const Tensor inputs = h.detach();
-  if (update) {
+  out.batch_counts = bincount(indices, K);
+  if (training) {
+    comm.all_reduce_sum(out.batch_counts);  // the statistics of the global batch
+    // A batch with non-finite vectors (a diverging step the trainer will skip) must not poison the
+    // codebook: the updates are gated on the device, without a host read (a NaN on any rank makes
+    // the gate false on every rank).
+    const Tensor finite = all_finite_gate(all_inputs);
     // CVQ anchors on the codebook this forward used, before the EMA update moves it.
     const Tensor all_d = config_.cvq_rate > 0 && comm.size() > 1
                              ? squared_distances(all_inputs, codebook_now.detach())
                              : d.detach();
-    ema_update(inputs, indices);
-    if (config_.cvq_rate > 0) cvq_reseed(all_inputs, all_d);
-    last_inputs_ = all_inputs;
+    ema_update(h.detach(), indices, finite);
+    if (config_.cvq_rate > 0) cvq_reseed(all_inputs, all_d, finite);
+    last_inputs_ = last_inputs_.defined() && last_inputs_.shape() == all_inputs.shape()
+                       ? where(finite, all_inputs, last_inputs_)
+                       : all_inputs;  // end_epoch() checks it before restarting codes on it
+    // Per-step restarts choose codes on the host: a host read each step, in this mode only.
+    if (config_.dead_code_reset == "step" && finite.item() != 0.0) {
+      // The statistics come before this step's restarts, so the codes they revive still count
+      // dead.
+      out.ema_counts = table_->cluster_size.clone();
+      Generator restarts = stream(RandomStream::StepRestarts);
+      restart_codes(dead_codes(), all_inputs, restarts);
+    }
   }
-  // The statistics come before this step's restarts, so the codes they revive still count dead.
-  out.stats = codebook_stats(batch_counts, ema_counts(), config_.active_threshold,
-                             config_.dead_code_threshold);
-  if (update && config_.dead_code_reset == "step") {
-    Generator restarts = stream(RandomStream::StepRestarts);
-    restart_codes(dead_codes(), all_inputs, restarts);
-  }
+  if (!out.ema_counts.defined()) out.ema_counts = table_->cluster_size.clone();
+  out.active_threshold = config_.active_threshold;
+  out.dead_threshold = config_.dead_code_threshold;
   return out;
 }
 

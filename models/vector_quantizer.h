@@ -103,7 +103,9 @@ class VectorQuantizer : public Quantizer {
   // h_q with the value of `codes` and the straight-through or rotation-trick gradient to h.
   Tensor quantized_with_gradient(const Tensor& h, const Tensor& codes) const;
   // ---- codebook maintenance (codebook_maintenance.cpp), all without gradient ----
-  void ema_update(const Tensor& h, const Tensor& indices);
+  // The EMA update of N and S (and the codes) from the batch h with its codes; where `finite`
+  // (a uint8 scalar gate on the device) is 0 everything keeps its value.
+  void ema_update(const Tensor& h, const Tensor& indices, const Tensor& finite);
   // n rows of h [M, d] chosen at random, distinct while M >= n; repeats get at least 1% noise,
   // every row `noise` x rms(h) (codes restarted on them, k-means starts).
   static Tensor sample_rows(const Tensor& h, int64_t n, double noise, Generator& gen);
@@ -112,8 +114,8 @@ class VectorQuantizer : public Quantizer {
   // Codes whose EMA count is below the dead-code threshold.
   std::vector<int64_t> dead_codes() const;
   // CVQ: pulls each code toward its nearest row of h (distances d [M, K]), rarely used codes
-  // the most.
-  void cvq_reseed(const Tensor& h, const Tensor& d);
+  // the most; gated by `finite` like ema_update().
+  void cvq_reseed(const Tensor& h, const Tensor& d, const Tensor& finite);
   // Runs k-means on h and makes the centres the codebook (counts carried into N and S).
   void kmeans_init(const Tensor& h);
 
@@ -125,7 +127,15 @@ class VectorQuantizer : public Quantizer {
   std::shared_ptr<CodebookTable> table_;
   std::shared_ptr<nn::Linear> in_proj_, out_proj_, simvq_proj_;
   Tensor initialized_;  // buffer: 1 once the codebook was initialised from data (k-means)
-  Tensor last_inputs_;  // the latest training batch in lookup space [M, d], for epoch-end restarts
+  // initialized_'s value as last read, with the storage and version it was read from: forward()
+  // asks every step, and a read is a wait for the GPU; a loaded checkpoint writes a new version.
+  mutable struct {
+    const void* storage = nullptr;
+    uint64_t version = 0;
+    bool value = false;
+  } initialized_read_;
+  // The latest finite training batch in lookup space [M, d], for epoch-end restarts.
+  Tensor last_inputs_;
 };
 
 }  // namespace vq::models

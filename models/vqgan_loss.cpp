@@ -48,32 +48,32 @@ VQGANLoss::GeneratorTerms VQGANLoss::generator_loss(const Tensor& x, const Tenso
   GeneratorTerms out;
   const Tensor l1 = l1_loss(reconstruction, x);
   Tensor nll = mul(l1, config_.l1_weight);
-  out.l1 = l1.item();
+  out.l1 = l1.detach();
   if (perceptual_) {
     const Tensor p = mean(perceptual_->forward(x, reconstruction));
     nll = add(nll, mul(p, config_.perceptual_weight));
-    out.perceptual = p.item();
+    out.perceptual = p.detach();
   }
-  out.nll = nll.item();
+  out.nll = nll.detach();
   Tensor total = add(nll, quant_loss);
   if (adversarial_active(step)) {
     // The generator's step must not compute gradients for the discriminator's weights.
     discriminator_->requires_grad_(false);
     const Tensor g_adv = nn::generator_adversarial_loss(discriminator_->forward(reconstruction));
     discriminator_->requires_grad_(true);
-    double lambda = config_.adversarial_weight;
+    Tensor lambda = scalar_tensor(config_.adversarial_weight, g_adv.dtype(), g_adv.device());
     if (config_.adaptive_weight) {
       const Tensor g_nll = grad(nll, {last_layer}, /*retain_graph=*/true)[0];
       const Tensor g_gan = grad(g_adv, {last_layer}, /*retain_graph=*/true)[0];
       // Under data parallelism: the norms of the global batch's gradients, the same on every rank.
       dist::world().all_reduce_mean(g_nll);
       dist::world().all_reduce_mean(g_gan);
-      const double ratio = std::sqrt(sum(mul(g_nll, g_nll)).item()) /
-                           (std::sqrt(sum(mul(g_gan, g_gan)).item()) + 1e-4);
-      lambda *= std::clamp(ratio, 0.0, 1e4);
+      // squared_norm sums in double; the ratio is formed there too, as it was on the host.
+      const Tensor ratio = div(sqrt(squared_norm({g_nll})), add(sqrt(squared_norm({g_gan})), 1e-4));
+      lambda = mul(clamp(ratio, 0.0, 1e4), config_.adversarial_weight).to(g_adv.dtype());
     }
     total = add(total, mul(g_adv, lambda));
-    out.g_adv = g_adv.item();
+    out.g_adv = g_adv.detach();
     out.adaptive_weight = lambda;
   }
   out.total = total;
@@ -87,8 +87,8 @@ VQGANLoss::DiscriminatorTerms VQGANLoss::discriminator_loss(const Tensor& x,
   const Tensor fake = discriminator_->forward(reconstruction.detach());
   out.total =
       config_.disc_loss == "hinge" ? nn::hinge_d_loss(real, fake) : nn::vanilla_d_loss(real, fake);
-  out.logits_real = mean(real).item();
-  out.logits_fake = mean(fake).item();
+  out.logits_real = mean(real).detach();
+  out.logits_fake = mean(fake).detach();
   return out;
 }
 

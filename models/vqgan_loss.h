@@ -37,9 +37,11 @@ class VQGANLoss : public nn::Module {
  public:
   VQGANLoss(const LossConfig& config, int64_t image_channels, Generator& gen);
 
+  // The terms are scalars on the device (undefined when off), so that computing them waits for
+  // nothing; lambda (adaptive_weight) too, computed there from the two gradient norms.
   struct GeneratorTerms {
     Tensor total;
-    double l1 = 0, perceptual = 0, nll = 0, g_adv = 0, adaptive_weight = 0;
+    Tensor l1, perceptual, nll, g_adv, adaptive_weight;  // detached
   };
   // `quant_loss` is the quantizer's summed terms; `last_layer` the decoder's final weight.
   GeneratorTerms generator_loss(const Tensor& x, const Tensor& reconstruction,
@@ -47,7 +49,7 @@ class VQGANLoss : public nn::Module {
 
   struct DiscriminatorTerms {
     Tensor total;
-    double logits_real = 0, logits_fake = 0;
+    Tensor logits_real, logits_fake;  // mean D(x) and D(x^), detached scalars on the device
   };
   DiscriminatorTerms discriminator_loss(const Tensor& x, const Tensor& reconstruction);
 

@@ -27,8 +27,7 @@
 #                and the perceptual term with random VGG16 weights; every loss finite, step 1
 #                within 2% of the CPU's
 #   benchmarks   sgemm and conv2d on CUDA; the training step fmnist b64 and seed256 b8, float32
-#                and --use_amp, in images/s, also with the former per-tensor finite checks
-#                (VQ_PER_TENSOR_FINITE_CHECK=1) and the former casts (VQ_CONV_CAST_ONCE=0
+#                and --use_amp, in images/s, also with the former casts (VQ_CONV_CAST_ONCE=0
 #                VQ_VECTOR_CASTS=0) for comparison; the PyTorch fmnist twin
 #                (bench/pytorch_vqgan.py) on the same GPU with the ratios; the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
@@ -409,11 +408,8 @@ if want benchmarks; then
   VQ_BENCH_DEVICE=cuda limited 90 "$bin/bench_train_step" --benchmark_filter='perceptual:0|Seed256' \
     --benchmark_out="$out/bench_train_step.json" > "$out/bench_train_step.log" 2>&1
   rc_step=$?
-  # The switches kept for comparing (docs/gpu.md): the former per-tensor finite checks, and the
-  # former casts (every operand cast by the kernels, through the scalar copy kernel).
-  VQ_PER_TENSOR_FINITE_CHECK=1 VQ_BENCH_DEVICE=cuda limited 30 "$bin/bench_train_step" \
-    --benchmark_filter='Seed256Amp' \
-    --benchmark_out="$out/bench_train_step_per_tensor.json" > "$out/bench_train_step_per_tensor.log" 2>&1
+  # The switches kept for comparing (docs/gpu.md): the former casts (every operand cast by the
+  # kernels, through the scalar copy kernel).
   VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0 VQ_BENCH_DEVICE=cuda limited 40 "$bin/bench_train_step" \
     --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
     --benchmark_out="$out/bench_train_step_former_casts.json" > "$out/bench_train_step_former_casts.log" 2>&1
@@ -447,10 +443,9 @@ for b in bench("bench_ops") + bench("bench_train_step"):
         parts.append(f"{n} {b['images/s']:.0f} img/s")
     elif "GFLOP/s" in b:
         parts.append(f"{n} {b['real_time']:.3f} ms ({b['GFLOP/s'] / 1e3:.1f} TFLOP/s)")
-for name, what in (("per_tensor", "per-tensor finite checks"), ("former_casts", "the former casts")):
-    for b in bench(f"bench_train_step_{name}"):
-        if "images/s" in b:
-            parts.append(f"{b['name'].replace('BM_', '').split('/min_time')[0]} with {what} {b['images/s']:.0f} img/s")
+for b in bench("bench_train_step_former_casts"):
+    if "images/s" in b:
+        parts.append(f"{b['name'].replace('BM_', '').split('/min_time')[0]} with the former casts {b['images/s']:.0f} img/s")
 try:
     torch = [json.loads(l) for l in open(f"{out}/torch_fmnist.jsonl") if l.startswith("{")]
 except OSError:

@@ -86,7 +86,7 @@ TEST(Quantizer, CommitmentLossIsBetaTimesMeanSquaredDistance) {
   vq->set_commitment_scale(0.5);
   const auto out = vq->forward(vectors({0.2f, 0.1f, 0.8f, 0.9f}, 2, 2));
   const double mse = (0.04 + 0.01 + 0.04 + 0.01) / 4;
-  EXPECT_NEAR(out.commit_loss, mse, 1e-7);
+  EXPECT_NEAR(out.commit_loss.item(), mse, 1e-7);
   EXPECT_NEAR(out.loss.item(), 0.5 * 10.0 * mse, 1e-6);
 }
 
@@ -97,7 +97,7 @@ TEST(Quantizer, EmaBookkeepingIsExact) {
   auto vq = make_vq({0, 0, 10, 10, 20, 20}, 3, 2, c);
   // Two vectors go to code 0, one to code 1, none to code 2.
   const Tensor z = from_vector<float>({1, 1, 3, 1, 11, 9}, {3, 2});
-  vq->ema_update(z, from_vector<int64_t>({0, 0, 1}, {3}));
+  vq->ema_update(z, from_vector<int64_t>({0, 0, 1}, {3}), ones({}, DType::UInt8));
   // N = 0.5 * 0 + 0.5 * [2, 1, 0];  S = 0.5 * codes + 0.5 * sums
   EXPECT_TRUE(allclose(vq->table().cluster_size, from_vector<float>({1, 0.5f, 0}, {3})));
   EXPECT_TRUE(
@@ -111,6 +111,28 @@ TEST(Quantizer, EmaBookkeepingIsExact) {
                                            float(9.5 / s1), float(10 / s2), float(10 / s2)},
                                           {3, 2}),
                        0, 1e-5));
+}
+
+// A batch with a NaN (a diverging step that the trainer will skip) changes nothing in the
+// codebook: the EMA update and the kept maintenance batch are gated on the device (no host read).
+TEST(Quantizer, NonFiniteBatchLeavesTheCodebookAlone) {
+  QuantizerConfig c;
+  c.temperature = 0.0;
+  c.cvq_rate = 0.5;  // gated the same way
+  auto vq = make_vq({0, 0, 10, 10, 20, 20}, 3, 2, c);
+  vq->forward(vectors({1, 1, 11, 9}, 2, 2));  // a finite batch first
+  const CodebookTable& t = vq->table();
+  const Tensor weight = t.weight.clone(), counts = t.cluster_size.clone(),
+               sums = t.embed_avg.clone(), inputs = vq->maintenance_inputs().clone();
+  const QuantizerOutput out = vq->forward(vectors({NAN, 1, 11, 9}, 2, 2));
+  EXPECT_TRUE(allclose(t.weight, weight, 0, 0));
+  EXPECT_TRUE(allclose(t.cluster_size, counts, 0, 0));
+  EXPECT_TRUE(allclose(t.embed_avg, sums, 0, 0));
+  EXPECT_TRUE(allclose(vq->maintenance_inputs(), inputs, 0, 0));
+  EXPECT_TRUE(std::isnan(out.commit_loss.item()));
+  // The next finite batch updates again.
+  vq->forward(vectors({1, 1, 11, 9}, 2, 2));
+  EXPECT_FALSE(allclose(t.cluster_size, counts, 0, 0));
 }
 
 TEST(Quantizer, StatisticsTellRealUsageFromEmaCounts) {
@@ -146,9 +168,9 @@ TEST(Quantizer, ForwardReportsStatisticsOfTheBatch) {
   c.temperature = 0.0;
   auto vq = make_vq({0, 0, 1, 1, 5, 5, 9, 9}, 4, 2, c);
   const auto out = vq->forward(vectors({0.1f, 0.1f, 0.9f, 1, 1, 0.9f}, 3, 2));
-  EXPECT_EQ(out.stats.used_codes, 2);
-  EXPECT_NEAR(out.stats.batch_utilization, 0.5, 1e-12);
-  EXPECT_EQ(out.stats.num_codes, 4);
+  EXPECT_EQ(out.stats().used_codes, 2);
+  EXPECT_NEAR(out.stats().batch_utilization, 0.5, 1e-12);
+  EXPECT_EQ(out.stats().num_codes, 4);
 }
 
 TEST(Quantizer, DeadCodeRestartSetsCodeCountAndSumConsistently) {
@@ -287,7 +309,7 @@ TEST(Quantizer, KmeansEmptyClusterKeepsItsCentre) {
   const int64_t empty = std::find(counts.begin(), counts.end(), 1.0) - counts.begin();
   ASSERT_LT(empty, 3);
   const auto centre = vq.table().weight.to_vector<float>();
-  vq.ema_update(h, argmin(vq.distances(h), 1));
+  vq.ema_update(h, argmin(vq.distances(h), 1), ones({}, DType::UInt8));
   const auto after = vq.table().weight.to_vector<float>();
   EXPECT_NEAR(after[2 * empty], centre[2 * empty], 1e-3);
   EXPECT_GE(after[2 * empty], 5.0f - 1e-3);
@@ -359,7 +381,7 @@ TEST(Quantizer, EntropyLossValueAndGradient) {
   const auto pv = p.to_vector<double>();
   double h = 0;
   for (double v : pv) h -= v * std::log(v);
-  EXPECT_NEAR(out.entropy_loss, std::log(3.0) - h, 1e-12);
+  EXPECT_NEAR(out.entropy_loss.item(), std::log(3.0) - h, 1e-12);
 }
 
 // Central differences of f at x (float64, any shape), one element at a time.
@@ -448,9 +470,9 @@ TEST(Quantizer, DiversityLossIsZeroForOrthogonalCodes) {
   c.temperature = 0.0;
   c.n_embed = 2;
   auto vq = make_vq({1, 0, 0, 3}, 2, 2, c);
-  EXPECT_NEAR(vq->forward(vectors({1, 0}, 1, 2)).diversity_loss, 0.0, 1e-12);
+  EXPECT_NEAR(vq->forward(vectors({1, 0}, 1, 2)).diversity_loss.item(), 0.0, 1e-12);
   auto parallel = make_vq({1, 1, 2, 2}, 2, 2, c);
-  EXPECT_NEAR(parallel->forward(vectors({1, 0}, 1, 2)).diversity_loss, 1.0, 1e-6);
+  EXPECT_NEAR(parallel->forward(vectors({1, 0}, 1, 2)).diversity_loss.item(), 1.0, 1e-6);
 }
 
 TEST(Quantizer, ConfigErrorsNameTheField) {

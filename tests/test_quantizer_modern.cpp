@@ -157,7 +157,7 @@ TEST(ModernVQ, StepRestartsOfALearnedNormalisedCodebookKeepBackwardValid) {
   VectorQuantizer vq(c, 2, 3, init);
   const Tensor z = test::randn32({1, 2, 4, 4}, 5).requires_grad_(true);
   const auto out = vq.forward(z);
-  EXPECT_EQ(out.stats.dead_codes, 8);
+  EXPECT_EQ(out.stats().dead_codes, 8);
   EXPECT_NO_THROW(add(out.loss, sum(out.z_q)).backward());
   EXPECT_TRUE(z.grad().defined());
   EXPECT_TRUE(vq.table().weight.grad().defined());
@@ -272,7 +272,8 @@ TEST(ModernVQ, LfqEntropyIsPerVectorMinusCodebookEntropy) {
     const double m = (pv[k] + pv[3 + k]) / 2;
     avg_h -= m * std::log(m);
   }
-  EXPECT_NEAR(vq.forward(h.t().reshape({1, 2, 1, 2})).entropy_loss, per - 0.5 * avg_h, 1e-10);
+  EXPECT_NEAR(vq.forward(h.t().reshape({1, 2, 1, 2})).entropy_loss.item(), per - 0.5 * avg_h,
+              1e-10);
 }
 
 TEST(ModernVQ, BestSettingsWorkUpTo16384Codes) {
@@ -288,8 +289,8 @@ TEST(ModernVQ, BestSettingsWorkUpTo16384Codes) {
   Generator init(9);
   VectorQuantizer vq(c, 16, 9, init);
   const auto out = vq.forward(test::randn32({4, 16, 8, 8}, 10));
-  EXPECT_EQ(out.stats.num_codes, 16384);
-  EXPECT_GT(out.stats.used_codes, 100);
+  EXPECT_EQ(out.stats().num_codes, 16384);
+  EXPECT_GT(out.stats().used_codes, 100);
   EXPECT_TRUE(std::isfinite(out.loss.item()));
   const auto idx = out.indices.to_vector<int64_t>();
   EXPECT_LT(*std::max_element(idx.begin(), idx.end()), 16384);
@@ -351,7 +352,7 @@ TEST(FSQ, TwoLevelsGiveFiniteBinaryCodes) {
   for (float g : h.grad().to_vector<float>()) EXPECT_TRUE(std::isfinite(g) && g > 0);
   const auto out = fsq.forward(test::randn32({4, 8, 4, 4}));
   EXPECT_TRUE(std::isfinite(sum(out.z_q).item()));
-  EXPECT_GT(out.stats.used_codes, 8);
+  EXPECT_GT(out.stats().used_codes, 8);
 }
 
 TEST(FSQ, ForwardStatisticsAndErrors) {
@@ -361,9 +362,9 @@ TEST(FSQ, ForwardStatisticsAndErrors) {
   Generator init(2);
   FiniteScalarQuantizer fsq(c, 8, 2, init);
   const auto out = fsq.forward(test::randn32({4, 8, 4, 4}));
-  EXPECT_EQ(out.stats.num_codes, 64);
-  EXPECT_EQ(out.stats.num_vectors, 64);
-  EXPECT_GT(out.stats.used_codes, 1);
+  EXPECT_EQ(out.stats().num_codes, 64);
+  EXPECT_EQ(out.stats().num_vectors, 64);
+  EXPECT_GT(out.stats().used_codes, 1);
   EXPECT_EQ(out.indices.shape(), (Shape{4, 4, 4}));
   fsq.eval();
   EXPECT_TRUE(allclose(fsq.codes_for(out.indices), out.z_q, 1e-5));

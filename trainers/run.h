@@ -59,6 +59,7 @@ class TrainingRun {
   // Data parallelism: this rank trains on its share of every batch; rank 0 alone prints and
   // writes files. (On GPUs the world becomes a NCCL communicator once the device is known.)
   static dist::Communicator& comm() { return dist::world(); }
+  void read_metrics();  // the latest step's pending metrics into last_metrics_ (one host read)
   void run_maintenance();
   void save_samples(int64_t epoch);
   bool save(bool best);  // false when the state was not finite (nothing written)
@@ -95,8 +96,10 @@ class TrainingRun {
   int64_t maintenance_epoch_ = 0, maintenance_codes_ = 0;  // the last one: after epoch, codes
   Validation last_val_;
   std::vector<std::string> epoch_notes_;
-  // The latest step's numbers, for the progress bar and the log.
+  // The latest step's numbers, for the progress bar and the log: its losses, and the rest as of
+  // the latest step that logged (read from the device then, from pending_metrics_).
   nlohmann::json last_metrics_;
+  TrainStep::Metrics pending_metrics_;
   Clock::time_point interval_start_ = Clock::now();
   int64_t interval_images_ = 0;
   int64_t session_images_ = 0;  // trained in this process (a resumed run counts from its resume)

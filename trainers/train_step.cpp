@@ -49,24 +49,41 @@ void average_over_ranks(const std::vector<Tensor>& params) {
   }
 }
 
-// Backward of `loss`, and whether the gradients it leaves on `params` are finite once the loss
-// scaler (float16) has divided its scale back out and clipping (grad_clip > 0) has run. A finite
-// loss can still have non-finite gradients (an overflow in backward); Adam would turn them into
-// NaN weights and moments, so the caller skips its step then.
-bool backward_with_finite_grads(const Tensor& loss, const std::vector<Tensor>& params,
-                                nn::LossScaler* scaler, double grad_clip) {
+// What a half-step's one host read found.
+struct Checked {
+  double loss = 0;  // the global batch's mean: non-finite on every rank when it is on one
+  bool loss_finite = false, grads_finite = false;
+};
+
+// Backward of `loss`, clipping (grad_clip > 0), and the half-step's one host read: the loss with
+// the squared norm of the gradients it leaves on `params` once the loss scaler (float16) has
+// divided its scale back out. A finite loss can still have non-finite gradients (an overflow in
+// backward); Adam would turn them into NaN weights and moments, so the caller skips its step
+// then. A non-finite loss is backpropagated too and its gradients thrown away: deciding before
+// backward would cost a second read (a wait for the GPU) on every step to save work on rare ones.
+Checked backward_and_check(const Tensor& loss, const std::vector<Tensor>& params,
+                           nn::LossScaler* scaler, double grad_clip) {
   if (scaler != nullptr) {
     scaler->scale_loss(loss).backward();
-    average_over_ranks(params);
-    scaler->unscale(params);
   } else {
     loss.backward();
-    average_over_ranks(params);
   }
-  const bool finite = grad_clip > 0 ? std::isfinite(nn::clip_grad_norm_(params, grad_clip))
-                                    : nn::all_finite(params, true);
-  if (scaler != nullptr) scaler->update(!finite);
-  return finite;
+  average_over_ranks(params);
+  if (scaler != nullptr) scaler->unscale(params);
+  const Tensor squared_norm = nn::clip_grad_norm_on_device_(params, grad_clip);
+  std::vector<Tensor> values{loss.detach().to(DType::Float64).reshape({1})};
+  if (squared_norm.defined()) values.push_back(squared_norm.reshape({1}));
+  const std::vector<double> read = concat(values, 0).to_vector<double>();
+  dist::Communicator& comm = dist::world();
+  Checked c;
+  c.loss = comm.sum(read[0]) / static_cast<double>(comm.size());
+  c.loss_finite = std::isfinite(c.loss);
+  // The gradients were averaged over ranks: a non-finite one anywhere is non-finite everywhere.
+  c.grads_finite = c.loss_finite && (read.size() < 2 || std::isfinite(read[1]));
+  // A non-finite loss is not an overflow in backward: the scale stays (as it did when the loss
+  // was checked before backward).
+  if (scaler != nullptr && c.loss_finite) scaler->update(!c.grads_finite);
+  return c;
 }
 
 }  // namespace
@@ -88,22 +105,38 @@ TrainStep::TrainStep(const TrainConfig& config, Device device, DType precision, 
   }
 }
 
+TrainStep::Metrics::Values TrainStep::Metrics::read() const {
+  const Device device = batch_counts.device();
+  const Tensor* terms[] = {&l1,          &perceptual,    &g_adv,       &adaptive_weight,
+                           &commit_loss, &codebook_loss, &entropy_loss};
+  std::vector<Tensor> scalars;
+  for (const Tensor* t : terms) {
+    scalars.push_back(t->defined() ? t->to(DType::Float64).reshape({1})
+                                   : zeros({1}, DType::Float64, device));
+  }
+  Tensor packed = concat(scalars, 0);
+  // Each rank's terms are means over its share of the batch: their mean is the global batch's.
+  dist::world().all_reduce_mean(packed);
+  const int64_t K = batch_counts.numel();
+  const std::vector<double> v =
+      concat({packed, batch_counts.to(DType::Float64), ema_counts.to(DType::Float64)}, 0)
+          .to_vector<double>();  // the one host read
+  Values out;
+  double* fields[] = {&out.l1,          &out.perceptual,    &out.g_adv,       &out.adaptive_weight,
+                      &out.commit_loss, &out.codebook_loss, &out.entropy_loss};
+  for (size_t i = 0; i < std::size(fields); ++i) *fields[i] = v[i];
+  const auto counts_at = v.begin() + static_cast<std::ptrdiff_t>(std::size(fields));
+  const std::vector<int64_t> batch(counts_at, counts_at + K);  // whole numbers below 2^53
+  const std::vector<double> ema(counts_at + K, counts_at + 2 * K);
+  out.stats = models::codebook_stats(batch, ema, active_threshold, dead_threshold);
+  return out;
+}
+
 TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitment_scale,
                                  double lr) {
   Tensor reconstruction;
   Result r = generator_step(x, step, commitment_scale, lr, &reconstruction);
   if (!r.generator_skipped) discriminator_step(x, reconstruction, step, r);
-  if (dist::distributed()) {
-    // Each rank's terms are means over its share of the batch: their mean is the global batch's.
-    double* terms[] = {&r.loss,   &r.l1,          &r.perceptual,    &r.g_adv,
-                       &r.d_loss, &r.commit_loss, &r.codebook_loss, &r.entropy_loss};
-    std::vector<double> values;
-    for (double* t : terms) values.push_back(*t);
-    const Tensor packed = from_vector(values, {static_cast<int64_t>(values.size())});
-    dist::world().all_reduce_mean(packed);
-    const auto mean = packed.to_vector<double>();
-    for (size_t i = 0; i < values.size(); ++i) *terms[i] = mean[i];
-  }
   return r;
 }
 
@@ -117,38 +150,40 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
   const auto out = model_->forward(x);
   const auto g = loss_->generator_loss(x, out.reconstruction, out.quant.loss,
                                        model_->decoder().last_layer_weight(), step);
-  Result r;
-  r.loss = g.total.item();
-  if (!std::isfinite(dist::world().sum(r.loss))) {  // one rank's NaN stops every rank's step
-    r.generator_skipped = true;
-    r.nonfinite = fmt::format("the loss ({}); the step was skipped", r.loss);
-    return r;
-  }
   opt_g_->zero_grad();
   const double scale = scaler_g_ ? scaler_g_->scale() : 0.0;
-  const bool grads_finite =
-      backward_with_finite_grads(g.total, model_->parameters(), scaler_g_.get(), grad_clip_);
+  const Checked c = backward_and_check(g.total, model_->parameters(), scaler_g_.get(), grad_clip_);
+  Result r;
+  r.loss = c.loss;
   r.loss_scale = scaler_g_ ? scaler_g_->scale() : 0.0;
-  if (!grads_finite) {
+  if (!c.grads_finite) {
     opt_g_->zero_grad();
     r.generator_skipped = true;
-    r.loss_scale_overflow = scale > 1.0;
-    r.nonfinite = scaler_g_ ? fmt::format(
-                                  "the gradients at loss scale {}; the step was skipped and the "
-                                  "scale lowered to {}",
-                                  scale, r.loss_scale)
-                            : "the gradients; the step was skipped";
+    r.loss_scale_overflow = c.loss_finite && scale > 1.0;
+    if (!c.loss_finite) {
+      r.nonfinite = fmt::format("the loss ({}); the step was skipped", r.loss);
+    } else {
+      r.nonfinite = scaler_g_ ? fmt::format(
+                                    "the gradients at loss scale {}; the step was skipped and the "
+                                    "scale lowered to {}",
+                                    scale, r.loss_scale)
+                              : "the gradients; the step was skipped";
+    }
     return r;
   }
   opt_g_->step();
-  r.l1 = g.l1;
-  r.perceptual = g.perceptual;
-  r.g_adv = g.g_adv;
-  r.adaptive_weight = g.adaptive_weight;
-  r.commit_loss = out.quant.commit_loss;
-  r.codebook_loss = out.quant.codebook_loss;
-  r.entropy_loss = out.quant.entropy_loss;
-  r.stats = out.quant.stats;
+  const models::QuantizerOutput& q = out.quant;
+  r.metrics = {.l1 = g.l1,
+               .perceptual = g.perceptual,
+               .g_adv = g.g_adv,
+               .adaptive_weight = g.adaptive_weight,
+               .commit_loss = q.commit_loss,
+               .codebook_loss = q.codebook_loss,
+               .entropy_loss = q.entropy_loss,
+               .batch_counts = q.batch_counts,
+               .ema_counts = q.ema_counts,
+               .active_threshold = q.active_threshold,
+               .dead_threshold = q.dead_threshold};
   *reconstruction = out.reconstruction.detach();
   return r;
 }
@@ -158,21 +193,21 @@ void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction
   if (!loss_->adversarial_active(step)) return;
   AutocastScope autocast(precision_);
   const auto d = loss_->discriminator_loss(x, reconstruction);
-  r.d_loss = d.total.item();
-  const double d_loss_sum = dist::world().sum(r.d_loss);
-  auto skip = [&](std::string what) {
-    opt_d_->zero_grad();
-    r.discriminator_skipped = true;
-    r.nonfinite = std::move(what) + "; the generator stepped, the discriminator did not";
-  };
-  if (!std::isfinite(d_loss_sum)) return skip(fmt::format("the discriminator loss ({})", r.d_loss));
   opt_d_->zero_grad();
   const double scale = scaler_d_ ? scaler_d_->scale() : 0.0;
-  if (!backward_with_finite_grads(d.total, loss_->discriminator().parameters(), scaler_d_.get(),
-                                  0.0)) {
-    r.loss_scale_overflow = scale > 1.0;
-    return skip(scaler_d_ ? fmt::format("the discriminator's gradients at loss scale {}", scale)
-                          : "the discriminator's gradients");
+  const Checked c =
+      backward_and_check(d.total, loss_->discriminator().parameters(), scaler_d_.get(), 0.0);
+  r.d_loss = c.loss;
+  if (!c.grads_finite) {
+    opt_d_->zero_grad();
+    r.discriminator_skipped = true;
+    r.loss_scale_overflow = c.loss_finite && scale > 1.0;
+    const std::string what =
+        !c.loss_finite ? fmt::format("the discriminator loss ({})", r.d_loss)
+        : scaler_d_    ? fmt::format("the discriminator's gradients at loss scale {}", scale)
+                       : "the discriminator's gradients";
+    r.nonfinite = what + "; the generator stepped, the discriminator did not";
+    return;
   }
   opt_d_->step();
 }

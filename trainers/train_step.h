@@ -29,6 +29,24 @@ class TrainStep {
   TrainStep(const TrainConfig& config, Device device, DType precision = DType::Float32,
             bool loss_scaling = false);
 
+  // What a step measured besides its loss, left on the device: reading a value waits for the
+  // GPU, so the trainer reads everything at once (read(), one host read) on steps that log.
+  struct Metrics {
+    // Scalars; undefined where the term is off (read as 0).
+    Tensor l1, perceptual, g_adv, adaptive_weight, commit_loss, codebook_loss, entropy_loss;
+    Tensor batch_counts, ema_counts;  // the quantizer's, for the codebook statistics
+    double active_threshold = 1.0, dead_threshold = 1.0;
+
+    struct Values {
+      double l1 = 0, perceptual = 0, g_adv = 0, adaptive_weight = 0;
+      double commit_loss = 0, codebook_loss = 0, entropy_loss = 0;
+      models::CodebookStats stats;
+    };
+    // Under data parallelism every rank must call it (the terms are averaged over ranks; the
+    // counts are already the global batch's).
+    Values read() const;
+  };
+
   struct Result {
     bool generator_skipped = false;      // nothing was updated
     bool discriminator_skipped = false;  // the generator stepped, the discriminator did not
@@ -37,9 +55,10 @@ class TrainStep {
     // is the loss scaler finding its scale (expected early in a run), not a sign of divergence.
     bool loss_scale_overflow = false;
     double loss_scale = 0;  // the generator's loss scale after the step; 0 without scaling
-    double loss = 0, l1 = 0, perceptual = 0, g_adv = 0, adaptive_weight = 0, d_loss = 0;
-    double commit_loss = 0, codebook_loss = 0, entropy_loss = 0;
-    models::CodebookStats stats;
+    // The global batch's losses: each half reads its loss with its gradient norm (the one host
+    // read that decides whether it steps).
+    double loss = 0, d_loss = 0;
+    Metrics metrics;  // of a generator step that was not skipped
   };
   // `step` decides whether the adversarial terms are on; lr and the commitment warm-up scale are
   // the caller's schedule.

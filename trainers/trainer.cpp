@@ -41,33 +41,41 @@ bool TrainingRun::train_step(const Batch& batch) {
   } else {
     nonfinite_run_ = 0;
   }
-  const auto& s = r.stats;
   interval_images_ += batch.images.size(0) * comm().size();  // every rank's share of the batch
   session_images_ += batch.images.size(0) * comm().size();
-  last_metrics_ = {{"step", step_ + 1},
-                   {"epoch", epoch_ + 1},
-                   {"loss", r.loss},
-                   {"l1", r.l1},
-                   {"perceptual", r.perceptual},
-                   {"commit_loss", r.commit_loss},
-                   {"codebook_loss", r.codebook_loss},
-                   {"entropy_loss", r.entropy_loss},
-                   {"g_adv", r.g_adv},
-                   {"adaptive_weight", r.adaptive_weight},
-                   {"d_loss", r.d_loss},
-                   {"num_codes", s.num_codes},
-                   {"active_codes_ema", s.active_codes_ema},
-                   {"batch_utilization", s.batch_utilization},
-                   {"batch_entropy", s.batch_entropy},
-                   {"batch_norm_entropy", s.batch_norm_entropy},
-                   {"ema_entropy", s.ema_entropy},
-                   {"ema_norm_entropy", s.ema_norm_entropy},
-                   {"perplexity", s.perplexity},
-                   {"dead_codes", s.dead_codes},
-                   {"commitment_scale", commitment},
-                   {"lr", lr}};
+  // The losses are on the host already (each half-step's one read); the rest stays on the device
+  // until a step that logs (read_metrics()).
+  last_metrics_["step"] = step_ + 1;
+  last_metrics_["epoch"] = epoch_ + 1;
+  last_metrics_["loss"] = r.loss;
+  last_metrics_["d_loss"] = r.d_loss;
+  last_metrics_["commitment_scale"] = commitment;
+  last_metrics_["lr"] = lr;
   if (r.loss_scale > 0) last_metrics_["loss_scale"] = r.loss_scale;
+  pending_metrics_ = r.metrics;
   return true;
+}
+
+void TrainingRun::read_metrics() {
+  const TrainStep::Metrics::Values v = pending_metrics_.read();
+  const auto& s = v.stats;
+  const json values = {{"l1", v.l1},
+                       {"perceptual", v.perceptual},
+                       {"commit_loss", v.commit_loss},
+                       {"codebook_loss", v.codebook_loss},
+                       {"entropy_loss", v.entropy_loss},
+                       {"g_adv", v.g_adv},
+                       {"adaptive_weight", v.adaptive_weight},
+                       {"num_codes", s.num_codes},
+                       {"active_codes_ema", s.active_codes_ema},
+                       {"batch_utilization", s.batch_utilization},
+                       {"batch_entropy", s.batch_entropy},
+                       {"batch_norm_entropy", s.batch_norm_entropy},
+                       {"ema_entropy", s.ema_entropy},
+                       {"ema_norm_entropy", s.ema_norm_entropy},
+                       {"perplexity", s.perplexity},
+                       {"dead_codes", s.dead_codes}};
+  last_metrics_.update(values);
 }
 
 void TrainingRun::count_nonfinite(const std::string& what) {
@@ -181,17 +189,18 @@ TrainSummary TrainingRun::go() {
         const double rate = interval_images_ / std::max(seconds, 1e-9);
         last_metrics_["images_per_s"] = rate;
         // Every log_every steps, and the run's last step: a short run still logs its metrics.
+        // The bar shows the loss of every step and the rest as of the last step that logged.
         if (step_ % t_.log_every == 0 || step_ == total_steps_) {
+          read_metrics();
           if (metrics_) metrics_->write(last_metrics_.dump());
           interval_start_ = Clock::now();
           interval_images_ = 0;
         }
-        bar.update(
-            step_ - epoch_ * steps_per_epoch_,
-            fmt::format("loss {:.4f}  L1 {:.4f}  util {:.1f}%  H {:.3f}  {:.1f} img/s",
-                        last_metrics_["loss"].get<double>(), last_metrics_["l1"].get<double>(),
-                        100 * last_metrics_["batch_utilization"].get<double>(),
-                        last_metrics_["batch_norm_entropy"].get<double>(), rate));
+        bar.update(step_ - epoch_ * steps_per_epoch_,
+                   fmt::format("loss {:.4f}  L1 {:.4f}  util {:.1f}%  H {:.3f}  {:.1f} img/s",
+                               last_metrics_["loss"].get<double>(), last_metrics_.value("l1", 0.0),
+                               100 * last_metrics_.value("batch_utilization", 0.0),
+                               last_metrics_.value("batch_norm_entropy", 0.0), rate));
       }
       // A stop on an epoch's last step lets the epoch end (validation, saving, maintenance) first.
       // Ranks decide together: a signal may reach them at different steps.

@@ -8,7 +8,6 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
-#include "autograd/switches.h"
 
 namespace vq::nn {
 
@@ -148,13 +147,6 @@ void Adam::update(size_t i, const Tensor& param, const Tensor& grad, int64_t ste
 
 namespace {
 
-// VQ_PER_TENSOR_FINITE_CHECK=1 brings back the former checks (one reduction and one host read
-// per tensor), so that a GPU run can time both; the one-pass check is the default.
-bool per_tensor_checks() {
-  static const bool on = env_switch("VQ_PER_TENSOR_FINITE_CHECK", false);
-  return on;
-}
-
 std::vector<Tensor> defined_of(const std::vector<Tensor>& tensors, bool of_grads) {
   std::vector<Tensor> out;
   for (const Tensor& t : tensors) {
@@ -188,40 +180,31 @@ double total_squared_norm(const std::vector<Tensor>& xs) {
 bool all_finite(const std::vector<Tensor>& tensors, bool of_grads) {
   NoGradGuard no_grad;
   const std::vector<Tensor> xs = defined_of(tensors, of_grads);
-  if (xs.empty()) return true;
-  if (per_tensor_checks()) {
-    // x * 0 is 0 where x is finite and NaN where it is NaN or inf; a plain sum of x could
-    // overflow on large finite values.
-    return std::all_of(xs.begin(), xs.end(),
-                       [](const Tensor& x) { return std::isfinite(sum(mul(x, 0.0)).item()); });
-  }
-  // One pass and one host read for all tensors. NOTE: squares are summed in double, so only a
-  // float64 value beyond ~1e154 could overflow a finite sum (float32's largest square is 1e77).
-  return std::isfinite(total_squared_norm(xs));
+  // One pass and one host read for all tensors (per device). NOTE: squares are summed in double,
+  // so only a float64 value beyond ~1e154 could overflow a finite sum (float32's largest square
+  // is 1e77).
+  return xs.empty() || std::isfinite(total_squared_norm(xs));
+}
+
+Tensor clip_grad_norm_on_device_(const std::vector<Tensor>& params, double max_norm) {
+  NoGradGuard no_grad;
+  const std::vector<Tensor> grads = defined_of(params, true);
+  if (grads.empty()) return Tensor();
+  const Tensor squared = squared_norm(grads);
+  if (max_norm <= 0) return squared;
+  // coef = min(1, max_norm / (norm + 1e-6)), and 1 where the norm is not finite (the caller
+  // skips that step anyway): gradients are scaled only when they are too long.
+  const Tensor norm = sqrt(squared);
+  const Tensor finite = eq(mul(norm, 0.0), zeros({}, norm.dtype(), norm.device()));
+  const Tensor coef = where(finite, clamp(mul(pow(add(norm, 1e-6), -1.0), max_norm), 0.0, 1.0),
+                            ones({}, norm.dtype(), norm.device()));
+  for (const Tensor& g : grads) g.mul_(coef);
+  return squared;
 }
 
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
-  NoGradGuard no_grad;
-  const std::vector<Tensor> grads = defined_of(params, true);
-  if (grads.empty()) return 0.0;
-  double total_sq = 0.0;
-  if (per_tensor_checks()) {
-    for (const Tensor& g : grads) {
-      const Tensor g64 = g.to(DType::Float64);
-      total_sq += sum(mul(g64, g64)).item();
-    }
-  } else {
-    total_sq = total_squared_norm(grads);
-  }
-  const double norm = std::sqrt(total_sq);
-  if (!std::isfinite(norm)) return norm;
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    for (const Tensor& p : params) {
-      if (p.grad().defined()) p.grad().mul_(coef);
-    }
-  }
-  return norm;
+  const Tensor squared = clip_grad_norm_on_device_(params, max_norm);
+  return squared.defined() ? std::sqrt(squared.item()) : 0.0;
 }
 
 }  // namespace vq::nn

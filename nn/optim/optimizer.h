@@ -78,6 +78,10 @@ class Adam : public Optimizer {
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before
 // clipping (non-finite when a gradient is, in which case nothing is scaled).
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+// The same without a host read, for a training step that reads once: the squared norm before
+// clipping as a float64 scalar on the gradients' device (one device; undefined when no parameter
+// has a gradient). max_norm <= 0 measures without clipping.
+Tensor clip_grad_norm_on_device_(const std::vector<Tensor>& params, double max_norm);
 // True when every element of the given tensors (or of their gradients, with `of_grads`) is
 // finite: a pass or two over each, cheap enough for every training step.
 bool all_finite(const std::vector<Tensor>& tensors, bool of_grads = false);
