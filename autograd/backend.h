@@ -34,7 +34,14 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   // Devices of this type that can be used; when 0, why_unavailable() says what was found.
+  // Counting creates no GPU context.
   virtual int device_count() = 0;
+  // A GPU backend computes on one device per process. backend_for() selects the first index a
+  // tensor asks for and refuses any other; select_device() chooses beforehand (each rank of a
+  // data-parallel run, before any GPU context exists). It throws why the device cannot be used.
+  // selected_device() is -1 until then; the CPU has nothing to choose.
+  virtual void select_device(int index) {}
+  virtual int selected_device() const { return 0; }
   virtual std::string why_unavailable() = 0;
   // Empty when this backend's kernels compute in `low` (e.g. bfloat16) natively and faster than
   // float32; otherwise why not.

@@ -135,18 +135,28 @@ Backend& backend_for(Device device) {
            "VQ_CUDA=OFF or without the CUDA toolkit and cuDNN); rebuild with -DVQ_CUDA=ON on a "
            "machine with CUDA, or use --device cpu",
            device.str());
+  const int selected = backend->selected_device();
+  if (device.index == selected) return *backend;  // the common case: one check
   const int count = backend->device_count();
   VQ_CHECK(count > 0, "{} was requested, but no usable GPU was found: {}", device.str(),
            backend->why_unavailable());
   VQ_CHECK(device.index >= 0 && device.index < count,
            "{} was requested, but only {} GPU(s) are visible", device.str(), count);
+  VQ_CHECK(selected < 0,
+           "{} was requested, but this process computes on cuda:{} (one GPU per process: a run's "
+           "tensors and modules all live on the GPU it chose; under mpirun each rank takes the GPU "
+           "of its local rank)",
+           device.str(), selected);
+  backend->select_device(device.index);
   return *backend;
 }
 
-bool cuda_available() {
+int gpu_count() {
   Backend* backend = registry()[static_cast<size_t>(DeviceType::CUDA)];
-  return backend != nullptr && backend->device_count() > 0;
+  return backend != nullptr ? backend->device_count() : 0;
 }
+
+bool cuda_available() { return gpu_count() > 0; }
 
 // ---- generator ----
 

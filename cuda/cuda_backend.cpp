@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "cuda/allocator.h"
@@ -74,25 +75,38 @@ void CudaBackend::probe() {
     reason_ = "cudaGetDeviceCount reports no CUDA devices";
     return;
   }
-  cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) (void)cudaGetLastError();
-  const cudaError_t image = probe_kernel_image();
-  if (image != cudaSuccess) {
-    (void)cudaGetLastError();
-    reason_ = fmt::format(
-        "GPU 0 ({}, compute capability {}.{}) cannot run this build's kernels, compiled for CUDA "
-        "architectures {}: {}; rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{}",
-        prop.name, prop.major, prop.minor, VQ_CUDA_ARCHITECTURES, cudaGetErrorString(image),
-        prop.major, prop.minor);
-    return;
-  }
-  usable_ = 1;
-  compute_capability_ = prop.major * 10 + prop.minor;
+  count_.store(count, std::memory_order_release);
 }
 
 int CudaBackend::device_count() {
   std::call_once(probed_, [this] { probe(); });
-  return usable_;
+  return count_.load(std::memory_order_acquire);
+}
+
+void CudaBackend::select_device(int index) {
+  std::lock_guard<std::mutex> lock(select_mutex_);
+  const int selected = selected_.load();
+  if (selected == index) return;
+  VQ_CHECK(selected < 0, "cuda:{} was requested, but this process computes on cuda:{}", index,
+           selected);
+  VQ_CHECK(index >= 0 && index < device_count(), "cuda:{} was requested, but {} GPU(s) are visible",
+           index, device_count());
+  // First, so that the context (created by the next call that needs one) is on this GPU.
+  VQ_CUDA_CHECK(cudaSetDevice(index));
+  const cudaError_t image = probe_kernel_image();
+  if (image != cudaSuccess) {
+    (void)cudaGetLastError();
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) (void)cudaGetLastError();
+    reason_ = fmt::format(
+        "GPU {} ({}, compute capability {}.{}) cannot run this build's kernels, compiled for CUDA "
+        "architectures {}: {}; rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{}",
+        index, prop.name, prop.major, prop.minor, VQ_CUDA_ARCHITECTURES, cudaGetErrorString(image),
+        prop.major, prop.minor);
+    count_ = 0;  // nothing here is usable by this process now
+    throw Error(reason_);
+  }
+  selected_.store(index, std::memory_order_release);
 }
 
 std::string CudaBackend::why_unavailable() {
@@ -103,14 +117,17 @@ std::string CudaBackend::why_unavailable() {
 // Convolutions run in the low precision on tensor cores (conv_cudnn.cpp): float16 ones since
 // Volta (7.0), bfloat16 ones since Ampere (8.0).
 std::string CudaBackend::why_no_low_precision(DType low) {
-  std::call_once(probed_, [this] { probe(); });
-  if (!usable_) return reason_;
+  if (device_count() == 0) return reason_;
   const int needed = low == DType::BFloat16 ? 80 : low == DType::Float16 ? 70 : 0;
   if (needed == 0) return fmt::format("{} is not a mixed-precision type", dtype_name(low));
-  if (compute_capability_ >= needed) return "";
+  const int gpu = std::max(selected_device(), 0);  // the process's GPU (0 until one is chosen)
+  int major = 0, minor = 0;
+  VQ_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, gpu));
+  VQ_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, gpu));
+  if (major * 10 + minor >= needed) return "";
   return fmt::format(
-      "{} convolutions need tensor cores of compute capability {}.{} or newer; GPU 0 has {}.{}{}",
-      dtype_name(low), needed / 10, needed % 10, compute_capability_ / 10, compute_capability_ % 10,
+      "{} convolutions need tensor cores of compute capability {}.{} or newer; GPU {} has {}.{}{}",
+      dtype_name(low), needed / 10, needed % 10, gpu, major, minor,
       low == DType::BFloat16 ? " (try --amp_dtype fp16)" : "");
 }
 

@@ -1,4 +1,5 @@
-// The CUDA backend: every kernel of autograd/backend.h on one GPU (the current device, cuda:0).
+// The CUDA backend: every kernel of autograd/backend.h on one GPU per process (the first index a
+// tensor asks for, or the one select_device() chose; see Backend::select_device).
 // Registered at start-up by register_cuda_backend() (a static initializer in cuda_backend.cpp;
 // link vq_cuda whole-archive, which the vq_backends target does, so the linker keeps it).
 //
@@ -6,11 +7,12 @@
 // kernels' entry points in kernel_dispatch.cpp (the kernels in the .cu files); gemm in
 // gemm_cublas.cpp; conv2d in conv_cudnn.cpp. All work is queued on the legacy default stream;
 // only copies to the host wait for it.
-// Left out: several GPUs (Backend::allocate has no device argument, so this backend uses one GPU
-// and reports at most one), streams other than the default, and float16/bfloat16 math outside
-// the convolutions (which autocast runs in the low precision, conv_cudnn.cpp).
+// Left out: several GPUs in one process (Backend::allocate has no device argument; data
+// parallelism runs one process per GPU), streams other than the default, and float16/bfloat16
+// math outside the convolutions (which autocast runs in the low precision, conv_cudnn.cpp).
 #pragma once
 
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -21,8 +23,12 @@ namespace vq::cuda {
 class CudaBackend final : public Backend {
  public:
   const char* name() const override { return "cuda"; }
-  // 1 when a GPU answers and can run this build's kernels, else 0 (why_unavailable() says why).
+  // The visible GPUs (0 when none answers or the selected one cannot run this build's kernels;
+  // why_unavailable() says why). Counting creates no context.
   int device_count() override;
+  // cudaSetDevice before anything else touches the GPU, then checks that it runs our kernels.
+  void select_device(int index) override;
+  int selected_device() const override { return selected_.load(std::memory_order_acquire); }
   std::string why_unavailable() override;
   std::string why_no_low_precision(DType low) override;
   bool takes_low_precision_operands() const override { return true; }
@@ -101,11 +107,12 @@ class CudaBackend final : public Backend {
                  const Tensor& exp_avg_sq, const AdamStep& hp) override;
 
  private:
-  void probe();  // once: is there a GPU we can run on?
+  void probe();  // once: how many GPUs answer (no context)
 
   std::once_flag probed_;
-  int usable_ = 0;
-  int compute_capability_ = 0;  // of GPU 0: 80 for 8.0
+  std::mutex select_mutex_;
+  std::atomic<int> selected_{-1};
+  std::atomic<int> count_{0};
   std::string reason_;
 };
 

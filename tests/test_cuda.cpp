@@ -138,7 +138,15 @@ TEST(CudaTransfer, MismatchedDevicesAreAnError) {
   EXPECT_VQ_ERROR(matmul(b, a), "on different devices");
   EXPECT_VQ_ERROR(conv2d(ones({1, 1, 3, 3}), ones({1, 1, 3, 3}, DType::Float32, kCuda)),
                   "on different devices");
-  EXPECT_VQ_ERROR(zeros({1}, DType::Float32, parse_device("cuda:7")), "GPU(s) are visible");
+  // The refused index comes from the real count (the loopback device pretends to be two GPUs).
+  const int gpus = gpu_count();
+  EXPECT_VQ_ERROR(zeros({1}, DType::Float32, Device{DeviceType::CUDA, gpus}),
+                  fmt::format("cuda:{} was requested, but only {} GPU(s) are visible", gpus, gpus));
+  // One GPU per process: kCuda (cuda:0) was chosen above; another GPU is refused by name.
+  if (gpus > 1) {
+    EXPECT_VQ_ERROR(zeros({1}, DType::Float32, Device{DeviceType::CUDA, 1}),
+                    "cuda:1 was requested, but this process computes on cuda:0");
+  }
 }
 
 // ---- factories, copies, random streams ----

@@ -15,6 +15,17 @@ namespace {
 
 using test::allclose;
 
+// The GPU each rank takes, for machines this one is not (a faked GPU count): its local rank,
+// never a shared GPU, and a clear refusal when a machine runs more ranks than it has GPUs.
+TEST(DataParallel, EachRankTakesTheGpuOfItsLocalRank) {
+  for (int local = 0; local < 8; ++local) EXPECT_EQ(gpu_for_local_rank(local, 8, 8), local);
+  EXPECT_EQ(gpu_for_local_rank(1, 2, 4), 1);  // fewer ranks than GPUs: the first ones
+  EXPECT_VQ_ERROR(gpu_for_local_rank(0, 4, 2),
+                  "this machine runs 4 ranks but has 2 GPU(s); every rank needs its own GPU");
+  EXPECT_VQ_ERROR(gpu_for_local_rank(0, 4, 2), "mpirun --npernode 2");
+  EXPECT_VQ_ERROR(gpu_for_local_rank(0, 1, 0), "no GPU on this machine");
+}
+
 TEST(Communicator, CollectivesCombineEveryRank) {
   Communicator& comm = world();
   const int r = comm.rank(), N = comm.size();

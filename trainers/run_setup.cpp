@@ -26,14 +26,18 @@ std::string last_checkpoint_beside(const std::string& path) {
 }
 
 // The device this process trains on. Under data parallelism each rank of a machine takes its
-// own GPU (NCCL refuses two ranks on one): local rank modulo the GPUs there, whatever index
-// --device names; the collectives on its tensors then run in NCCL.
+// own GPU, the one of its local rank, chosen before anything creates a GPU context (so no rank
+// leaves a context on GPU 0); the collectives on its tensors then run in NCCL.
 Device device_of_this_rank(const std::string& text) {
   Device device = parse_device(text);
   if (!dist::distributed() || !device.is_cuda()) return device;
-  const int gpus = backend_for(device).device_count();
-  VQ_CHECK(gpus > 0, "--device {}: no GPU on this machine", text);
-  device.index = dist::world().local_rank() % gpus;
+  VQ_CHECK(text.find(':') == std::string::npos,
+           "--device {}: under mpirun each rank takes the GPU of its local rank; pass --device "
+           "cuda (choose the GPUs with CUDA_VISIBLE_DEVICES)",
+           text);
+  const dist::Communicator& comm = dist::world();
+  device.index = dist::gpu_for_local_rank(comm.local_rank(), comm.local_size(), gpu_count());
+  backend_for(device);  // selects it
 #ifdef VQ_WITH_NCCL
   dist::set_world(cuda::make_nccl_communicator(dist::shared_world(), device));
 #else

@@ -3,7 +3,10 @@
 // own, so .to(), copy_ across devices and item() move bytes exactly as they would to a GPU.
 // Like CUDA it takes convolution operands already in the low precision (so the op's cast-once
 // path runs here too): they are widened back to float32, exactly, for the CPU kernels, which round
-// them to the same values again.
+// them to the same values again. It pretends to be two GPUs, one of which a process selects like
+// the CUDA backend does, so the one-GPU-per-process refusal runs without a GPU.
+#include <atomic>
+
 #include "autograd/cpu/cpu_backend.h"
 
 namespace vq {
@@ -18,6 +21,13 @@ Tensor widened(const Tensor& t, const Tensor& like) {
 class LoopbackBackend final : public cpu::CpuBackend {
  public:
   const char* name() const override { return "loopback"; }
+  int device_count() override { return 2; }
+  void select_device(int index) override {
+    int none = -1;
+    VQ_CHECK(selected_.compare_exchange_strong(none, index) || none == index,
+             "loopback: cuda:{} was requested, but this process computes on cuda:{}", index, none);
+  }
+  int selected_device() const override { return selected_.load(); }
   bool takes_low_precision_operands() const override { return true; }
   void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
                       const Tensor& y) override {
@@ -31,6 +41,9 @@ class LoopbackBackend final : public cpu::CpuBackend {
                               const Tensor& dw, const Tensor& dbias) override {
     CpuBackend::conv2d_backward_weight(s, widened(dy, dw), widened(x, dw), dw, dbias);
   }
+
+ private:
+  std::atomic<int> selected_{-1};
 };
 
 LoopbackBackend* loopback_instance = nullptr;

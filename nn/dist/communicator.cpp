@@ -66,6 +66,18 @@ double Communicator::sum(double value) {
 
 bool Communicator::any(bool flag) { return sum(flag ? 1.0 : 0.0) > 0.5; }
 
+int gpu_for_local_rank(int local_rank, int local_size, int gpus) {
+  VQ_CHECK(gpus > 0, "data-parallel training on CUDA: no GPU on this machine");
+  VQ_CHECK(local_size <= gpus,
+           "data-parallel training on CUDA: this machine runs {} ranks but has {} GPU(s); every "
+           "rank needs its own GPU (NCCL refuses two ranks on one): start at most {} ranks per "
+           "machine (mpirun --npernode {}), or make more GPUs visible (CUDA_VISIBLE_DEVICES)",
+           local_size, gpus, gpus, gpus);
+  VQ_CHECK(local_rank >= 0 && local_rank < local_size, "local rank {} is outside [0, {})",
+           local_rank, local_size);
+  return local_rank;
+}
+
 Communicator& world() { return *current(); }
 
 void set_world(std::shared_ptr<Communicator> comm) {

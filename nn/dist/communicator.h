@@ -71,6 +71,11 @@ class WorldScope {
 // sum of theirs, and the gradient averaging then divides by the world size.
 Tensor all_reduce_sum_with_grad(const Tensor& x);
 
+// The GPU a rank of a data-parallel run computes on: its local rank, so that the ranks of one
+// machine use distinct GPUs (NCCL refuses two ranks on one). Throws, saying what to change, when
+// the machine runs more ranks than it has GPUs.
+int gpu_for_local_rank(int local_rank, int local_size, int gpus);
+
 // Replaces world() (nullptr restores the single process): the trainer wraps the MPI world in a
 // NCCL communicator once it knows its GPU.
 void set_world(std::shared_ptr<Communicator> comm);
