@@ -158,6 +158,12 @@ void VectorQuantizer::kmeans_init(const Tensor& h) {
   table_->weight.copy_(centres);
   table_->cluster_size.copy_(counts);
   if (table_->embed_avg.defined()) table_->embed_avg.copy_(mul(centres, counts.unsqueeze(1)));
+  // Every rank ran the same k-means on the same global batch, but a GPU's index_add sums in no
+  // fixed order: rank 0's result goes to all, so the codebooks stay bit-identical.
+  dist::Communicator& comm = dist::world();
+  for (const Tensor& t : {table_->weight, table_->cluster_size, table_->embed_avg}) {
+    if (t.defined()) comm.broadcast(t, 0);
+  }
   initialized_.fill_(1);
 }
 
