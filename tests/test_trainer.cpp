@@ -69,6 +69,13 @@ TEST(Flags, ParsesTypesAndRejectsBadInput) {
   EXPECT_VQ_ERROR(parse({"--plot=maybe"}), "--plot: 'maybe' is not a boolean");
   EXPECT_VQ_ERROR(parse({"stray"}), "unexpected argument 'stray'");
   EXPECT_NE(f.help().find("--n int"), std::string::npos);
+  // Peeking finds a value before the flags are declared, in both spellings; the last one wins.
+  std::vector<std::string> peeked = {"prog", "--model_config", "seed256", "--n=2", "--preset=best"};
+  auto pv = argv_of(peeked);
+  const int pc = static_cast<int>(pv.size());
+  EXPECT_EQ(Flags::peek(pc, pv.data(), "model_config", "fmnist"), "seed256");
+  EXPECT_EQ(Flags::peek(pc, pv.data(), "preset", "improved"), "best");
+  EXPECT_EQ(Flags::peek(pc, pv.data(), "seed", "42"), "42");
 }
 
 TEST(Config, PresetsCarryTheSeedsValues) {
@@ -554,6 +561,43 @@ TEST_F(TrainerRun, PerceptualTermEntersTheLossWithItsWeight) {
               1e-5 * on.at("loss").get<double>());
   EXPECT_EQ(on.at("l1"), off.at("l1"));
   EXPECT_NE(on.at("summary_perceptual").get<std::string>().find("random vgg16"), std::string::npos);
+}
+
+// Every example config in configs/ trains: one step on the tiny images at a small batch (batch 1
+// for 256x256 models), one validation image, and a resumable checkpoint at the end.
+TEST_F(TrainerRun, EveryExampleConfigTrainsOneStep) {
+  int configs = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(VQ_CONFIGS_DIR)) {
+    const std::filesystem::path& path = entry.path();
+    if (path.extension() != ".json") continue;
+    SCOPED_TRACE(path.string());
+    TrainConfig c = preset_config("improved", "fmnist");
+    c.merge_json(nn::read_file(path.string(), 1 << 20, "config"), path.string());
+    const std::string out = test::temp_path("config_" + path.stem().string());
+    TrainingConfig& t = c.training;
+    t.train_dir = t.val_dir = images_;
+    t.model_dir = out;
+    t.sample_dir = out + "/samples";
+    t.epochs = t.steps_per_epoch = t.max_steps = 1;
+    t.batch_size = c.model.resolution >= 256 ? 1 : 2;
+    t.val_limit = t.num_samples = t.val_stlpips_images = 1;
+    const auto summary = nlohmann::json::parse(train(c, "").json);
+    EXPECT_EQ(summary.at("steps"), 1);
+    EXPECT_EQ(summary.at("nonfinite_steps_skipped"), 0);
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + t.model_name + ".last.safetensors"));
+    ++configs;
+  }
+  EXPECT_GE(configs, 4);
+}
+
+// --print_config writes what --config reads: a printed config read back prints the same.
+TEST(Config, PrintedConfigReadsBackUnchanged) {
+  TrainConfig c = preset_config("best", "seed256");
+  c.quantizer.n_embed = 333;
+  c.training.train_dir = "my_images";
+  TrainConfig back = preset_config("improved", "fmnist");
+  back.merge_json(c.to_json(), "printed");
+  EXPECT_EQ(back.to_json(), c.to_json());
 }
 
 // The whole VQGAN objective from step 0: the discriminator's hinge loss, the generator's

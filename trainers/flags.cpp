@@ -85,6 +85,19 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+std::string Flags::peek(int argc, char** argv, const std::string& name, std::string fallback) {
+  const std::string flag = "--" + name;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == flag && i + 1 < argc) {
+      fallback = argv[++i];
+    } else if (arg.rfind(flag + "=", 0) == 0) {
+      fallback = arg.substr(flag.size() + 1);
+    }
+  }
+  return fallback;
+}
+
 bool Flags::parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];

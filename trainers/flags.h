@@ -26,6 +26,10 @@ class Flags {
   // bad input.
   bool parse(int argc, char** argv);
   bool was_set(const std::string& name) const { return set_.count(name) > 0; }
+  // The value argv gives a flag (`--name value` or `--name=value`; the last one wins), or
+  // `fallback`, before any flag is declared: a flag that decides the others' defaults (a model
+  // config) is read first, so that --help shows the defaults that apply.
+  static std::string peek(int argc, char** argv, const std::string& name, std::string fallback);
   std::string help() const;
 
  private:

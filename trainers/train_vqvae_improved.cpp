@@ -30,13 +30,17 @@ int fail(const std::string& message) {
 int run(int argc, char** argv) {
   using namespace vq;
   using namespace vq::train;
-  // Flag values start at the improved/fmnist defaults; only flags given on the command line
-  // override the preset (or the resumed run's config).
-  const TrainConfig d = preset_config("improved", "fmnist");
+  // Flag values start at the defaults of the preset and model config that argv names (so --help
+  // shows those); only flags given on the command line override the preset (or the resumed
+  // run's config).
+  std::string preset = Flags::peek(argc, argv, "preset", "improved"),
+              model_config = Flags::peek(argc, argv, "model_config", "fmnist"), config_file,
+              resume;
+  const TrainConfig d = preset_config(preset, model_config);
   TrainingConfig t = d.training;
   models::QuantizerConfig q = d.quantizer;
-  std::string preset = "improved", model_config = "fmnist", config_file, resume,
-              perceptual = d.loss.perceptual_weights;
+  std::string perceptual = d.loss.perceptual_weights;
+  bool print_config = false;
   int64_t image_size = d.model.resolution, in_channels = d.model.in_channels,
           out_channels = d.model.out_channels;
   int64_t disc_start = d.loss.disc_start;
@@ -105,6 +109,9 @@ int run(int argc, char** argv) {
   flags.add_int("log_every", &t.log_every, "steps between metrics log lines", 1);
   flags.add_string("resume", &resume,
                    "continue the run saved in this .last.safetensors checkpoint");
+  flags.add_bool("print_config", &print_config,
+                 "print the effective configuration (preset, --config file and flags merged) as "
+                 "the JSON that --config reads, and exit without training");
   flags.add_string("perceptual_weights", &perceptual,
                    "perceptual net weights: stlpips-vgg (ST-LPIPS VGG16, installed by setup), "
                    "stlpips-alex, a safetensors file, 'random', or empty (off)");
@@ -177,6 +184,11 @@ int run(int argc, char** argv) {
     if (!resume.empty() && (flags.was_set("preset") || flags.was_set("model_config"))) {
       throw Error(
           "--preset and --model_config cannot change when resuming (the run's own config is used)");
+    }
+    if (print_config) {
+      config.validate();
+      std::printf("%s\n", config.to_json().c_str());
+      return 0;
     }
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
