@@ -1,11 +1,14 @@
 """The same VQGAN training step as trainers/ runs, written in PyTorch for side-by-side timing.
 
-An independent implementation of the `fmnist` model (taming-style encoder/decoder with GroupNorm
-32 and SiLU, attention in the middle block, 1x1 quant convs), the EMA vector quantizer with
-Gumbel-max sampling at temperature T and the entropy term, the 3-layer PatchGAN, and the
-generator + discriminator step (L1, optional perceptual VGG16, hinge loss, adaptive adversarial
-weight, Adam). Used by compare_pytorch.py (CPU) and scripts/gpu_check.sh (on a GPU:
-`python bench/pytorch_vqgan.py --device cuda`); not a reference for correctness.
+An independent implementation of our two model configs (taming-style encoder/decoder with
+GroupNorm 32 and SiLU, attention in the middle block and at the listed resolutions, 1x1 quant
+convs): `fmnist` (32x32 grey) and `seed256` (256x256 RGB, the seed's own model, 71.9M + 2.8M
+parameters), the EMA vector quantizer with Gumbel-max sampling at temperature T and the entropy
+term, the 3-layer PatchGAN, and the generator + discriminator step (L1, optional perceptual
+VGG16, hinge loss, adaptive adversarial weight, the finite check of the gradients, Adam). Used by
+compare_pytorch.py (CPU), scripts/gpu_check.sh (on a GPU: `python bench/pytorch_vqgan.py --device
+cuda --model seed256`) and a test that checks its parameter counts against ours
+(`--steps 1 --batch 1`); not a reference for correctness.
 """
 import argparse
 import json
@@ -72,16 +75,27 @@ def mid(c):
     return nn.Sequential(ResBlock(c, c), Attn(c), ResBlock(c, c))
 
 
+# The model configs (models/model_config.cpp): input channels, width, per-level multipliers, blocks
+# per level, latent channels, resolution and the resolutions with attention after each block.
+CONFIGS = {
+    "fmnist": dict(cin=1, ch=64, mult=(1, 2, 2), blocks=1, z=256, res=32, attn=()),
+    "seed256": dict(cin=3, ch=128, mult=(1, 1, 2, 2, 4), blocks=2, z=256, res=256, attn=(16,)),
+}
+
+
 class Encoder(nn.Module):
-    def __init__(self, cin=1, ch=64, mult=(1, 2, 2), blocks=1, z=256):
+    def __init__(self, cin=1, ch=64, mult=(1, 2, 2), blocks=1, z=256, res=32, attn=()):
         super().__init__()
         layers, c = [nn.Conv2d(cin, ch, 3, 1, 1)], ch
         for i, m in enumerate(mult):
             for _ in range(blocks):
                 layers.append(ResBlock(c, ch * m))
                 c = ch * m
+                if res in attn:
+                    layers.append(Attn(c))
             if i != len(mult) - 1:
                 layers.append(Down(c))
+                res //= 2
         layers += [mid(c), norm(c), nn.SiLU(), nn.Conv2d(c, z, 3, 1, 1)]
         self.net = nn.Sequential(*layers)
 
@@ -90,16 +104,19 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, cout=1, ch=64, mult=(1, 2, 2), blocks=1, z=256):
+    def __init__(self, cout=1, ch=64, mult=(1, 2, 2), blocks=1, z=256, res=32, attn=()):
         super().__init__()
-        c = ch * mult[-1]
+        c, res = ch * mult[-1], res // 2 ** (len(mult) - 1)
         layers = [nn.Conv2d(z, c, 3, 1, 1), mid(c)]
         for i in reversed(range(len(mult))):
             for _ in range(blocks + 1):
                 layers.append(ResBlock(c, ch * mult[i]))
                 c = ch * mult[i]
+                if res in attn:
+                    layers.append(Attn(c))
             if i != 0:
                 layers.append(Up(c))
+                res *= 2
         layers += [norm(c), nn.SiLU()]
         self.net = nn.Sequential(*layers)
         self.conv_out = nn.Conv2d(c, cout, 3, 1, 1)
@@ -189,16 +206,20 @@ class Vgg16Distance(nn.Module):
 
 
 class TrainStep:
-    """One generator + discriminator step of the fmnist VQGAN at the given batch size."""
+    """One generator + discriminator step of a model config at the given batch size."""
 
-    def __init__(self, batch=64, perceptual_weight=0.0, amp=False, device="cpu"):
+    def __init__(self, batch=64, perceptual_weight=0.0, amp=False, device="cpu", model="fmnist"):
         """amp: bf16 autocast for the forward passes (backward follows), as a PyTorch user would
         write it, with the quantizer kept in fp32 as ours is (autocast off around it)."""
         torch.manual_seed(0)
         self.amp, self.device = amp, torch.device(device)
-        self.enc, self.dec = Encoder(), Decoder()
-        self.quant_conv, self.post_quant_conv = nn.Conv2d(256, 256, 1), nn.Conv2d(256, 256, 1)
-        self.quantizer, self.disc = EmaQuantizer(), PatchGAN()
+        cfg = dict(CONFIGS[model])
+        cin, res, z = cfg["cin"], cfg["res"], cfg["z"]
+        self.enc = Encoder(**cfg)
+        cfg["cout"] = cfg.pop("cin")
+        self.dec = Decoder(**cfg)
+        self.quant_conv, self.post_quant_conv = nn.Conv2d(z, 256, 1), nn.Conv2d(256, z, 1)
+        self.quantizer, self.disc = EmaQuantizer(), PatchGAN(cin)
         self.perceptual = Vgg16Distance() if perceptual_weight > 0 else None
         for m in (self.enc, self.dec, self.quant_conv, self.post_quant_conv, self.quantizer, self.disc,
                   self.perceptual):
@@ -208,7 +229,11 @@ class TrainStep:
         g_params = [p for m in (self.enc, self.dec, self.quant_conv, self.post_quant_conv) for p in m.parameters()]
         self.opt_g = torch.optim.Adam(g_params, lr=1e-4, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
-        self.x = (torch.rand(batch, 1, 32, 32) * 2 - 1).to(self.device)
+        self.x = (torch.rand(batch, cin, res, res) * 2 - 1).to(self.device)
+        self.g_params, self.d_params = g_params, list(self.disc.parameters())
+
+    def parameter_counts(self):
+        return sum(p.numel() for p in self.g_params), sum(p.numel() for p in self.d_params)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -236,42 +261,60 @@ class TrainStep:
         loss = nll + weight * g_adv + qloss
         self.opt_g.zero_grad()
         loss.backward()
-        self.opt_g.step()
+        # The finite check ours does before stepping: one norm over all gradients, its value (with
+        # the loss) read once, as our trainer reads it.
+        g_norm = torch.stack([p.grad.norm() for p in self.g_params if p.grad is not None]).norm()
+        if math.isfinite(torch.stack([loss.detach(), g_norm]).sum().item()):
+            self.opt_g.step()
         with self.autocast():
             d_loss = 0.5 * (F.relu(1 - self.disc(x).float()).mean() + F.relu(1 + self.disc(rec.detach()).float()).mean())
         self.opt_d.zero_grad()
         d_loss.backward()
-        self.opt_d.step()
+        d_norm = torch.stack([p.grad.norm() for p in self.d_params if p.grad is not None]).norm()
+        if math.isfinite(torch.stack([d_loss.detach(), d_norm]).sum().item()):
+            self.opt_d.step()
         return loss.detach(), d_loss.detach()
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Times the fmnist training step (float32 and bf16 "
-                                     "autocast) and prints one JSON line per case.")
+    parser = argparse.ArgumentParser(description="Times the training step of a model config (float32 "
+                                     "and bf16 autocast) and prints one JSON line per case.")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--model", default="fmnist", choices=sorted(CONFIGS),
+                        help="model config (default: fmnist)")
+    parser.add_argument("--batch", type=int, default=0, help="images per step (default: 64 for "
+                        "fmnist, 8 for seed256)")
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per case")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="run exactly this many steps, without warm-up (a check that the step "
+                        "runs, timing included; 0 = time --seconds after 3 warm-up steps)")
+    parser.add_argument("--amp", choices=("both", "off", "on"), default="both",
+                        help="which cases: float32, bf16 autocast or both (default)")
     args = parser.parse_args()
+    batch = args.batch or (8 if args.model == "seed256" else 64)
     device = torch.device(args.device)
-    for amp in (False, True):
-        step = TrainStep(batch=args.batch, amp=amp, device=device)
+    cases = {"both": (False, True), "off": (False,), "on": (True,)}[args.amp]
+    for amp in cases:
+        step = TrainStep(batch=batch, amp=amp, device=device, model=args.model)
+        g_params, d_params = step.parameter_counts()
+        head = {"torch": torch.__version__, "device": args.device, "model": args.model,
+                "batch": batch, "amp": amp, "generator_parameters": g_params,
+                "discriminator_parameters": d_params}
         try:
-            for _ in range(3):  # warm-up: cuDNN picks its algorithms
+            for _ in range(0 if args.steps else 3):  # warm-up: cuDNN picks its algorithms
                 step()
         except RuntimeError as e:  # e.g. torch 1.13's CPU bf16 autocast fails on GroupNorm
-            print(json.dumps({"torch": torch.__version__, "device": args.device, "amp": amp,
-                              "error": str(e).splitlines()[0]}), flush=True)
+            print(json.dumps(head | {"error": str(e).splitlines()[0]}), flush=True)
             continue
         # Each step's losses are read back, as our trainer does, so the time is the work's.
         n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < args.seconds:
+        while (n < args.steps) if args.steps else (time.perf_counter() - t0 < args.seconds):
             loss, d_loss = step()
-            loss.item(), d_loss.item()
+            values = (loss.item(), d_loss.item())
             n += 1
         ms = (time.perf_counter() - t0) / n * 1e3
-        print(json.dumps({"torch": torch.__version__, "device": args.device, "batch": args.batch,
-                          "amp": amp, "steps": n, "ms_per_step": ms,
-                          "images_per_s": args.batch / ms * 1e3}), flush=True)
+        print(json.dumps(head | {"steps": n, "ms_per_step": ms, "images_per_s": batch / ms * 1e3,
+                                 "loss": values[0], "d_loss": values[1]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@
 #   benchmarks   sgemm and conv2d on CUDA; the training step fmnist b64 and seed256 b8, float32
 #                and --use_amp, in images/s, also with the former casts (VQ_CONV_CAST_ONCE=0
 #                VQ_VECTOR_CASTS=0) for comparison; the PyTorch fmnist twin
-#                (bench/pytorch_vqgan.py) on the same GPU with the ratios; the GPU-busy share
+#                and its seed256 twin (bench/pytorch_vqgan.py) on the same GPU with the ratios;
+#                the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
 #   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings and with
 #                the former casts, alternating, 3 rounds of 1.5 s each: medians and their ratio
@@ -416,6 +417,9 @@ if want benchmarks; then
   # PyTorch's twin of the fmnist step on the same GPU (float32 with its default TF32 convolutions,
   # and bf16 autocast).
   limited 60 "$py" bench/pytorch_vqgan.py --device cuda --seconds 3 > "$out/torch_fmnist.jsonl" 2>&1
+  # And of the seed256 b8 step (the yardstick: taming-style modules, 71.9M + 2.8M).
+  limited 90 "$py" bench/pytorch_vqgan.py --device cuda --model seed256 --seconds 4 \
+    > "$out/torch_seed256.jsonl" 2>&1
   # The GPU-busy share over 10+ s of the seed256 --use_amp step, sampled every 200 ms.
   busy=""
   if command -v nvidia-smi > /dev/null; then
@@ -446,17 +450,21 @@ for b in bench("bench_ops") + bench("bench_train_step"):
 for b in bench("bench_train_step_former_casts"):
     if "images/s" in b:
         parts.append(f"{b['name'].replace('BM_', '').split('/min_time')[0]} with the former casts {b['images/s']:.0f} img/s")
-try:
-    torch = [json.loads(l) for l in open(f"{out}/torch_fmnist.jsonl") if l.startswith("{")]
-except OSError:
-    torch = []
+torch = []
+for model in ("fmnist", "seed256"):
+    try:
+        torch += [json.loads(l) for l in open(f"{out}/torch_{model}.jsonl") if l.startswith("{")]
+    except OSError:
+        pass
+keys = {("fmnist", False): "TrainStep/perceptual:0", ("fmnist", True): "TrainStepAmp/perceptual:0",
+        ("seed256", False): "TrainStepSeed256", ("seed256", True): "TrainStepSeed256Amp"}
 for t in torch:
     if "images_per_s" not in t:
         continue
-    key = "TrainStepAmp/perceptual:0" if t["amp"] else "TrainStep/perceptual:0"
-    mine = ours.get(key)
+    model = t.get("model", "fmnist")
+    mine = ours.get(keys[(model, t["amp"])])
     ratio = f", ours {mine / t['images_per_s']:.2f}x" if mine else ""
-    parts.append(f"PyTorch {t['torch']} fmnist b64 {'bf16' if t['amp'] else 'fp32'} {t['images_per_s']:.0f} img/s{ratio}")
+    parts.append(f"PyTorch {t['torch']} {model} b{t['batch']} {'bf16' if t['amp'] else 'fp32'} {t['images_per_s']:.0f} img/s{ratio}")
 if busy:
     parts.append(f"GPU busy (seed256 --use_amp) {busy}")
 print("; ".join(parts))

@@ -3,6 +3,10 @@
 // parameter, the PatchGAN and the loss composition (the perceptual distance: test_perceptual).
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include "models/blocks.h"
 #include "models/encoder.h"
@@ -159,6 +163,35 @@ TEST(VQModel, Seed256ParameterCountAndAttentionLevels) {
   EXPECT_TRUE(has_name(names, "decoder.up.4.attn.2.k.weight"));  // 3 blocks per decoder level
   EXPECT_EQ(c.latent_size(), 16);
 }
+
+#ifdef VQ_PYTHON
+// bench/pytorch_vqgan.py, the PyTorch twin the GPU benchmarks compare against, builds our seed256
+// architecture (its parameter counts equal ours for the generator and the discriminator) and its
+// training step runs with finite losses (one step at batch 1 under Debian's torch 1.13, ~20 s).
+TEST(PytorchTwin, Seed256HasOurParameterCountsAndSteps) {
+  const ModelConfig c = model_config_by_name("seed256");
+  VQModel model(c, QuantizerConfig{}, 1);
+  Generator gen(1);
+  NLayerDiscriminator disc(c.in_channels, 64, 3, gen);
+  const std::string out =
+      (std::filesystem::temp_directory_path() / fmt::format("vq_twin_{}.jsonl", ::getpid()))
+          .string();
+  const std::string cmd =
+      fmt::format("{} {} --model seed256 --batch 1 --steps 1 --amp off > {} 2>&1", VQ_PYTHON,
+                  VQ_PYTORCH_TWIN, out);
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(out);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  ASSERT_EQ(status, 0) << cmd << ": " << last;
+  const auto twin = nlohmann::json::parse(last);
+  EXPECT_EQ(twin.at("generator_parameters").get<int64_t>(), model.num_parameters());
+  EXPECT_EQ(twin.at("discriminator_parameters").get<int64_t>(), disc.num_parameters());
+  EXPECT_EQ(twin.at("steps"), 1);
+  for (const char* loss : {"loss", "d_loss"})
+    EXPECT_TRUE(std::isfinite(twin.at(loss).get<double>())) << loss;
+}
+#endif
 
 TEST(VQModel, ConfigErrorsNameTheField) {
   ModelConfig c;
