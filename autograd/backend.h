@@ -127,12 +127,15 @@ class Backend {
   virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) = 0;
 
   // ---- normalisation (contiguous) ----
-  // x [N, C, S] (S = H*W); mean/rstd [N, G]; weight/bias [C] or undefined.
+  // x [N, C, S] (S = H*W); mean/rstd [N, G]; weight/bias [C] or undefined. With `silu`, y is
+  // silu of the normalised value (the norm -> activation pair of every ResBlock in one pass),
+  // which backward recomputes from x, mean, rstd, weight and bias instead of storing it.
   virtual void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G,
-                          double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
+                          double eps, bool silu, const Tensor& y, const Tensor& mean,
+                          const Tensor& rstd) = 0;
   virtual void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
-                                   const Tensor& mean, const Tensor& rstd, int64_t G,
-                                   const Tensor& dx, const Tensor& dweight,
+                                   const Tensor& bias, const Tensor& mean, const Tensor& rstd,
+                                   int64_t G, bool silu, const Tensor& dx, const Tensor& dweight,
                                    const Tensor& dbias) = 0;
   // Per-channel mean and biased variance of x [N, C, S].
   virtual void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) = 0;

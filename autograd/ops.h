@@ -134,6 +134,10 @@ Tensor reflection_pad(const Tensor& x, const std::vector<int64_t>& pads);
 // ---- normalisation --------------------------------------------------------------------------
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,
                   double eps = 1e-5);
+// silu(group_norm(x, ...)) in one pass (the norm -> activation of every ResBlock): the normalised
+// values are never stored, backward recomputes them; equal to the two ops on the CPU.
+Tensor group_norm_silu(const Tensor& x, int64_t num_groups, const Tensor& weight,
+                       const Tensor& bias, double eps = 1e-5);
 // Training mode normalises with batch statistics over (N, H, W) and, when running_mean/var are
 // defined, updates them in place: r = (1 - momentum) r + momentum * stat (unbiased variance).
 // Evaluation mode normalises with the running statistics.

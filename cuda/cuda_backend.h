@@ -82,10 +82,11 @@ class CudaBackend final : public Backend {
   void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) override;
 
   void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G, double eps,
-                  const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
+                  bool silu, const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
   void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
-                           const Tensor& mean, const Tensor& rstd, int64_t G, const Tensor& dx,
-                           const Tensor& dweight, const Tensor& dbias) override;
+                           const Tensor& bias, const Tensor& mean, const Tensor& rstd, int64_t G,
+                           bool silu, const Tensor& dx, const Tensor& dweight,
+                           const Tensor& dbias) override;
   void batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) override;
   void batch_norm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
                         const Tensor& weight, const Tensor& bias, const Tensor& y) override;

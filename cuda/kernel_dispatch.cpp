@@ -127,18 +127,21 @@ void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, c
 // ---- normalisation ----
 
 void CudaBackend::group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G,
-                             double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+                             double eps, bool silu, const Tensor& y, const Tensor& mean,
+                             const Tensor& rstd) {
   launch_group_norm(x.dtype(), x.raw_data(), ptr_or_null(weight), ptr_or_null(bias), x.size(0),
-                    x.size(1), x.size(2), G, eps, y.raw_data(), mean.raw_data(), rstd.raw_data());
+                    x.size(1), x.size(2), G, eps, silu, y.raw_data(), mean.raw_data(),
+                    rstd.raw_data());
 }
 
 void CudaBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
-                                      const Tensor& mean, const Tensor& rstd, int64_t G,
-                                      const Tensor& dx, const Tensor& dweight,
+                                      const Tensor& bias, const Tensor& mean, const Tensor& rstd,
+                                      int64_t G, bool silu, const Tensor& dx, const Tensor& dweight,
                                       const Tensor& dbias) {
   launch_group_norm_backward(x.dtype(), dy.raw_data(), x.raw_data(), ptr_or_null(weight),
-                             mean.raw_data(), rstd.raw_data(), x.size(0), x.size(1), x.size(2), G,
-                             out_or_null(dx), out_or_null(dweight), out_or_null(dbias));
+                             ptr_or_null(bias), mean.raw_data(), rstd.raw_data(), x.size(0),
+                             x.size(1), x.size(2), G, silu, out_or_null(dx), out_or_null(dweight),
+                             out_or_null(dbias));
 }
 
 void CudaBackend::batch_norm_stats(const Tensor& x, const Tensor& mean, const Tensor& var) {

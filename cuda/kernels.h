@@ -95,11 +95,12 @@ void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indi
 
 // ---- norm.cu (w, b, dx, dweight, dbias may be null: absent) ----
 void launch_group_norm(DType dtype, const void* x, const void* w, const void* b, int64_t N,
-                       int64_t C, int64_t S, int64_t G, double eps, void* y, void* mean,
+                       int64_t C, int64_t S, int64_t G, double eps, bool silu, void* y, void* mean,
                        void* rstd);
 void launch_group_norm_backward(DType dtype, const void* dy, const void* x, const void* w,
-                                const void* mean, const void* rstd, int64_t N, int64_t C, int64_t S,
-                                int64_t G, void* dx, void* dweight, void* dbias);
+                                const void* b, const void* mean, const void* rstd, int64_t N,
+                                int64_t C, int64_t S, int64_t G, bool silu, void* dx, void* dweight,
+                                void* dbias);
 void launch_batch_norm_stats(DType dtype, const void* x, int64_t N, int64_t C, int64_t S,
                              void* mean, void* var);
 void launch_batch_norm_apply(DType dtype, const void* x, const void* mean, const void* invstd,

@@ -26,8 +26,8 @@ ResnetBlock::ResnetBlock(Generator& gen, int64_t in_channels, int64_t out_channe
 }
 
 Tensor ResnetBlock::forward(const Tensor& x) {
-  Tensor h = conv1_->forward(silu(norm1_->forward(x)));
-  h = conv2_->forward(dropout_->forward(silu(norm2_->forward(h))));
+  Tensor h = conv1_->forward(norm1_->forward_silu(x));
+  h = conv2_->forward(dropout_->forward(norm2_->forward_silu(h)));
   return add(nin_shortcut_ ? nin_shortcut_->forward(x) : x, h);
 }
 

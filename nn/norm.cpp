@@ -2,6 +2,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "autograd/switches.h"
 #include "nn/dist/communicator.h"
 
 namespace vq::nn {
@@ -18,6 +19,11 @@ GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, double eps, bool 
 
 Tensor GroupNorm::forward(const Tensor& x) {
   return group_norm(x, num_groups_, weight_, bias_, eps_);
+}
+
+Tensor GroupNorm::forward_silu(const Tensor& x) {
+  static const bool fused = env_switch("VQ_FUSED_GROUP_NORM_SILU", true);
+  return fused ? group_norm_silu(x, num_groups_, weight_, bias_, eps_) : silu(forward(x));
 }
 
 BatchNorm2d::BatchNorm2d(int64_t num_features, double momentum, double eps)

@@ -10,6 +10,9 @@ class GroupNorm : public UnaryModule {
  public:
   GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true);
   Tensor forward(const Tensor& x) override;
+  // silu(forward(x)) in one pass (group_norm_silu: the normalised values are never stored).
+  // VQ_FUSED_GROUP_NORM_SILU=0 runs the two ops instead, for timing both on a GPU (docs/gpu.md).
+  Tensor forward_silu(const Tensor& x);
 
  private:
   int64_t num_groups_;

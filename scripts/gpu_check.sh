@@ -32,8 +32,9 @@
 #                and its seed256 twin (bench/pytorch_vqgan.py) on the same GPU with the ratios;
 #                the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
-#   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings and with
-#                the former casts, alternating, 3 rounds of 1.5 s each: medians and their ratio
+#   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings, with
+#                the former casts and with GroupNorm and SiLU unfused, alternating, 3 rounds of
+#                1.5 s each: medians and their ratios
 #   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
 #                kernel (the first 3000 launches after a warm-up step)
 #
@@ -474,13 +475,14 @@ EOF
   else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see bench_*.log"; fi
 fi
 
-# ---- alternating rounds: the default against the former casts --------------------------------
+# ---- alternating rounds: the default against the former casts and the unfused norm -----------
 if want rounds; then
   t0=$SECONDS
   for r in 1 2 3; do
-    for variant in default former_casts; do
+    for variant in default former_casts unfused_norm; do
       switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
       [ "$variant" = former_casts ] && switches+=(VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0)
+      [ "$variant" = unfused_norm ] && switches+=(VQ_FUSED_GROUP_NORM_SILU=0)
       limited 40 env "${switches[@]}" "$bin/bench_train_step" \
         --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
         --benchmark_out="$out/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
@@ -490,17 +492,20 @@ if want rounds; then
 import glob, json, statistics, sys
 out = sys.argv[1]
 rates = {}
+variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and SiLU unfused"}
 for path in sorted(glob.glob(f"{out}/rounds_*.json")):
-    variant = "former_casts" if "former_casts" in path else "default"
+    variant = next((v for v in variants if v in path), "default")
     for b in json.load(open(path))["benchmarks"]:
         if "images/s" in b:
             rates.setdefault((b["name"].split("/min_time")[0].replace("BM_", ""), variant), []).append(b["images/s"])
 parts = []
 for name in sorted({n for n, _ in rates}):
-    new, old = rates.get((name, "default"), []), rates.get((name, "former_casts"), [])
-    if new and old:
-        m_new, m_old = statistics.median(new), statistics.median(old)
-        parts.append(f"{name}: {m_new:.0f} vs {m_old:.0f} img/s with the former casts ({m_new / m_old:.2f}x, medians of {len(new)}/{len(old)})")
+    new = rates.get((name, "default"), [])
+    for variant, what in variants.items():
+        old = rates.get((name, variant), [])
+        if new and old:
+            m_new, m_old = statistics.median(new), statistics.median(old)
+            parts.append(f"{name}: {m_new:.0f} vs {m_old:.0f} img/s with {what} ({m_new / m_old:.2f}x, medians of {len(new)}/{len(old)})")
 print(("ok|" if parts else "FAIL|no rounds finished; ") + "; ".join(parts))
 ')
   report rounds "${v%%|*}" $((SECONDS - t0)) "${v#*|}"

@@ -229,6 +229,13 @@ std::vector<OpCase> build_cases() {
             true,
             1e-4,
             1e-4});
+  add_case({"group_norm_silu",
+            "8 channels, 4 groups, bias shifting the values across silu's bend",
+            {normal({2, 8, 3, 5}, 174), normal({8}, 175), normal({8}, 176)},
+            [](const auto& in) { return group_norm_silu(in[0], 4, in[1], in[2]); },
+            true,
+            1e-4,
+            1e-4});
   add_case(
       {"batch_norm",
        "training, batch statistics",

@@ -48,6 +48,30 @@ TEST(GroupNorm, GradcheckF64) {
       [](const std::vector<Tensor>& in) { return group_norm(in[0], 6, Tensor(), Tensor()); }, {x}));
 }
 
+// The fused norm -> activation is the two ops, bit for bit on the CPU (values and gradients,
+// float32), and its own backward passes a float64 gradcheck, with and without affine parameters.
+TEST(GroupNorm, FusedSiluEqualsTheTwoOps) {
+  const Tensor x = randn64({2, 8, 5, 3}, 7).to(DType::Float32).requires_grad_();
+  const Tensor w = randn64({8}, 8).to(DType::Float32).requires_grad_();
+  const Tensor b = randn64({8}, 9).to(DType::Float32).requires_grad_();
+  const Tensor dz = randn64({2, 8, 5, 3}, 10).to(DType::Float32);
+  const Tensor fused = group_norm_silu(x, 4, w, b, 1e-6);
+  const Tensor two = silu(group_norm(x, 4, w, b, 1e-6));
+  EXPECT_TRUE(allclose(fused, two, 0, 0));
+  const auto g1 = grad(sum(mul(fused, dz)), {x, w, b}, false);
+  const auto g2 = grad(sum(mul(two, dz)), {x, w, b}, false);
+  for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(allclose(g1[i], g2[i], 0, 0)) << i;
+  const Tensor x64 = randn64({2, 6, 3, 2}, 11), w64 = randn64({6}, 12), b64 = randn64({6}, 13);
+  EXPECT_TRUE(grads_ok(
+      [](const std::vector<Tensor>& in) { return group_norm_silu(in[0], 3, in[1], in[2]); },
+      {x64, w64, b64}));
+  EXPECT_TRUE(grads_ok(
+      [](const std::vector<Tensor>& in) { return group_norm_silu(in[0], 2, Tensor(), Tensor()); },
+      {x64}));
+  EXPECT_VQ_ERROR(group_norm_silu(zeros({1, 6, 2, 2}), 4, Tensor(), Tensor()),
+                  "group_norm_silu: 6 channels cannot be split into 4 groups");
+}
+
 TEST(GroupNorm, RejectsIndivisibleChannels) {
   EXPECT_VQ_ERROR(group_norm(zeros({1, 6, 2, 2}), 4, Tensor(), Tensor()),
                   "6 channels cannot be split into 4 groups");

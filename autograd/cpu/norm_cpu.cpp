@@ -11,10 +11,20 @@
 
 #include "autograd/cpu/cpu_backend.h"
 #include "autograd/cpu/loops.h"
+#include "autograd/elementwise_math.h"
 
 namespace vq::cpu {
 
 namespace {
+
+template <class T>
+T silu_of(T v) {
+  return unary_forward(UnaryOp::Silu, v, {});
+}
+template <class T>
+T silu_derivative(T v) {
+  return unary_derivative(UnaryOp::Silu, v, {});
+}
 
 // sum(a) and sum(a * b) over one row of S values.
 template <class T>
@@ -26,7 +36,8 @@ void row_sums(const T* a, const T* b, int64_t S, double& sum_a, double& sum_ab) 
 }  // namespace
 
 void CpuBackend::group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G,
-                            double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+                            double eps, bool silu, const Tensor& y, const Tensor& mean,
+                            const Tensor& rstd) {
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Cg = C / G;
   dispatch_floating(x.dtype(), "group_norm", [&](auto tag) {
     using T = decltype(tag);
@@ -59,7 +70,11 @@ void CpuBackend::group_norm(const Tensor& x, const Tensor& weight, const Tensor&
           const T shift = (b ? b[ch] : T(0)) - static_cast<T>(m) * scale;
           const T* xc = xg + c * S;
           T* yc = out + (n * C + ch) * S;
-          for (int64_t s = 0; s < S; ++s) yc[s] = xc[s] * scale + shift;
+          if (silu) {
+            for (int64_t s = 0; s < S; ++s) yc[s] = silu_of(xc[s] * scale + shift);
+          } else {
+            for (int64_t s = 0; s < S; ++s) yc[s] = xc[s] * scale + shift;
+          }
         }
       }
     });
@@ -67,16 +82,35 @@ void CpuBackend::group_norm(const Tensor& x, const Tensor& weight, const Tensor&
 }
 
 void CpuBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
-                                     const Tensor& mean, const Tensor& rstd, int64_t G,
-                                     const Tensor& dx, const Tensor& dweight, const Tensor& dbias) {
+                                     const Tensor& bias, const Tensor& mean, const Tensor& rstd,
+                                     int64_t G, bool silu, const Tensor& dx, const Tensor& dweight,
+                                     const Tensor& dbias) {
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Cg = C / G;
   dispatch_floating(x.dtype(), "group_norm backward", [&](auto tag) {
     using T = decltype(tag);
-    const T* g = dy.data<T>();
     const T* in = x.data<T>();
     const T* w = weight.defined() ? weight.data<T>() : nullptr;
     const T* mu = mean.data<T>();
     const T* rs = rstd.data<T>();
+    // With silu the incoming gradient is the activation's: through silu'(v) at the recomputed
+    // normalised value v it becomes the norm's (what the rest of this function takes as dy).
+    std::vector<T> through_silu(silu ? N * C * S : 0);
+    if (silu) {
+      const T* dz = dy.data<T>();
+      const T* b = bias.defined() ? bias.data<T>() : nullptr;
+      parallel_for(N * C, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t ch = t % C, grp = t / C * G + ch / Cg;
+          const T scale = rs[grp] * (w ? w[ch] : T(1));
+          const T shift = (b ? b[ch] : T(0)) - mu[grp] * scale;
+          for (int64_t s = 0; s < S; ++s) {
+            through_silu[t * S + s] =
+                dz[t * S + s] * silu_derivative(in[t * S + s] * scale + shift);
+          }
+        }
+      });
+    }
+    const T* g = silu ? through_silu.data() : dy.data<T>();
     // Per (n, c): sum(dy) and sum(dy * x), reused for dx and for dweight/dbias.
     std::vector<double> sum_dy(N * C), sum_dy_x(N * C);
     parallel_for(N * C, 1, [&](int64_t t0, int64_t t1) {

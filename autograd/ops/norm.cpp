@@ -20,39 +20,57 @@ Tensor as_ncs(const Tensor& x) { return x.contiguous().view({x.size(0), x.size(1
 
 }  // namespace
 
-Tensor group_norm(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias,
-                  double eps) {
-  check_floating("group_norm", x);
-  VQ_CHECK(x.dim() >= 2, "group_norm: expected [N, C, ...], got {}", shape_str(x.shape()));
-  VQ_CHECK(G >= 1 && x.size(1) % G == 0, "group_norm: {} channels cannot be split into {} groups",
+namespace {
+
+// group_norm, and with `silu` silu(group_norm(...)) in one pass whose backward recomputes the
+// normalised values (they are never stored).
+Tensor group_norm_op(const char* op, const Tensor& x, int64_t G, const Tensor& weight,
+                     const Tensor& bias, double eps, bool silu) {
+  check_floating(op, x);
+  VQ_CHECK(x.dim() >= 2, "{}: expected [N, C, ...], got {}", op, shape_str(x.shape()));
+  VQ_CHECK(G >= 1 && x.size(1) % G == 0, "{}: {} channels cannot be split into {} groups", op,
            x.size(1), G);
-  check_affine("group_norm", x, weight, "weight");
-  check_affine("group_norm", x, bias, "bias");
+  check_affine(op, x, weight, "weight");
+  check_affine(op, x, bias, "bias");
   const int64_t N = x.size(0);
   const Tensor x3 = as_ncs(x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({N, G}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({N, G}, x.dtype(), x.device());
-  backend_for(x).group_norm(x3, weight, bias, G, eps, y, mean, rstd);
+  backend_for(x).group_norm(x3, weight, bias, G, eps, silu, y, mean, rstd);
   if (needs_graph({x, weight, bias})) {
-    attach_grad_fn(y, "group_norm", {x, weight, bias},
-                   [G, x3s = SavedTensor(x3), ws = SavedTensor(weight), mean, rstd,
-                    shape = x.shape()](const Tensor& dout, Grads& g) {
-                     const Tensor& saved_x = x3s.get("group_norm");
-                     const Tensor& w = ws.get("group_norm");
-                     const Tensor dy = dout.contiguous().view(saved_x.shape());
-                     Tensor dx = g.needs(0) ? empty_like(saved_x) : Tensor();
-                     Tensor dw = g.needs(1) ? empty_like(w) : Tensor();
-                     Tensor db = g.needs(2)
-                                     ? Tensor::empty({saved_x.size(1)}, dy.dtype(), dy.device())
-                                     : Tensor();
-                     backend_for(dy).group_norm_backward(dy, saved_x, w, mean, rstd, G, dx, dw, db);
-                     if (g.needs(0)) g[0] = dx.view(shape);
-                     if (g.needs(1)) g[1] = dw;
-                     if (g.needs(2)) g[2] = db;
-                   });
+    attach_grad_fn(
+        y, op, {x, weight, bias},
+        [op, G, silu, x3s = SavedTensor(x3), ws = SavedTensor(weight),
+         bs = SavedTensor(silu ? bias : Tensor()), mean, rstd,
+         shape = x.shape()](const Tensor& dout, Grads& g) {
+          const Tensor& saved_x = x3s.get(op);
+          const Tensor& w = ws.get(op);
+          const Tensor& b = bs.get(op);
+          const Tensor dy = dout.contiguous().view(saved_x.shape());
+          Tensor dx = g.needs(0) ? empty_like(saved_x) : Tensor();
+          Tensor dw = g.needs(1) ? empty_like(w) : Tensor();
+          Tensor db =
+              g.needs(2) ? Tensor::empty({saved_x.size(1)}, dy.dtype(), dy.device()) : Tensor();
+          backend_for(dy).group_norm_backward(dy, saved_x, w, b, mean, rstd, G, silu, dx, dw, db);
+          if (g.needs(0)) g[0] = dx.view(shape);
+          if (g.needs(1)) g[1] = dw;
+          if (g.needs(2)) g[2] = db;
+        });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor group_norm(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  return group_norm_op("group_norm", x, G, weight, bias, eps, false);
+}
+
+Tensor group_norm_silu(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias,
+                       double eps) {
+  return group_norm_op("group_norm_silu", x, G, weight, bias, eps, true);
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
