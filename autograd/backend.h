@@ -124,7 +124,9 @@ class Backend {
   // indices: int64 [N, C, OH, OW], flat positions within each H*W plane.
   virtual void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
                           const Tensor& indices) = 0;
-  virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) = 0;
+  // k and stride as in forward: windows overlap when k > stride.
+  virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k,
+                                   int64_t stride, const Tensor& dx) = 0;
 
   // ---- normalisation (contiguous) ----
   // x [N, C, S] (S = H*W); mean/rstd [N, G]; weight/bias [C] or undefined. With `silu`, y is
@@ -180,6 +182,14 @@ inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
 // Called once by the CUDA library at start-up.
 void register_backend(DeviceType type, Backend* backend);
 bool backend_registered(DeviceType type);
+
+// Reproducible GPU runs (--deterministic): accumulations that would otherwise use float atomics
+// (index_add, scatter_add, the backward of overlapping max-pools) add in a fixed order, and
+// cuDNN algorithms are picked among the deterministic ones. Off by default: the fastest
+// algorithms, whose sums may differ in the last bits from run to run. The CPU kernels are
+// deterministic either way.
+void set_deterministic(bool on);
+bool deterministic();
 
 // What a piece of work asks of the devices, for benchmarks and budget tests (relaxed atomics:
 // cheap, exact when one thread does the work):

@@ -109,6 +109,13 @@ std::array<Backend*, 2>& registry() {
 std::atomic<int64_t> host_reads{0}, backend_calls{0};
 }  // namespace
 
+namespace {
+std::atomic<bool> deterministic_kernels{false};
+}  // namespace
+
+void set_deterministic(bool on) { deterministic_kernels = on; }
+bool deterministic() { return deterministic_kernels; }
+
 DispatchCounts dispatch_counts() {
   return {host_reads.load(std::memory_order_relaxed),
           backend_calls.load(std::memory_order_relaxed)};

@@ -6,9 +6,10 @@
 // VQ_BENCH_DEVICE (cpu or cuda); the seed256 b8 step (float32 and --use_amp) on CUDA, and on
 // the CPU at 64x64 batch 1 for its counters (same modules and op sequence, a CPU-sized step).
 // VQ_BENCH_MIN_TIME (seconds) replaces every case's minimum time (a profile wants one step, a
-// GPU-busy measurement many).
+// GPU-busy measurement many); VQ_BENCH_DETERMINISTIC=1 times the steps as --deterministic runs.
 #include "autograd/backend.h"
 #include "autograd/node.h"
+#include "autograd/switches.h"
 #include "bench/bench_util.h"
 #include "trainers/config.h"
 #include "trainers/train_step.h"
@@ -22,6 +23,8 @@ namespace {
 void run_train_step(benchmark::State& state, const std::string& model_config, int64_t batch,
                     bool perceptual, DType precision = DType::Float32, int64_t resolution = 0) {
   set_num_threads(bench::bench_threads());
+  // The cost of --deterministic on a GPU (fixed-order sums, deterministic cuDNN algorithms).
+  set_deterministic(env_switch("VQ_BENCH_DETERMINISTIC", false));
   train::TrainConfig config = train::preset_config("improved", model_config);
   if (resolution > 0) config.model.resolution = resolution;
   config.loss.disc_start = 0;  // time the full step, discriminator included

@@ -7,7 +7,8 @@
 // PyTorch's autocast does when the next op needs float32. Bias and bias gradient stay float32.
 // Each shape gets a plan (descriptors, RAII) the first time it is seen; each direction of a plan
 // picks its algorithm once, from cuDNN's heuristics (cudnnGet*Algorithm_v7: no benchmarking, so
-// the choice does not depend on timing noise), and keeps it with its workspace size. Workspaces
+// the choice does not depend on timing noise), and keeps it with its workspace size: the
+// top-ranked one, or under set_deterministic the top-ranked deterministic one. Workspaces
 // come from the caching allocator. float32 uses CUDNN_FMA_MATH (no TF32) unless TF32 is allowed.
 // Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
 #include <cudnn.h>
@@ -85,6 +86,7 @@ struct Plan {
   FilterDesc w;
   ConvDesc conv;
   cudnnMathType_t requested_math = CUDNN_DEFAULT_MATH;
+  bool deterministic = false;  // only deterministic algorithms (where cuDNN has one)
   std::unique_ptr<Choice<cudnnConvolutionFwdAlgo_t>> forward;
   std::unique_ptr<Choice<cudnnConvolutionBwdDataAlgo_t>> backward_data;
   std::unique_ptr<Choice<cudnnConvolutionBwdFilterAlgo_t>> backward_filter;
@@ -93,13 +95,13 @@ struct Plan {
 struct PlanKey {
   std::array<int64_t, 13> dims;  // N C H W O kH kW sH sW pH pW dH dW
   DType dtype;
-  bool tf32;
+  bool tf32, deterministic;
   bool operator==(const PlanKey&) const = default;
 };
 
 struct PlanKeyHash {
   size_t operator()(const PlanKey& k) const {
-    size_t h = static_cast<size_t>(k.dtype) * 2 + k.tf32;
+    size_t h = static_cast<size_t>(k.dtype) * 4 + k.tf32 * 2 + k.deterministic;
     for (int64_t d : k.dims) h = h * 1000003u ^ static_cast<size_t>(d);
     return h;
   }
@@ -160,8 +162,9 @@ std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, DType tensors, 
 }
 
 // The first algorithm of cuDNN's ranked heuristic list that is supported for this shape, keeps
-// to the requested math (no TF32 unless allowed) and reports its workspace size; deterministic
-// algorithms are preferred, so a run repeats exactly where cuDNN allows it.
+// to the requested math (no TF32 unless allowed) and reports its workspace size. A deterministic
+// plan takes the first deterministic one, so that a run repeats exactly, and falls back to any
+// where cuDNN has none for the shape.
 template <class Algo, class Perf, class GetAlgos, class GetWorkspace>
 std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos&& get_algos,
                                      GetWorkspace&& get_workspace) {
@@ -170,7 +173,7 @@ std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos
   std::vector<Perf> perf(32);
   int returned = 0;
   VQ_CUDNN_CHECK(get_algos(static_cast<int>(perf.size()), &returned, perf.data()));
-  for (int pass = 0; pass < 2; ++pass) {
+  for (int pass = plan.deterministic ? 0 : 1; pass < 2; ++pass) {
     for (int i = 0; i < returned; ++i) {
       const Perf& p = perf[i];
       if (p.status != CUDNN_STATUS_SUCCESS) continue;
@@ -205,9 +208,13 @@ Plan& plan_for(const ConvShape& s, DType tensors) {
   const PlanKey key{{s.N, s.C, s.H, s.W, s.O, s.kH, s.kW, o.stride[0], o.stride[1], o.padding[0],
                      o.padding[1], o.dilation[0], o.dilation[1]},
                     dtype,
-                    tf32};
+                    tf32,
+                    deterministic()};
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(s, dtype, tensors, tf32)).first;
+  if (it == plans.end()) {
+    it = plans.emplace(key, make_plan(s, dtype, tensors, tf32)).first;
+    it->second->deterministic = key.deterministic;
+  }
   return *it->second;
 }
 

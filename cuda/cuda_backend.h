@@ -79,7 +79,8 @@ class CudaBackend final : public Backend {
                            const Tensor& dx) override;
   void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
                   const Tensor& indices) override;
-  void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) override;
+  void max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k, int64_t stride,
+                           const Tensor& dx) override;
 
   void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G, double eps,
                   bool silu, const Tensor& y, const Tensor& mean, const Tensor& rstd) override;

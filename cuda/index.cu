@@ -4,7 +4,11 @@
 // Pure data movement (index_select, gather) works on any dtype by element size. The
 // accumulating kernels (index_add, scatter_add, bincount) use atomicAdd, so duplicate indices
 // are summed in an unspecified order: float results may differ from the CPU's in the last bits
-// when an output receives several contributions (integers are exact).
+// when an output receives several contributions (integers are exact). Under set_deterministic
+// index_add and scatter_add instead let each output element walk the indices in order and add
+// its own contributions, as the CPU's loop does (bit-equal to it; slower: every output element
+// reads every index).
+#include <algorithm>
 #include <type_traits>
 
 #include "cuda/launch.cuh"
@@ -52,6 +56,23 @@ __global__ void index_add_kernel(T* out, int64_t X, int64_t B, const int64_t* in
   }
 }
 
+// Deterministic index_add: block (a, x) walks the I indices in order; its threads hold the B
+// columns of out[a, x, :], starting from their current values.
+template <class T>
+__global__ void index_add_ordered_kernel(T* out, int64_t A, int64_t X, int64_t B,
+                                         const int64_t* index, int64_t I, const T* src) {
+  for (int64_t ax = blockIdx.x; ax < A * X; ax += gridDim.x) {
+    const int64_t a = ax / X, x = ax % X;
+    for (int64_t b = threadIdx.x; b < B; b += blockDim.x) {
+      T acc = out[ax * B + b];
+      for (int64_t i = 0; i < I; ++i) {
+        if (index[i] == x) acc += src[(a * I + i) * B + b];
+      }
+      out[ax * B + b] = acc;
+    }
+  }
+}
+
 template <class U>
 __global__ void gather_kernel(const U* x, int64_t X, int64_t B, const int64_t* index, int64_t I,
                               U* out, int64_t total) {
@@ -67,6 +88,21 @@ __global__ void scatter_add_kernel(T* out, int64_t X, int64_t B, const int64_t* 
   VQ_GRID_LOOP(e, total) {
     const int64_t b = e % B, a = e / (B * I);
     atomic_add(out + (a * X + index[e]) * B + b, src[e]);
+  }
+}
+
+// Deterministic scatter_add: one thread per output element (a, x, b) walks i in order.
+template <class T>
+__global__ void scatter_add_ordered_kernel(T* out, int64_t X, int64_t B, const int64_t* index,
+                                           int64_t I, const T* src, int64_t total) {
+  VQ_GRID_LOOP(o, total) {
+    const int64_t b = o % B, a = o / (B * X), x = (o / B) % X;
+    T acc = out[o];
+    for (int64_t i = 0; i < I; ++i) {
+      const int64_t e = (a * I + i) * B + b;
+      if (index[e] == x) acc += src[e];
+    }
+    out[o] = acc;
   }
 }
 
@@ -96,9 +132,17 @@ void launch_index_select(size_t elem_size, const void* x, int64_t A, int64_t X, 
 }
 
 void launch_index_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B, const int64_t* index,
-                      int64_t I, const void* src) {
+                      int64_t I, const void* src, bool deterministic) {
   dispatch_arith(dtype, "index_add", [&](auto tag) {
     using T = decltype(tag);
+    if (deterministic) {
+      if (A * X * B == 0) return;
+      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(A * X, 1 << 16));
+      index_add_ordered_kernel<T><<<blocks, threads_for_row(B)>>>(
+          static_cast<T*>(out), A, X, B, index, I, static_cast<const T*>(src));
+      VQ_CUDA_CHECK_LAUNCH("index_add_ordered_kernel");
+      return;
+    }
     launch_1d("index_add_kernel", A * I * B, index_add_kernel<T>, static_cast<T*>(out), X, B, index,
               I, static_cast<const T*>(src), A * I * B);
   });
@@ -114,9 +158,14 @@ void launch_gather(size_t elem_size, const void* x, int64_t A, int64_t X, int64_
 }
 
 void launch_scatter_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B,
-                        const int64_t* index, int64_t I, const void* src) {
+                        const int64_t* index, int64_t I, const void* src, bool deterministic) {
   dispatch_arith(dtype, "scatter_add", [&](auto tag) {
     using T = decltype(tag);
+    if (deterministic) {
+      launch_1d("scatter_add_ordered_kernel", A * X * B, scatter_add_ordered_kernel<T>,
+                static_cast<T*>(out), X, B, index, I, static_cast<const T*>(src), A * X * B);
+      return;
+    }
     launch_1d("scatter_add_kernel", A * I * B, scatter_add_kernel<T>, static_cast<T*>(out), X, B,
               index, I, static_cast<const T*>(src), A * I * B);
   });

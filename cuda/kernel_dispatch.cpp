@@ -119,9 +119,10 @@ void CudaBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const T
                     k, stride);
 }
 
-void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) {
+void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k,
+                                      int64_t stride, const Tensor& dx) {
   launch_max_pool2d_backward(dy.dtype(), dy.raw_data(), indices.data<int64_t>(), dx.raw_data(),
-                             planes_of(dx, dy));
+                             planes_of(dx, dy), k, stride, deterministic());
 }
 
 // ---- normalisation ----
@@ -176,7 +177,7 @@ void CudaBackend::index_select(const Tensor& x, int64_t A, int64_t X, int64_t B,
 void CudaBackend::index_add(const Tensor& out, int64_t A, int64_t X, int64_t B, const Tensor& index,
                             const Tensor& src) {
   launch_index_add(out.dtype(), out.raw_data(), A, X, B, index.data<int64_t>(), index.numel(),
-                   src.raw_data());
+                   src.raw_data(), deterministic());
 }
 
 void CudaBackend::gather(const Tensor& x, int64_t A, int64_t X, int64_t B, const Tensor& index,
@@ -189,8 +190,8 @@ void CudaBackend::gather(const Tensor& x, int64_t A, int64_t X, int64_t B, const
 void CudaBackend::scatter_add(const Tensor& out, int64_t A, int64_t X, int64_t B,
                               const Tensor& index, const Tensor& src) {
   const int64_t I = index.numel() / std::max<int64_t>(1, A * B);
-  launch_scatter_add(out.dtype(), out.raw_data(), A, X, B, index.data<int64_t>(), I,
-                     src.raw_data());
+  launch_scatter_add(out.dtype(), out.raw_data(), A, X, B, index.data<int64_t>(), I, src.raw_data(),
+                     deterministic());
 }
 
 void CudaBackend::bincount(const Tensor& indices, const Tensor& counts) {

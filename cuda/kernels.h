@@ -91,7 +91,7 @@ void launch_avg_pool2d_backward(DType dtype, const void* dy, void* dx, Planes d,
 void launch_max_pool2d(DType dtype, const void* x, void* y, int64_t* indices, Planes d, int64_t k,
                        int64_t stride);
 void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indices, void* dx,
-                                Planes d);
+                                Planes d, int64_t k, int64_t stride, bool deterministic);
 
 // ---- norm.cu (w, b, dx, dweight, dbias may be null: absent) ----
 void launch_group_norm(DType dtype, const void* x, const void* w, const void* b, int64_t N,
@@ -115,14 +115,16 @@ void launch_batch_norm_backward(DType dtype, const void* dy, const void* x, cons
 void launch_index_select(size_t elem_size, const void* x, int64_t A, int64_t X, int64_t B,
                          const int64_t* index, int64_t I, void* out);
 // out [A, X, B] += src [A, I, B] at index [I]
+// deterministic: each output element adds its contributions in index order (as the CPU does),
+// instead of float atomics in no fixed order (backend.h, set_deterministic).
 void launch_index_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B, const int64_t* index,
-                      int64_t I, const void* src);
+                      int64_t I, const void* src, bool deterministic);
 // out [A, I, B] = x [A, X, B] at index [A, I, B]
 void launch_gather(size_t elem_size, const void* x, int64_t A, int64_t X, int64_t B,
                    const int64_t* index, int64_t I, void* out);
 // out [A, X, B] += src [A, I, B] at index [A, I, B]
 void launch_scatter_add(DType dtype, void* out, int64_t A, int64_t X, int64_t B,
-                        const int64_t* index, int64_t I, const void* src);
+                        const int64_t* index, int64_t I, const void* src, bool deterministic);
 void launch_bincount(const int64_t* indices, int64_t n, int64_t* counts, int64_t K);
 
 // ---- optim.cu ----

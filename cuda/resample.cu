@@ -111,6 +111,27 @@ __global__ void max_pool_backward_kernel(const T* dy, const int64_t* indices, T*
   }
 }
 
+// Overlapping windows under set_deterministic: each input element sums, in output order, the
+// gradients of the windows that contain it and chose it (no atomics).
+template <class T>
+__global__ void max_pool_backward_ordered_kernel(const T* dy, const int64_t* indices, T* dx,
+                                                 Planes d, int64_t k, int64_t s) {
+  VQ_GRID_LOOP(e, d.P * d.H * d.W) {
+    const int64_t p = e / (d.H * d.W), hw = e % (d.H * d.W), h = hw / d.W, w = hw % d.W;
+    // Windows oh with oh s <= h < oh s + k: oh in [ceil((h - k + 1) / s), floor(h / s)].
+    const int64_t oh0 = h >= k ? (h - k) / s + 1 : 0, oh1 = h / s < d.OH ? h / s : d.OH - 1;
+    const int64_t ow0 = w >= k ? (w - k) / s + 1 : 0, ow1 = w / s < d.OW ? w / s : d.OW - 1;
+    T acc = 0;
+    for (int64_t oh = oh0; oh <= oh1; ++oh) {
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const int64_t o = (p * d.OH + oh) * d.OW + ow;
+        if (indices[o] == hw) acc += dy[o];
+      }
+    }
+    dx[e] = acc;
+  }
+}
+
 }  // namespace
 
 void launch_upsample_nearest2d(DType dtype, const void* x, void* y, Planes d, int64_t scale) {
@@ -159,9 +180,17 @@ void launch_max_pool2d(DType dtype, const void* x, void* y, int64_t* indices, Pl
 }
 
 void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indices, void* dx,
-                                Planes d) {
+                                Planes d, int64_t k, int64_t stride, bool deterministic) {
   dispatch_floating(dtype, "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
+    // Windows that do not overlap give each input element at most one gradient: the atomics
+    // below add in a fixed result then.
+    if (deterministic && k > stride) {
+      launch_1d("max_pool_backward_ordered_kernel", d.P * d.H * d.W,
+                max_pool_backward_ordered_kernel<T>, static_cast<const T*>(dy), indices,
+                static_cast<T*>(dx), d, k, stride);
+      return;
+    }
     VQ_CUDA_CHECK(cudaMemsetAsync(dx, 0, d.P * d.H * d.W * sizeof(T)));
     launch_1d("max_pool_backward_kernel", d.P * d.OH * d.OW, max_pool_backward_kernel<T>,
               static_cast<const T*>(dy), indices, static_cast<T*>(dx), d);

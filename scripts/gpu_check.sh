@@ -26,6 +26,9 @@
 #   product      on CUDA and the CPU, 5 steps each: the best preset (k-means init, restarts), FSQ,
 #                and the perceptual term with random VGG16 weights; every loss finite, step 1
 #                within 2% of the CPU's
+#   resume       --deterministic on CUDA: a run resumed at step 10 against one run straight to
+#                20 (default configuration, discriminator on): every loss of steps 11-20 and the
+#                validation L1 equal
 #   benchmarks   sgemm and conv2d on CUDA; the training step fmnist b64 and seed256 b8, float32
 #                and --use_amp, in images/s, also with the former casts (VQ_CONV_CAST_ONCE=0
 #                VQ_VECTOR_CASTS=0) for comparison; the PyTorch fmnist twin
@@ -41,8 +44,8 @@
 #   scripts/gpu_check.sh OUT_DIR                       # uses gpu_carry/vq_gpu.tar.xz
 #   scripts/gpu_check.sh --prebuilt build OUT_DIR      # programs already built on this machine
 #   scripts/gpu_check.sh --only training OUT_DIR       # one phase again (cuda_tests, training,
-#                                                      # mixed, product, benchmarks, rounds,
-#                                                      # profile;
+#                                                      # mixed, product, resume, benchmarks,
+#                                                      # rounds, profile;
 #                                                      # mixed needs training's runs in OUT_DIR)
 #   scripts/gpu_check.sh --no-gpu OUT_DIR              # the dry run CI does: inventory, unpack
 #                                                      # and start checks only
@@ -71,8 +74,8 @@ done
 [ -n "$out" ] || { usage; exit 2; }
 for phase in ${only//,/ }; do
   case "$phase" in
-    cuda_tests | training | mixed | product | benchmarks | rounds | profile) ;;
-    *) echo "gpu_check: unknown phase '$phase' (cuda_tests, training, mixed, product, benchmarks, rounds, profile)"; exit 2 ;;
+    cuda_tests | training | mixed | product | resume | benchmarks | rounds | profile) ;;
+    *) echo "gpu_check: unknown phase '$phase' (cuda_tests, training, mixed, product, resume, benchmarks, rounds, profile)"; exit 2 ;;
   esac
 done
 # want PHASE: whether this run includes PHASE (--only takes a comma-separated list).
@@ -397,6 +400,36 @@ for kind in ("best", "fsq", "perceptual"):
 print(("ok" if ok else "FAIL") + "|" + "; ".join(parts))
 ')
     report product "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
+  fi
+fi
+
+# ---- resume: --deterministic runs continue bit for bit ----------------------------------------
+if want resume; then
+  t0=$SECONDS
+  stopped=""
+  # The default configuration (Gumbel sampling, restarts, the discriminator from step 1): 20 steps
+  # straight, and 10 steps then --resume to 20 in the same run directory.
+  train_on det_straight cuda 20 --deterministic --disc_start 0 || stopped+=" det_straight"
+  train_on det_resumed cuda 20 --deterministic --disc_start 0 --max_steps 10 || stopped+=" det_resumed"
+  VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 90 "$bin/train_vqvae_improved" \
+    --resume "$out/train_det_resumed/run.last.safetensors" --max_steps 20 \
+    >> "$out/train_det_resumed.log" 2>&1 || stopped+=" det_resumed(resume)"
+  if [ -n "$stopped" ]; then
+    report resume "FAIL: runs stopped:$stopped" $((SECONDS - t0)) "see train_det_*.log"
+  else
+    v=$(verdict resume "$read_runs"'
+straight, s_val = run("det_straight")
+resumed, r_val = run("det_resumed")
+late = lambda lines: {r["step"]: r["loss"] for r in lines if r["step"] > 10}
+a, b = late(straight), late(resumed)
+same = sorted(a) == list(range(11, 21)) and a == b and s_val["val_l1"] == r_val["val_l1"]
+diff = max((abs(a[k] - b.get(k, float("nan"))) for k in a), default=float("nan"))
+l1_resumed, l1_straight = r_val["val_l1"], s_val["val_l1"]
+print(("ok" if same else "FAIL") + f"|steps 11-20 of a run resumed at step 10 against one run straight: "
+      f"{len(b)} steps compared, largest loss difference {diff:.3g}, validation L1 "
+      f"{l1_resumed:.6f} vs {l1_straight:.6f}")
+')
+    report resume "${v%%|*}" $((SECONDS - t0)) "${v#*|}"
   fi
 fi
 

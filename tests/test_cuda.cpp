@@ -702,6 +702,34 @@ TEST(CudaIndex, SelectGatherAndAtomicAccumulation) {
                                0, 0));
 }
 
+// Under set_deterministic the accumulating kernels add in index order, as the CPU's loops do:
+// bit-equal to the CPU however many duplicates, and a convolution's gradients repeat exactly.
+TEST(CudaIndex, DeterministicAccumulationIsBitEqualToCpu) {
+  VQ_SKIP_WITHOUT_CUDA();
+  struct Deterministic {
+    Deterministic() { set_deterministic(true); }
+    ~Deterministic() { set_deterministic(false); }
+  } scope;
+  Generator gen(10);
+  const Tensor many = randint(0, 7, {3000}, gen);  // ~430 contributions per row
+  EXPECT_TRUE(grads_match([](const auto& in) { return index_add(in[0], 0, in[2], in[1]); },
+                          {randn64({7, 5}, 40), randn64({3000, 5}, 41), many}, 0, 0));
+  EXPECT_TRUE(grads_match([](const auto& in) { return embedding(in[0], in[1]); },
+                          {randn64({7, 3}, 42), many.reshape({30, 100})}, 0, 0));
+  const Tensor gidx = randint(0, 3, {2, 40, 3}, gen);
+  EXPECT_TRUE(grads_match([](const auto& in) { return scatter_add(in[0], 1, in[2], in[1]); },
+                          {randn64({2, 3, 3}, 43), randn64({2, 40, 3}, 44), gidx}, 0, 0));
+  // Overlapping windows: an input element can win several of them.
+  const Tensor plateau = add(mul(randn64({2, 3, 9, 8}, 45), 1e-3), 1.0);
+  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 3, 1); }, {plateau}, 0, 0));
+  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 3, 2); }, {plateau}, 0, 0));
+  // cuDNN's deterministic algorithms: two backward passes give the same bits.
+  const Tensor x = randn64({4, 8, 16, 16}, 46).to(DType::Float32).to(kCuda);
+  const Tensor w = randn64({16, 8, 3, 3}, 47).to(DType::Float32).to(kCuda).requires_grad_();
+  auto dw = [&] { return grad(sum(conv2d(x, w, Tensor(), {.padding = {1, 1}})), {w}, false)[0]; };
+  EXPECT_TRUE(allclose(dw(), dw(), 0, 0));
+}
+
 // ---- optimizer ----
 
 TEST(CudaOptim, FusedAdamMatchesCpu) {

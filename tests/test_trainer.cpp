@@ -595,6 +595,7 @@ TEST(Config, PrintedConfigReadsBackUnchanged) {
   TrainConfig c = preset_config("best", "seed256");
   c.quantizer.n_embed = 333;
   c.training.train_dir = "my_images";
+  c.training.deterministic = true;
   TrainConfig back = preset_config("improved", "fmnist");
   back.merge_json(c.to_json(), "printed");
   EXPECT_EQ(back.to_json(), c.to_json());

@@ -147,6 +147,7 @@ const std::vector<Field<T>>& training_fields() {
                                           {"device", &T::device},
                                           {"use_amp", &T::use_amp},
                                           {"amp_dtype", &T::amp_dtype},
+                                          {"deterministic", &T::deterministic},
                                           {"batch_size", &T::batch_size},
                                           {"lr", &T::lr},
                                           {"adam_beta1", &T::adam_beta1},

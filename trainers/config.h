@@ -24,6 +24,9 @@ struct TrainingConfig {
   std::string device = "cpu";
   bool use_amp = false;            // mixed precision (autograd/autocast.h)
   std::string amp_dtype = "bf16";  // its low precision: bf16 (fp16: CUDA only, not built yet)
+  // Reproducible GPU runs: sums in a fixed order and deterministic cuDNN algorithms
+  // (autograd/backend.h, set_deterministic); the CPU is deterministic either way.
+  bool deterministic = false;
   int64_t batch_size = 64;
   double lr = 2e-4;
   double adam_beta1 = 0.5, adam_beta2 = 0.9;  // taming's

@@ -25,7 +25,10 @@ void TrainingRun::log_setup() const {
               t_.preset.c_str(), config_.model.name.c_str(),
               static_cast<long long>(model_->num_parameters()), device_.str().c_str(),
               get_num_threads());
-  std::printf("  precision:  %s\n", precision_description().c_str());
+  std::printf("  precision:  %s%s\n", precision_description().c_str(),
+              t_.deterministic && device_.is_cuda()
+                  ? "; deterministic (fixed-order sums, deterministic cuDNN algorithms)"
+                  : "");
   if (comm().size() > 1) {
     std::printf("  processes:  %s; each takes %lld of every batch of %lld\n",
                 comm().describe().c_str(), static_cast<long long>(t_.batch_size / comm().size()),

@@ -76,6 +76,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
            t_.batch_size, comm().size());
   if (!resume_path.empty()) check_config_fits_file(config_, resume, resume_path);
   precision_ = training_precision(t_, device_, &precision_note_);
+  set_deterministic(t_.deterministic);
   // Ranks on one machine share its cores.
   set_num_threads(t_.num_threads > 0 ? static_cast<int>(t_.num_threads)
                                      : std::max(1, get_num_threads() / comm().local_size()));

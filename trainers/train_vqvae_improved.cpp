@@ -34,8 +34,7 @@ int run(int argc, char** argv) {
   // shows those); only flags given on the command line override the preset (or the resumed
   // run's config).
   std::string preset = Flags::peek(argc, argv, "preset", "improved"),
-              model_config = Flags::peek(argc, argv, "model_config", "fmnist"), config_file,
-              resume;
+              model_config = Flags::peek(argc, argv, "model_config", "fmnist"), config_file, resume;
   const TrainConfig d = preset_config(preset, model_config);
   TrainingConfig t = d.training;
   models::QuantizerConfig q = d.quantizer;
@@ -82,6 +81,10 @@ int run(int argc, char** argv) {
       "everything else stays float32 (CPU: needs AVX512_BF16, else float32 with a note)");
   flags.add_string("amp_dtype", &t.amp_dtype,
                    "bf16 (CPU and CUDA) or fp16 (CUDA; refused on the CPU)");
+  flags.add_bool("deterministic", &t.deterministic,
+                 "CUDA: reproducible runs (sums in a fixed order instead of atomics, deterministic "
+                 "cuDNN algorithms; slower), so --resume continues bit for bit; the CPU is "
+                 "deterministic anyway");
   flags.add_string("preset", &preset,
                    "improved (the seed's fixes), original (the collapsing setup) or best (a large "
                    "codebook kept alive, beyond the seed)");
@@ -159,6 +162,7 @@ int run(int argc, char** argv) {
              {"device", [&] { c.device = t.device; }},
              {"use_amp", [&] { c.use_amp = t.use_amp; }},
              {"amp_dtype", [&] { c.amp_dtype = t.amp_dtype; }},
+             {"deterministic", [&] { c.deterministic = t.deterministic; }},
              {"batch_size", [&] { c.batch_size = t.batch_size; }},
              {"lr", [&] { c.lr = t.lr; }},
              {"lr_schedule", [&] { c.lr_schedule = t.lr_schedule; }},

@@ -150,7 +150,8 @@ void CpuBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Te
   });
 }
 
-void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) {
+void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t /*k*/,
+                                     int64_t /*stride*/, const Tensor& dx) {
   const Planes d = planes_of(dx, dy);
   dispatch_floating(dy.dtype(), "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);

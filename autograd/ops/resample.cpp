@@ -67,9 +67,10 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
   backend_for(x).max_pool2d(xc, kernel, stride, y, indices);
   if (needs_graph({x})) {
     attach_grad_fn(y, "max_pool2d", {x},
-                   [indices, shape = x.shape()](const Tensor& dout, Grads& g) {
+                   [indices, kernel, stride, shape = x.shape()](const Tensor& dout, Grads& g) {
                      g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
-                     backend_for(dout).max_pool2d_backward(dout.contiguous(), indices, g[0]);
+                     backend_for(dout).max_pool2d_backward(dout.contiguous(), indices, kernel,
+                                                           stride, g[0]);
                    });
   }
   return y;
