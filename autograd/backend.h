@@ -173,6 +173,10 @@ class Backend {
   // ---- optimizer ----
   virtual void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                          const Tensor& exp_avg_sq, const AdamStep& hp) = 0;
+  // Every entry as adam_step would (the default does exactly that); a GPU backend batches them.
+  virtual void adam_step_multi(const std::vector<AdamTensors>& tensors, const AdamStep& hp) {
+    for (const AdamTensors& t : tensors) adam_step(t.param, t.grad, t.exp_avg, t.exp_avg_sq, hp);
+  }
 };
 
 // The backend of a device; throws a clear error when the device's backend is not built in or no

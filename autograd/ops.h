@@ -178,6 +178,12 @@ struct AdamStep {
 };
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                 const Tensor& exp_avg_sq, const AdamStep& hp);
+// The same update for many parameters at once, all on one device in one dtype at one step: on a
+// GPU one kernel launch per few dozen tensors instead of one per tensor (a model has hundreds).
+struct AdamTensors {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+};
+void adam_step_(const std::vector<AdamTensors>& tensors, const AdamStep& hp);
 
 // ---- threads ---------------------------------------------------------------------------------
 void set_num_threads(int n);  // CPU kernels, oneDNN and BLAS

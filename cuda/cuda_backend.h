@@ -107,6 +107,7 @@ class CudaBackend final : public Backend {
 
   void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                  const Tensor& exp_avg_sq, const AdamStep& hp) override;
+  void adam_step_multi(const std::vector<AdamTensors>& tensors, const AdamStep& hp) override;
 
  private:
   void probe();  // once: how many GPUs answer (no context)

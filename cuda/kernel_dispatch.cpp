@@ -200,21 +200,39 @@ void CudaBackend::bincount(const Tensor& indices, const Tensor& counts) {
 
 // ---- optimizer ----
 
-void CudaBackend::adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                            const Tensor& exp_avg_sq, const AdamStep& hp) {
-  // The bias corrections and step constants exactly as optim_cpu.cpp computes them.
+namespace {
+
+// The bias corrections and step constants exactly as optim_cpu.cpp computes them.
+AdamArgs adam_args(const AdamStep& hp) {
   const double bc1 = 1.0 - std::pow(hp.beta1, static_cast<double>(hp.step));
   const double bc2 = 1.0 - std::pow(hp.beta2, static_cast<double>(hp.step));
-  const AdamArgs args{hp.lr / bc1,
-                      std::sqrt(bc2),
-                      hp.beta1,
-                      hp.beta2,
-                      hp.eps,
-                      hp.weight_decay,
-                      1.0 - hp.lr * hp.weight_decay,
-                      hp.decoupled};
+  return {hp.lr / bc1,
+          std::sqrt(bc2),
+          hp.beta1,
+          hp.beta2,
+          hp.eps,
+          hp.weight_decay,
+          1.0 - hp.lr * hp.weight_decay,
+          hp.decoupled};
+}
+
+}  // namespace
+
+void CudaBackend::adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                            const Tensor& exp_avg_sq, const AdamStep& hp) {
   launch_adam(param.dtype(), param.raw_data(), grad.raw_data(), exp_avg.raw_data(),
-              exp_avg_sq.raw_data(), param.numel(), args);
+              exp_avg_sq.raw_data(), param.numel(), adam_args(hp));
+}
+
+void CudaBackend::adam_step_multi(const std::vector<AdamTensors>& tensors, const AdamStep& hp) {
+  if (tensors.empty()) return;
+  std::vector<AdamPointers> pointers;
+  pointers.reserve(tensors.size());
+  for (const AdamTensors& t : tensors) {
+    pointers.push_back({t.param.raw_data(), t.grad.raw_data(), t.exp_avg.raw_data(),
+                        t.exp_avg_sq.raw_data(), t.param.numel()});
+  }
+  launch_adam_multi(tensors.front().param.dtype(), pointers, adam_args(hp));
 }
 
 }  // namespace vq::cuda

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "autograd/dtype.h"
 #include "autograd/elementwise_math.h"
@@ -130,5 +131,13 @@ void launch_bincount(const int64_t* indices, int64_t n, int64_t* counts, int64_t
 // ---- optim.cu ----
 void launch_adam(DType dtype, void* param, const void* grad, void* exp_avg, void* exp_avg_sq,
                  int64_t n, const AdamArgs& a);
+struct AdamPointers {
+  void* param;
+  const void* grad;
+  void* exp_avg;
+  void* exp_avg_sq;
+  int64_t n;
+};
+void launch_adam_multi(DType dtype, const std::vector<AdamPointers>& tensors, const AdamArgs& a);
 
 }  // namespace vq::cuda

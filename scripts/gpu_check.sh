@@ -36,8 +36,8 @@
 #                the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
 #   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings, with
-#                the former casts and with GroupNorm and SiLU unfused, alternating, 3 rounds of
-#                1.5 s each: medians and their ratios
+#                the former casts, with GroupNorm and SiLU unfused and with one Adam launch per
+#                parameter, alternating, 3 rounds of 1.5 s each: medians and their ratios
 #   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
 #                kernel (the first 3000 launches after a warm-up step)
 #
@@ -512,10 +512,11 @@ fi
 if want rounds; then
   t0=$SECONDS
   for r in 1 2 3; do
-    for variant in default former_casts unfused_norm; do
+    for variant in default former_casts unfused_norm per_tensor_adam; do
       switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
       [ "$variant" = former_casts ] && switches+=(VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0)
       [ "$variant" = unfused_norm ] && switches+=(VQ_FUSED_GROUP_NORM_SILU=0)
+      [ "$variant" = per_tensor_adam ] && switches+=(VQ_MULTI_TENSOR_ADAM=0)
       limited 40 env "${switches[@]}" "$bin/bench_train_step" \
         --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
         --benchmark_out="$out/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
@@ -525,7 +526,8 @@ if want rounds; then
 import glob, json, statistics, sys
 out = sys.argv[1]
 rates = {}
-variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and SiLU unfused"}
+variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and SiLU unfused",
+            "per_tensor_adam": "one Adam launch per parameter"}
 for path in sorted(glob.glob(f"{out}/rounds_*.json")):
     variant = next((v for v in variants if v in path), "default")
     for b in json.load(open(path))["benchmarks"]:

@@ -753,6 +753,36 @@ TEST(CudaOptim, FusedAdamMatchesCpu) {
   }
 }
 
+// The multi-tensor step (two launches for 60 tensors of sizes 0 to ~70k) gives the one-tensor
+// step's bits.
+TEST(CudaOptim, MultiTensorAdamEqualsOneTensorAdam) {
+  VQ_SKIP_WITHOUT_CUDA();
+  std::vector<AdamTensors> multi;
+  std::vector<Tensor> single;
+  for (int64_t k = 0; k < 60; ++k) {
+    const int64_t n = k == 7 ? 0 : (k * 1153) % 70001;
+    const Tensor p = randn64({n}, 60 + k).to(DType::Float32).to(kCuda);
+    const Tensor g = randn64({n}, 160 + k).to(DType::Float32).to(kCuda);
+    multi.push_back({p.clone(), g, zeros_like(p), zeros_like(p)});
+    single.push_back(p.clone());
+  }
+  std::vector<Tensor> m1, v1;
+  for (const Tensor& p : single) {
+    m1.push_back(zeros_like(p));
+    v1.push_back(zeros_like(p));
+  }
+  for (int64_t step = 1; step <= 3; ++step) {
+    const AdamStep hp{1e-2, 0.9, 0.999, 1e-8, 0.05, step, true};
+    adam_step_(multi, hp);
+    for (size_t k = 0; k < single.size(); ++k)
+      adam_step_(single[k], multi[k].grad, m1[k], v1[k], hp);
+  }
+  for (size_t k = 0; k < single.size(); ++k) {
+    EXPECT_TRUE(allclose(multi[k].param, single[k], 0, 0)) << k;
+    EXPECT_TRUE(allclose(multi[k].exp_avg_sq, v1[k], 0, 0)) << k;
+  }
+}
+
 // ---- a small network end to end ----
 
 TEST(CudaNetwork, ResBlockStyleStackGradientsMatchCpu) {

@@ -86,6 +86,40 @@ TEST(Optim, SkipsParametersWithoutGradient) {
   EXPECT_EQ(m.p.to_vector<double>(), (std::vector<double>{1.0, -2.0, 0.5}));
 }
 
+// Adam updates all parameters in one multi-tensor step per step count: a parameter that missed
+// steps (no gradient) keeps its own count, and every result equals the one-tensor update.
+TEST(Optim, AdamGroupsParametersByStepCount) {
+  class Two : public Module {
+   public:
+    Two() {
+      a = register_parameter("a", from_vector<double>({1.0, -2.0}, {2}));
+      b = register_parameter("b", from_vector<double>({0.5, 3.0, -1.0}, {3}));
+    }
+    Tensor a, b;
+  } m;
+  const AdamOptions options{.lr = 0.1, .beta1 = 0.5, .beta2 = 0.9};
+  Adam opt(m.named_parameters(), options);
+  // By hand: the same updates one tensor at a time.
+  Tensor a = m.a.detach().clone(), b = m.b.detach().clone();
+  Tensor ma = zeros({2}, DType::Float64), va = zeros({2}, DType::Float64);
+  Tensor mb = zeros({3}, DType::Float64), vb = zeros({3}, DType::Float64);
+  int64_t steps_b = 0;
+  for (int64_t step = 1; step <= 4; ++step) {
+    opt.zero_grad();
+    const bool b_too = step != 2;  // b gets no gradient at step 2
+    (b_too ? add(sum(mul(m.a, m.a)), sum(pow(m.b, 3.0))) : sum(mul(m.a, m.a))).backward();
+    const Tensor ga = mul(a, 2.0), gb = mul(mul(b, b), 3.0);
+    adam_step_(a, ga, ma, va, {0.1, 0.5, 0.9, 1e-8, 0.0, step, false});
+    if (b_too) adam_step_(b, gb, mb, vb, {0.1, 0.5, 0.9, 1e-8, 0.0, ++steps_b, false});
+    opt.step();
+  }
+  EXPECT_TRUE(allclose(m.a, a, 0, 0));
+  EXPECT_TRUE(allclose(m.b, b, 0, 0));
+  const Tensor f = zeros({2});
+  EXPECT_VQ_ERROR(adam_step_({{a, ma, ma, va}, {f, f, f, f}}, {0.1, 0.5, 0.9, 1e-8, 0.0, 1, false}),
+                  "every parameter of one call must share device and dtype");
+}
+
 TEST(Optim, ClipGradNormScalesToMaxNorm) {
   Tensor a = zeros({2}, DType::Float64).requires_grad_(),
          b = zeros({1}, DType::Float64).requires_grad_();

@@ -123,9 +123,11 @@ const Tensor& Tensor::lerp_(const Tensor& end, double weight) const {
   return *this;
 }
 
-void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                const Tensor& exp_avg_sq, const AdamStep& hp) {
-  for (const Tensor* t : {&param, &grad, &exp_avg, &exp_avg_sq}) {
+namespace {
+
+void check_adam(const AdamTensors& a) {
+  const Tensor& param = a.param;
+  for (const Tensor* t : {&a.param, &a.grad, &a.exp_avg, &a.exp_avg_sq}) {
     check_floating("adam_step_", *t);
     VQ_CHECK(t->shape() == param.shape() && t->dtype() == param.dtype() &&
                  t->device() == param.device() && t->is_contiguous(),
@@ -134,9 +136,37 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
              shape_str(param.shape()), dtype_name(param.dtype()), shape_str(t->shape()),
              dtype_name(t->dtype()));
   }
+}
+
+void bump_adam_versions(const AdamTensors& a) {
+  for (const Tensor* t : {&a.param, &a.exp_avg, &a.exp_avg_sq}) t->storage()->bump_version();
+}
+
+}  // namespace
+
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                const Tensor& exp_avg_sq, const AdamStep& hp) {
+  const AdamTensors a{param, grad, exp_avg, exp_avg_sq};
+  check_adam(a);
   VQ_CHECK(hp.step >= 1, "adam_step_: step must start at 1, got {}", hp.step);
   backend_for(param).adam_step(param, grad, exp_avg, exp_avg_sq, hp);
-  for (const Tensor* t : {&param, &exp_avg, &exp_avg_sq}) t->storage()->bump_version();
+  bump_adam_versions(a);
+}
+
+void adam_step_(const std::vector<AdamTensors>& tensors, const AdamStep& hp) {
+  if (tensors.empty()) return;
+  const Tensor& first = tensors.front().param;
+  for (const AdamTensors& a : tensors) {
+    check_adam(a);
+    VQ_CHECK(a.param.device() == first.device() && a.param.dtype() == first.dtype(),
+             "adam_step_: every parameter of one call must share device and dtype ({} {} and {} "
+             "{})",
+             first.device().str(), dtype_name(first.dtype()), a.param.device().str(),
+             dtype_name(a.param.dtype()));
+  }
+  VQ_CHECK(hp.step >= 1, "adam_step_: step must start at 1, got {}", hp.step);
+  backend_for(first).adam_step_multi(tensors, hp);
+  for (const AdamTensors& a : tensors) bump_adam_versions(a);
 }
 
 void set_num_threads(int n) {

@@ -8,6 +8,7 @@
 
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "autograd/switches.h"
 
 namespace vq::nn {
 
@@ -21,12 +22,14 @@ Optimizer::Optimizer(NamedTensors params, double lr)
 
 void Optimizer::step() {
   NoGradGuard no_grad;
+  std::vector<Update> updates;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i].second;
     const Tensor g = p.grad();
     if (!g.defined()) continue;
-    update(i, p, g.contiguous(), ++steps_[i]);
+    updates.push_back({i, p, g.contiguous(), ++steps_[i]});
   }
+  apply(updates);
 }
 
 void Optimizer::zero_grad() {
@@ -114,21 +117,23 @@ SGD::SGD(NamedTensors params, const SgdOptions& options)
            "SGD: Nesterov momentum needs momentum > 0 and no dampening");
 }
 
-void SGD::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
-  // d = g + wd p;  buf = d (first step) or momentum buf + (1 - dampening) d;
-  // d = d + momentum buf (Nesterov) or buf;  p -= lr d
-  Tensor d = options_.weight_decay != 0.0 ? add(grad, mul(param, options_.weight_decay)) : grad;
-  if (options_.momentum != 0.0) {
-    const bool fresh = !has_slot("momentum_buffer", i);
-    const Tensor& buf = slot("momentum_buffer", i);
-    if (fresh) {
-      buf.copy_(d);
-    } else {
-      buf.mul_(options_.momentum).add_(d, 1.0 - options_.dampening);
+void SGD::apply(const std::vector<Update>& updates) {
+  for (const auto& [i, param, grad, step] : updates) {
+    // d = g + wd p;  buf = d (first step) or momentum buf + (1 - dampening) d;
+    // d = d + momentum buf (Nesterov) or buf;  p -= lr d
+    Tensor d = options_.weight_decay != 0.0 ? add(grad, mul(param, options_.weight_decay)) : grad;
+    if (options_.momentum != 0.0) {
+      const bool fresh = !has_slot("momentum_buffer", i);
+      const Tensor& buf = slot("momentum_buffer", i);
+      if (fresh) {
+        buf.copy_(d);
+      } else {
+        buf.mul_(options_.momentum).add_(d, 1.0 - options_.dampening);
+      }
+      d = options_.nesterov ? add(d, mul(buf, options_.momentum)) : buf;
     }
-    d = options_.nesterov ? add(d, mul(buf, options_.momentum)) : buf;
+    param.add_(d, -lr_);
   }
-  param.add_(d, -lr_);
 }
 
 Adam::Adam(NamedTensors params, const AdamOptions& options)
@@ -139,10 +144,33 @@ Adam::Adam(NamedTensors params, const AdamOptions& options)
   VQ_CHECK(options.eps > 0.0, "Adam: eps must be > 0, got {}", options.eps);
 }
 
-void Adam::update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) {
-  adam_step_(param, grad, slot("exp_avg", i), slot("exp_avg_sq", i),
-             AdamStep{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
-                      step, options_.decoupled_weight_decay});
+void Adam::apply(const std::vector<Update>& updates) {
+  static const bool multi_tensor = env_switch("VQ_MULTI_TENSOR_ADAM", true);
+  if (!multi_tensor) {  // one update per parameter, for timing both on a GPU (docs/gpu.md)
+    for (const Update& u : updates) {
+      adam_step_(u.param, u.grad, slot("exp_avg", u.i), slot("exp_avg_sq", u.i),
+                 AdamStep{lr_, options_.beta1, options_.beta2, options_.eps,
+                          options_.weight_decay, u.step, options_.decoupled_weight_decay});
+    }
+    return;
+  }
+  // Groups of one step count, device and dtype, each in parameter order.
+  std::vector<std::pair<const Update*, std::vector<AdamTensors>>> groups;
+  for (const Update& u : updates) {
+    auto same = [&](const auto& g) {
+      const Update& first = *g.first;
+      return first.step == u.step && first.param.device() == u.param.device() &&
+             first.param.dtype() == u.param.dtype();
+    };
+    auto it = std::find_if(groups.begin(), groups.end(), same);
+    if (it == groups.end()) it = groups.insert(groups.end(), {&u, {}});
+    it->second.push_back({u.param, u.grad, slot("exp_avg", u.i), slot("exp_avg_sq", u.i)});
+  }
+  for (const auto& [first, tensors] : groups) {
+    adam_step_(tensors,
+               AdamStep{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
+                        first->step, options_.decoupled_weight_decay});
+  }
 }
 
 namespace {

@@ -30,8 +30,14 @@ class Optimizer {
   void load_state_dict(const NamedTensors& state);
 
  protected:
-  // One update of parameter i (grad defined), its per-parameter step count already advanced.
-  virtual void update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) = 0;
+  // Parameter i with its gradient, its per-parameter step count already advanced.
+  struct Update {
+    size_t i;
+    Tensor param, grad;
+    int64_t step;
+  };
+  // One step's updates of every parameter that has a gradient, in parameter order.
+  virtual void apply(const std::vector<Update>& updates) = 0;
   // Per-parameter state tensor `slot` for parameter i, created as zeros on first use.
   const Tensor& slot(const std::string& name, size_t i);
   bool has_slot(const std::string& name, size_t i) const;
@@ -53,7 +59,7 @@ class SGD : public Optimizer {
   SGD(NamedTensors params, const SgdOptions& options);
 
  protected:
-  void update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) override;
+  void apply(const std::vector<Update>& updates) override;
 
  private:
   SgdOptions options_;
@@ -64,12 +70,14 @@ struct AdamOptions {
   bool decoupled_weight_decay = false;  // true: AdamW
 };
 
+// All parameters that share a step count, device and dtype (normally all) update in one
+// multi-tensor adam_step_.
 class Adam : public Optimizer {
  public:
   Adam(NamedTensors params, const AdamOptions& options);
 
  protected:
-  void update(size_t i, const Tensor& param, const Tensor& grad, int64_t step) override;
+  void apply(const std::vector<Update>& updates) override;
 
  private:
   AdamOptions options_;
