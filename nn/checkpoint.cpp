@@ -66,10 +66,13 @@ void check_finite(const NamedTensors& tensors, const std::string& source) {
   }
 }
 
-LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& source,
-                                  bool allow_nonfinite) {
+namespace {
+
+// The checks and the training state of a file already read.
+LoadedCheckpoint checkpoint_of(SafetensorsFile file, const std::string& source,
+                               bool allow_nonfinite) {
   LoadedCheckpoint ck;
-  ck.file = parse_safetensors(bytes, source);
+  ck.file = std::move(file);
   if (!allow_nonfinite) check_finite(ck.file.tensors, source);
   auto it = ck.file.metadata.find(kStateKey);
   if (it == ck.file.metadata.end()) return ck;
@@ -100,9 +103,16 @@ LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& s
   return ck;
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite) {
-  return parse_checkpoint(read_file(path, kMaxSafetensorsFileBytes, "checkpoint"), path,
-                          allow_nonfinite);
+}  // namespace
+
+LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& source,
+                                  bool allow_nonfinite) {
+  return checkpoint_of(parse_safetensors(bytes, source), source, allow_nonfinite);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite,
+                                 const std::function<bool(const std::string&)>& keep) {
+  return checkpoint_of(load_safetensors(path, keep), path, allow_nonfinite);
 }
 
 }  // namespace vq::nn

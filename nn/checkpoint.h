@@ -5,6 +5,8 @@
 // intact.
 #pragma once
 
+#include <functional>
+
 #include <limits>
 #include <string>
 #include <utility>
@@ -53,7 +55,10 @@ struct LoadedCheckpoint {
 // analysis tool look at such a file anyway. `source` names the bytes in errors.
 LoadedCheckpoint parse_checkpoint(const std::string& bytes, const std::string& source,
                                   bool allow_nonfinite = false);
-LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite = false);
+// Reads the file by offset; with `keep`, only the tensors it accepts (a tool that needs the model
+// of a .last checkpoint skips its optimizer state), so memory stays near what is loaded.
+LoadedCheckpoint load_checkpoint(const std::string& path, bool allow_nonfinite = false,
+                                 const std::function<bool(const std::string&)>& keep = {});
 
 // Throws naming the first tensor (and how many of its values) that holds NaN or infinity.
 void check_finite(const NamedTensors& tensors, const std::string& source);

@@ -89,6 +89,55 @@ std::string read_file(const std::string& path, uint64_t max_bytes, const std::st
   return bytes;
 }
 
+FileReader::FileReader(const std::string& path, uint64_t max_bytes, const std::string& what)
+    : path_(path), what_(what) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  VQ_CHECK(fs::exists(status), "{} '{}' does not exist", what, path);
+  VQ_CHECK(fs::is_regular_file(status), "{} '{}' is not a regular file", what, path);
+  fd_ = ::open(path.c_str(), O_RDONLY);
+  VQ_CHECK(fd_ >= 0, "cannot open {} '{}': {}", what, path, std::strerror(errno));
+  const off_t size = ::lseek(fd_, 0, SEEK_END);
+  if (size < 0 || static_cast<uint64_t>(size) > max_bytes) {
+    const int error = errno;
+    ::close(fd_);
+    VQ_CHECK(size >= 0, "cannot read {} '{}': {}", what, path, std::strerror(error));
+    throw Error(
+        fmt::format("{} '{}' has {} bytes, above the limit of {} bytes for this kind of file", what,
+                    path, size, max_bytes));
+  }
+  size_ = static_cast<uint64_t>(size);
+}
+
+FileReader::~FileReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileReader::read_at(uint64_t offset, uint64_t n, void* dst) const {
+  VQ_CHECK(offset <= size_ && n <= size_ - offset,
+           "{} '{}': bytes [{}, {}) are past its end ({} bytes)", what_, path_, offset, offset + n,
+           size_);
+  char* out = static_cast<char*>(dst);
+  uint64_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    VQ_CHECK(got >= 0, "cannot read {} '{}': {}", what_, path_, std::strerror(errno));
+    VQ_CHECK(got > 0, "{} '{}' was truncated while it was read (it ends before byte {})", what_,
+             path_, offset + done);
+    done += static_cast<uint64_t>(got);
+  }
+}
+
+std::string FileReader::read_at(uint64_t offset, uint64_t n) const {
+  VQ_CHECK(offset <= size_ && n <= size_ - offset,
+           "{} '{}': bytes [{}, {}) are past its end ({} bytes)", what_, path_, offset, offset + n,
+           size_);
+  std::string bytes(static_cast<size_t>(n), '\0');
+  read_at(offset, n, bytes.data());
+  return bytes;
+}
+
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   const fs::path target(path);
   const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");

@@ -78,12 +78,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
 namespace {
 
-struct Entry {
-  std::string name;
-  DType dtype;
-  Shape shape;
-  uint64_t begin, end;
-};
+using Entry = SafetensorsEntry;
 
 Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
                   const std::string& src) {
@@ -136,34 +131,38 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
 
 }  // namespace
 
-SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& src) {
-  VQ_CHECK(bytes.size() >= 8,
+uint64_t SafetensorsIndex::data_bytes() const { return entries.empty() ? 0 : entries.back().end; }
+
+SafetensorsIndex parse_safetensors_index(std::string_view head, uint64_t file_size,
+                                         const std::string& src) {
+  VQ_CHECK(file_size >= 8 && head.size() >= 8,
            "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length",
-           src, bytes.size());
+           src, file_size);
   uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
+  std::memcpy(&n, head.data(), 8);
   VQ_CHECK(n <= kMaxSafetensorsHeaderBytes,
            "{}: the header length {} is above the limit of {} bytes (kMaxSafetensorsHeaderBytes): "
            "not a safetensors file, or a corrupt one",
            src, n, kMaxSafetensorsHeaderBytes);
-  VQ_CHECK(n <= bytes.size() - 8,
+  VQ_CHECK(n <= file_size - 8,
            "{}: the header length {} is larger than the {} bytes that follow it (truncated, or not "
            "a safetensors file)",
-           src, n, bytes.size() - 8);
+           src, n, file_size - 8);
+  VQ_CHECK(head.size() >= 8 + n, "{}: {} bytes given for a header of {}", src, head.size(), 8 + n);
 
-  const nlohmann::json header =
-      parse_json_input(std::string_view(bytes).substr(8, n), src + " (header)");
+  const nlohmann::json header = parse_json_input(head.substr(8, n), src + " (header)");
   VQ_CHECK(header.is_object(), "{}: the header is not a JSON object", src);
 
-  const uint64_t data_size = bytes.size() - 8 - n;
-  SafetensorsFile file;
-  std::vector<Entry> entries;
+  const uint64_t data_size = file_size - 8 - n;
+  SafetensorsIndex index;
+  index.data_start = 8 + n;
+  std::vector<Entry>& entries = index.entries;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
       VQ_CHECK(value.is_object(), "{}: __metadata__ is not a JSON object", src);
       for (const auto& [k, v] : value.items()) {
         VQ_CHECK(v.is_string(), "{}: __metadata__ value of '{}' is not a string", src, k);
-        file.metadata[k] = v.get<std::string>();
+        index.metadata[k] = v.get<std::string>();
       }
       continue;
     }
@@ -185,9 +184,15 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& s
   }
   VQ_CHECK(covered == data_size, "{}: {} trailing bytes after the last tensor belong to no tensor",
            src, data_size - covered);
+  return index;
+}
 
-  const char* data = bytes.data() + 8 + n;
-  for (const Entry& e : entries) {
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& src) {
+  const SafetensorsIndex index = parse_safetensors_index(bytes, bytes.size(), src);
+  SafetensorsFile file;
+  file.metadata = index.metadata;
+  const char* data = bytes.data() + index.data_start;
+  for (const Entry& e : index.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
     std::memcpy(t.raw_data(), data + e.begin, e.end - e.begin);
     file.tensors.emplace_back(e.name, t);
@@ -195,23 +200,28 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& s
   return file;
 }
 
-std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors) {
+std::string describe_safetensors(const SafetensorsIndex& file, bool list_tensors) {
   size_t width = 4;
   int64_t elements = 0, bytes = 0;
-  for (const auto& [name, t] : file.tensors) {
-    width = std::max(width, name.size());
-    elements += t.numel();
-    bytes += t.numel() * static_cast<int64_t>(dtype_size(t.dtype()));
+  auto numel = [](const Shape& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  };
+  for (const Entry& e : file.entries) {
+    width = std::max(width, e.name.size());
+    elements += numel(e.shape);
+    bytes += static_cast<int64_t>(e.end - e.begin);
   }
   std::string out;
   if (list_tensors) {
     out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", "name", width, "dtype", "shape", "bytes");
-    for (const auto& [name, t] : file.tensors) {
-      out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", name, width, safetensors_dtype(t.dtype()),
-                         shape_str(t.shape()), t.numel() * dtype_size(t.dtype()));
+    for (const Entry& e : file.entries) {
+      out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", e.name, width, safetensors_dtype(e.dtype),
+                         shape_str(e.shape), e.end - e.begin);
     }
   }
-  out += fmt::format("{} tensors, {} elements, {:.2f} MiB\n", file.tensors.size(), elements,
+  out += fmt::format("{} tensors, {} elements, {:.2f} MiB\n", file.entries.size(), elements,
                      bytes / 1048576.0);
   if (!file.metadata.empty()) {
     out += "metadata:\n";
@@ -230,8 +240,39 @@ std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors)
   return out;
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
-  return parse_safetensors(read_file(path, kMaxSafetensorsFileBytes, "safetensors file"), path);
+namespace {
+
+// The header of an open file: 8 bytes, then as many as a length the parser will accept (it
+// refuses the others with the reason).
+SafetensorsIndex index_of(const FileReader& file, const std::string& path) {
+  std::string head = file.read_at(0, std::min<uint64_t>(8, file.size()));
+  if (head.size() == 8) {
+    uint64_t n = 0;
+    std::memcpy(&n, head.data(), 8);
+    if (n <= kMaxSafetensorsHeaderBytes && n <= file.size() - 8) head += file.read_at(8, n);
+  }
+  return parse_safetensors_index(head, file.size(), path);
+}
+
+}  // namespace
+
+SafetensorsIndex read_safetensors_index(const std::string& path) {
+  return index_of(FileReader(path, kMaxSafetensorsFileBytes, "safetensors file"), path);
+}
+
+SafetensorsFile load_safetensors(const std::string& path,
+                                 const std::function<bool(const std::string&)>& keep) {
+  const FileReader reader(path, kMaxSafetensorsFileBytes, "safetensors file");
+  const SafetensorsIndex index = index_of(reader, path);
+  SafetensorsFile file;
+  file.metadata = index.metadata;
+  for (const Entry& e : index.entries) {
+    if (keep && !keep(e.name)) continue;
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    reader.read_at(index.data_start + e.begin, e.end - e.begin, t.raw_data());
+    file.tensors.emplace_back(e.name, t);
+  }
+  return file;
 }
 
 }  // namespace vq::nn

@@ -10,8 +10,11 @@
 // file_io.h). dtypes: F32, F64, F16, BF16, I64, U8.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "nn/module.h"
 
@@ -29,6 +32,20 @@ struct SafetensorsFile {
   Metadata metadata;
 };
 
+// What the header says, validated against the file's size: every entry, in order of its data.
+struct SafetensorsEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;  // byte range in the data section
+};
+struct SafetensorsIndex {
+  std::vector<SafetensorsEntry> entries;
+  Metadata metadata;
+  uint64_t data_start = 0;  // where the data section starts in the file
+  uint64_t data_bytes() const;
+};
+
 // Serialises to bytes (tensors are copied to the CPU and laid out widest dtype first; the header is
 // padded with spaces so the data section starts 8-byte aligned and every tensor is aligned).
 std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata = {});
@@ -37,10 +54,19 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
 // Parses bytes; `source` names them in errors.
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source);
-SafetensorsFile load_safetensors(const std::string& path);
+// The header alone: `head` holds at least the file's first 8 + N bytes (N its header length),
+// `file_size` is the whole file's, so that entries are checked against the data they claim.
+SafetensorsIndex parse_safetensors_index(std::string_view head, uint64_t file_size,
+                                         const std::string& source);
+// Reads only the header of a file (what an inspection needs).
+SafetensorsIndex read_safetensors_index(const std::string& path);
+// Reads the header, then each tensor `keep` accepts (all without it) by its offset straight into
+// its tensor: memory stays near the size of what is loaded.
+SafetensorsFile load_safetensors(const std::string& path,
+                                 const std::function<bool(const std::string&)>& keep = {});
 
 // A readable listing: one line per tensor (name, dtype, shape, bytes), totals, then the metadata.
-std::string describe_safetensors(const SafetensorsFile& file, bool list_tensors = true);
+std::string describe_safetensors(const SafetensorsIndex& file, bool list_tensors = true);
 
 // The safetensors dtype name ("F32", ...) and back.
 std::string safetensors_dtype(DType dtype);

@@ -18,7 +18,7 @@ source scripts/packages.sh
 ensure_packages "${VQ_PACKAGES[@]}" clang-14 libclang-rt-14-dev libomp-14-dev
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-30}
-TARGETS=(fuzz_safetensors fuzz_checkpoint fuzz_image fuzz_idx fuzz_config fuzz_flags)
+TARGETS=(fuzz_safetensors fuzz_safetensors_file fuzz_checkpoint fuzz_image fuzz_idx fuzz_config fuzz_flags)
 (($# > 0)) && TARGETS=("$@")
 
 start=$SECONDS

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "nn/checkpoint.h"
+#include "nn/file_io.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
 
@@ -124,10 +125,10 @@ TEST(Safetensors, RejectsCorruptFilesWithClearErrors) {
 }
 
 TEST(Safetensors, DescribeListsTensorsAndMetadata) {
-  const SafetensorsFile f = parse_safetensors(
+  const std::string bytes =
       safetensors_bytes({{"encoder.conv_in.weight", zeros({64, 1, 3, 3})}, {"step", arange(0, 1)}},
-                        {{"vqgan.training_state", R"({"step":5})"}}),
-      "mem");
+                        {{"vqgan.training_state", R"({"step":5})"}});
+  const SafetensorsIndex f = parse_safetensors_index(bytes, bytes.size(), "mem");
   const std::string text = describe_safetensors(f);
   EXPECT_NE(text.find("encoder.conv_in.weight  F32   [64, 1, 3, 3]"), std::string::npos) << text;
   EXPECT_NE(text.find("2304"), std::string::npos) << text;
@@ -135,6 +136,32 @@ TEST(Safetensors, DescribeListsTensorsAndMetadata) {
   EXPECT_NE(text.find("vqgan.training_state: {\n      \"step\": 5\n    }"), std::string::npos)
       << text;
   EXPECT_EQ(describe_safetensors(f, false).find("encoder"), std::string::npos);
+}
+
+// Reading by offset: the header alone (no tensor is read), or the tensors a filter keeps, each
+// read where the header says; a file cut anywhere is refused by either, naming the file.
+TEST(Safetensors, ReadsTheHeaderAloneAndFilteredTensorsByOffset) {
+  const Tensor w = test::randn32({4, 4}), b = arange(0, 3);
+  const std::string path = temp_dir() + "/offsets.safetensors";
+  save_safetensors(path, {{"w", w}, {"b", b}, {"optimizer.w", mul(w, 2.0)}}, {{"k", "v"}});
+  const SafetensorsIndex index = read_safetensors_index(path);
+  ASSERT_EQ(index.entries.size(), 3u);
+  EXPECT_EQ(index.metadata.at("k"), "v");
+  EXPECT_EQ(index.data_bytes(), 2 * 16 * 4 + 3 * 8u);
+  const SafetensorsFile some = load_safetensors(
+      path, [](const std::string& name) { return name.rfind("optimizer.", 0) != 0; });
+  ASSERT_EQ(some.tensors.size(), 2u);
+  for (const auto& [name, t] : some.tensors) {
+    EXPECT_TRUE(allclose(t, name == "w" ? w : b, 0, 0)) << name;
+  }
+  const std::string bytes = nn::read_file(path, 1 << 20, "test");
+  for (size_t cut : {size_t{4}, size_t{20}, bytes.size() - 1}) {
+    const std::string cut_path = temp_dir() + "/cut.safetensors";
+    nn::write_file_atomically(cut_path, std::string_view(bytes).substr(0, cut));
+    EXPECT_THROW(read_safetensors_index(cut_path), Error) << "cut at " << cut;
+    EXPECT_THROW(load_safetensors(cut_path), Error) << "cut at " << cut;
+  }
+  EXPECT_VQ_ERROR(read_safetensors_index("/nonexistent/x.safetensors"), "does not exist");
 }
 
 TEST(Safetensors, TruncatingAValidFileAnywhereIsCaught) {

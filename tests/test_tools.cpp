@@ -138,7 +138,7 @@ TEST(LineChart, GivesEverySeriesItsOwnColourAndRejectsRaggedSeries) {
 
 TEST_F(Tool, InspectListsTheTrainedModel) {
   const std::string text =
-      nn::describe_safetensors(nn::load_safetensors(out_ + "/tiny.safetensors"));
+      nn::describe_safetensors(nn::read_safetensors_index(out_ + "/tiny.safetensors"));
   EXPECT_NE(text.find("encoder.conv_in.weight                      F32   [32, 1, 3, 3]"),
             std::string::npos)
       << text;

@@ -32,7 +32,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    std::fputs(vq::nn::describe_safetensors(vq::nn::load_safetensors(path), list).c_str(), stdout);
+    // The header only: a checkpoint of any size is listed without reading its tensors.
+    std::fputs(vq::nn::describe_safetensors(vq::nn::read_safetensors_index(path), list).c_str(),
+               stdout);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vq_inspect: %s\n", e.what());
     return 1;

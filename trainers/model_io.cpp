@@ -1,5 +1,6 @@
 #include "trainers/model_io.h"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace vq::train {
@@ -31,8 +32,13 @@ LoadedModel load_model(const std::string& path, Device device,
                        const std::string& fallback_model_config, bool allow_nonfinite) {
   VQ_CHECK(!path.empty(), "no model given (--model_path)");
   VQ_CHECK(std::filesystem::exists(path), "model file '{}' does not exist", path);
-  return model_from_checkpoint(nn::load_checkpoint(path, allow_nonfinite), path, device,
-                               fallback_model_config);
+  // The model's tensors only: a .last checkpoint's optimizer state and discriminator stay on disk.
+  auto model_tensor = [](const std::string& name) {
+    return std::none_of(kTrainingOnlyPrefixes.begin(), kTrainingOnlyPrefixes.end(),
+                        [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; });
+  };
+  return model_from_checkpoint(nn::load_checkpoint(path, allow_nonfinite, model_tensor), path,
+                               device, fallback_model_config);
 }
 
 LoadedModel model_from_checkpoint(nn::LoadedCheckpoint checkpoint, const std::string& path,

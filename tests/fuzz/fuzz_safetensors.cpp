@@ -6,8 +6,8 @@
 namespace {
 
 void parse(const std::string& bytes) {
-  const vq::nn::SafetensorsFile file = vq::nn::parse_safetensors(bytes, "input");
-  (void)vq::nn::describe_safetensors(file);
+  (void)vq::nn::parse_safetensors(bytes, "input");
+  (void)vq::nn::describe_safetensors(vq::nn::parse_safetensors_index(bytes, bytes.size(), "input"));
 }
 
 }  // namespace
