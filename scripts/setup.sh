@@ -53,7 +53,7 @@ fi
 
 # oneDNN 3.2 (Intel's own build on PyPI, GNU OpenMP like ours, no other runtime) instead of
 # Debian's 2.6: its bfloat16 backward convolutions are brgemm kernels, which make the --use_amp
-# step 14% faster (README, "Mixed precision"). It lands in the venv (lib/, include/,
+# step 14% faster (docs/mixed_precision.md). It lands in the venv (lib/, include/,
 # lib/cmake/dnnl); the binaries find it through their build-tree RPATH. VQ_ONEDNN=debian keeps
 # Debian's libdnnl-dev (always installed: the GPU carry and the sanitizer builds use it).
 case "$VQ_ONEDNN" in
