@@ -47,6 +47,7 @@ enum class RandomStream : uint64_t {
   KmeansInit,         // k-means initial centres
   DataOrder,          // the shuffle of each pass over the data, per pass
   DataFlips,          // random horizontal flips
+  DataCrops,          // random crop positions
 };
 
 // The Philox key of `purpose` in a run seeded with `seed` (a 64-bit mix of the two).

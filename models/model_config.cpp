@@ -99,6 +99,12 @@ void ModelConfig::validate() const {
            weights, kMaxModelWeights);
 }
 
+void ModelConfig::name_custom_if_changed() {
+  if ((name == "fmnist" || name == "seed256") && *this != model_config_by_name(name)) {
+    name = "custom";
+  }
+}
+
 ModelConfig model_config_by_name(const std::string& name) {
   ModelConfig c;
   if (name == "fmnist") return c;

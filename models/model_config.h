@@ -29,6 +29,11 @@ struct ModelConfig {
   double dropout = 0.0;
   int64_t embed_dim = 256;  // codebook vector size D (quant_conv maps z_channels -> D)
 
+  bool operator==(const ModelConfig&) const = default;
+  // A config named like a built-in one (fmnist, seed256) but differing from it is renamed
+  // "custom", so that a 64x64 RGB model made by flags is not stored and reported as "fmnist".
+  void name_custom_if_changed();
+
   int64_t latent_size() const;  // resolution / 2^(levels - 1)
   // The weights (parameters) of the encoder, decoder and the convolutions around the quantizer
   // that this config builds, counted without building them, so that a config from a file can be

@@ -193,6 +193,19 @@ TEST(PytorchTwin, Seed256HasOurParameterCountsAndSteps) {
 }
 #endif
 
+TEST(VQModel, AChangedBuiltInConfigIsNamedCustom) {
+  ModelConfig c = model_config_by_name("fmnist");
+  c.name_custom_if_changed();
+  EXPECT_EQ(c.name, "fmnist");
+  c.in_channels = c.out_channels = 3;
+  c.name_custom_if_changed();
+  EXPECT_EQ(c.name, "custom");
+  ModelConfig named = c;
+  named.name = "rgb64";  // a name of the user's own stays
+  named.name_custom_if_changed();
+  EXPECT_EQ(named.name, "rgb64");
+}
+
 TEST(VQModel, ConfigErrorsNameTheField) {
   ModelConfig c;
   c.ch = 48;

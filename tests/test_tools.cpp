@@ -48,7 +48,7 @@ TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
   NoGradGuard no_grad;
   Tensor all = Tensor::empty({24, 1, 16, 16});
   const auto ds = train::open_dataset(images_, 1, 16);
-  for (int64_t i = 0; i < 24; ++i) ds->load(i, false, all.data<float>() + i * 256);
+  for (int64_t i = 0; i < 24; ++i) ds->load(i, {}, all.data<float>() + i * 256);
   const auto counts =
       bincount(loaded.model->encode_indices(all).reshape({-1}), 16).to_vector<int64_t>();
   EXPECT_EQ(counts, r.counts);
@@ -187,7 +187,7 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   NoGradGuard no_grad;
   Tensor all = Tensor::empty({24, 1, 16, 16});
   const auto ds = train::open_dataset(images_, 1, 16);
-  for (int64_t i = 0; i < 24; ++i) ds->load(i, false, all.data<float>() + i * 256);
+  for (int64_t i = 0; i < 24; ++i) ds->load(i, {}, all.data<float>() + i * 256);
   const Tensor expected_indices = loaded.model->encode_indices(all);
   std::string text;
 

@@ -175,17 +175,17 @@ TEST(Data, FashionMnistFromTheDebianPackage) {
   const auto test_set = open_dataset("fashion-mnist", 1, 32, "test");
   EXPECT_EQ(test_set->size(), 10000);
   std::vector<float> img(32 * 32);
-  test_set->load(0, false, img.data());
+  test_set->load(0, {}, img.data());
   // Padded by two background pixels on each side; values in [-1, 1].
   for (int x = 0; x < 32; ++x) EXPECT_EQ(img[x], -1.0f);
   EXPECT_GT(*std::max_element(img.begin(), img.end()), 0.5f);
   EXPECT_GE(*std::min_element(img.begin(), img.end()), -1.0f);
   std::vector<float> flipped(32 * 32), rgb(3 * 32 * 32), small(16 * 16);
-  test_set->load(0, true, flipped.data());
+  test_set->load(0, {.flip = true}, flipped.data());
   EXPECT_EQ(flipped[5 * 32 + 3], img[5 * 32 + 28]);
-  open_dataset("fashion-mnist:test", 3, 32)->load(0, false, rgb.data());
+  open_dataset("fashion-mnist:test", 3, 32)->load(0, {}, rgb.data());
   EXPECT_EQ(rgb[1024 + 200], img[200]);
-  open_dataset("fashion-mnist:test", 1, 16)->load(0, false, small.data());  // resized
+  open_dataset("fashion-mnist:test", 1, 16)->load(0, {}, small.data());  // resized
   const auto labels = fashion_mnist_labels("test");
   EXPECT_EQ(labels.size(), 10000u);
   EXPECT_EQ(*std::max_element(labels.begin(), labels.end()), 9);
@@ -196,11 +196,49 @@ TEST(Data, FashionMnistFromTheDebianPackage) {
                              dir + "/t10k-images-idx3-ubyte.gz");
   setenv("VQ_FASHION_MNIST_DIR", dir.c_str(), 1);
   std::vector<float> copied(32 * 32);
-  open_dataset("fashion-mnist:test", 1, 32)->load(0, false, copied.data());
+  open_dataset("fashion-mnist:test", 1, 32)->load(0, {}, copied.data());
   EXPECT_EQ(copied, img);
   EXPECT_VQ_ERROR(open_dataset("fashion-mnist:train", 1, 32),
                   "/train-images-idx3-ubyte.gz' does not exist (is the Debian package");
   unsetenv("VQ_FASHION_MNIST_DIR");
+}
+
+// Random crops (taming's augmentation): training images from a folder are cropped where the
+// run's seed says, the same for any number of loader threads; evaluation crops the centre. Images
+// smaller than the training size are counted as upscaled, or refused with a minimum size.
+TEST(Data, RandomCropsUpscaleCountsAndMinimumSize) {
+  const std::string dir = test::temp_path("wide");
+  std::vector<float> dark(64, -1.0f), light(64, 1.0f);
+  for (int i = 0; i < 6; ++i) {  // 22x12: two 8x8 tiles side by side, with 2-pixel gaps
+    write_png_grid(fmt::format("{}/w{}.png", dir, i), {dark.data(), light.data()}, 1, 8, 2);
+  }
+  const auto ds = open_dataset(dir, 1, 12);
+  std::vector<float> left(144), centre(144), right(144);
+  ds->load(0, {.crop_x = 0.0f}, left.data());
+  ds->load(0, {}, centre.data());
+  ds->load(0, {.crop_x = 1.0f}, right.data());
+  EXPECT_NE(left, centre);
+  EXPECT_NE(centre, right);
+  EXPECT_LT(left[12 * 6 + 3], 0.0f);    // the dark tile on the left
+  EXPECT_GT(right[12 * 6 + 8], 0.0f);   // the light one on the right
+  EXPECT_EQ(ds->upscaled_images(), 0);  // 12 px short side: resized to itself
+  auto images = [&](int64_t threads, bool crop) {
+    LoaderOptions o;
+    o.batch_size = 6;
+    o.shuffle = false;
+    o.random_crop = crop;
+    o.seed = 3;
+    o.threads = threads;
+    return DataLoader(ds, 1, 12, o).next()->images;
+  };
+  EXPECT_TRUE(allclose(images(1, true), images(3, true), 0, 0));
+  EXPECT_FALSE(allclose(images(1, true), images(1, false), 0, 0));
+  const auto small = open_dataset(dir, 1, 16);
+  std::vector<float> img(256);
+  for (int64_t i : {0, 1, 0}) small->load(i, {}, img.data());
+  EXPECT_EQ(small->upscaled_images(), 2);  // distinct images
+  EXPECT_VQ_ERROR(open_dataset(dir, 1, 16, "train", 14)->load(0, {}, img.data()),
+                  "22x12 is below --min_image_size 14 (it would be upscaled to 16)");
 }
 
 TEST(Data, ImageFolderSkipsCorruptFilesAndRejectsEmptyFolders) {
@@ -355,9 +393,9 @@ TEST(Data, HeldOutValidationIsFixedDisjointAndTwoPercent) {
   EXPECT_NE(a.val->describe().find("2% held out of image folder"), std::string::npos)
       << a.val->describe();
   std::vector<float> x(16 * 16), y(16 * 16);
-  a.val->load(0, false, x.data());
+  a.val->load(0, {}, x.data());
   open_dataset(dir, 1, 16)
-      ->load(std::stoi(a.val->item_name(0).substr(dir.size() + 5, 3)), false, y.data());
+      ->load(std::stoi(a.val->item_name(0).substr(dir.size() + 5, 3)), {}, y.data());
   EXPECT_EQ(x, y) << "a held-out image loads as itself";
   EXPECT_EQ(hold_out(open_dataset(test::make_image_folder(test::temp_path("holdout10"), 10), 1, 16))
                 .val->size(),
@@ -470,7 +508,7 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   const auto val_set = open_dataset(images_, 1, 16);
   std::vector<float> image(16 * 16);
   for (int64_t i = 0; i < 4; ++i) {
-    val_set->load(i, false, image.data());
+    val_set->load(i, {}, image.data());
     int64_t mismatches = 0;
     for (int64_t y = 0; y < 16; ++y) {
       for (int64_t x = 0; x < 16; ++x) {

@@ -148,6 +148,8 @@ const std::vector<Field<T>>& training_fields() {
                                           {"use_amp", &T::use_amp},
                                           {"amp_dtype", &T::amp_dtype},
                                           {"deterministic", &T::deterministic},
+                                          {"random_crop", &T::random_crop},
+                                          {"min_image_size", &T::min_image_size},
                                           {"batch_size", &T::batch_size},
                                           {"lr", &T::lr},
                                           {"adam_beta1", &T::adam_beta1},
@@ -217,6 +219,8 @@ void TrainConfig::validate() const {
   VQ_CHECK(t.val_stlpips_images >= -1, "--val_stlpips_images must be >= -1 (-1: all), got {}",
            t.val_stlpips_images);
   VQ_CHECK(t.num_threads >= 0, "--num_threads must be >= 0 (0: all cores), got {}", t.num_threads);
+  VQ_CHECK(t.min_image_size >= 0, "--min_image_size must be >= 0 (0: upscale any), got {}",
+           t.min_image_size);
   VQ_CHECK(t.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0, got {}",
            t.early_stopping_patience);
   quality_metric_label(t.best_metric);  // throws naming the choices

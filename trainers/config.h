@@ -50,6 +50,12 @@ struct TrainingConfig {
   uint64_t seed = 42;
   int64_t num_threads = 0;  // 0: all cores
   int64_t loader_threads = 1;
+  // Training images from a folder are cropped at a random place after their short side is resized
+  // (taming's augmentation); false: the centre, as validation always is.
+  bool random_crop = true;
+  // > 0: a folder's image whose short side is below this is skipped as unusable instead of being
+  // upscaled (the run counts and reports upscaled images either way).
+  int64_t min_image_size = 0;
 };
 
 struct TrainConfig {

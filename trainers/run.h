@@ -90,6 +90,7 @@ class TrainingRun {
   int64_t generator_skipped_ = 0;      // steps that updated nothing
   int64_t discriminator_skipped_ = 0;  // steps whose discriminator update was skipped
   int64_t loss_scale_skips_ = 0;       // of those, float16 overflows that lowered the loss scale
+  int64_t upscaled_reported_ = 0;      // small images the log has mentioned
   bool early_stopped_ = false;
   // The epoch end's codebook maintenance has not run yet (see go()).
   bool maintenance_pending_ = false;

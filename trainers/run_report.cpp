@@ -35,10 +35,14 @@ void TrainingRun::log_setup() const {
                 static_cast<long long>(t_.batch_size));
   }
   if (!precision_note_.empty()) std::printf("  note:       %s\n", precision_note_.c_str());
-  std::printf("  data:       train %s\n              val   %s (first %lld per validation)\n",
-              train_loader_->dataset().describe().c_str(), val_set_->describe().c_str(),
-              static_cast<long long>(t_.val_limit > 0 ? std::min(t_.val_limit, val_set_->size())
-                                                      : val_set_->size()));
+  std::printf(
+      "  data:       train %s; random flips%s\n              val   %s (first %lld per "
+      "validation)\n",
+      train_loader_->dataset().describe().c_str(),
+      t_.random_crop && !is_fashion_mnist(t_.train_dir) ? " and crops" : "",
+      val_set_->describe().c_str(),
+      static_cast<long long>(t_.val_limit > 0 ? std::min(t_.val_limit, val_set_->size())
+                                              : val_set_->size()));
   std::printf("  codebook:   %s\n", config_.quantizer.describe(config_.model.embed_dim).c_str());
   std::printf("  loss:       L1 %g, adversarial %g (from step %lld), perceptual %g\n",
               config_.loss.l1_weight, config_.loss.adversarial_weight,
@@ -99,7 +103,7 @@ void TrainingRun::save_samples(int64_t epoch) {
   int64_t readable = 0;
   for (int64_t i = 0; i < n; ++i) {
     try {  // an unreadable image was already reported by the validation loader
-      val_set_->load(i, false, inputs.data<float>() + readable * C * S * S);
+      val_set_->load(i, {}, inputs.data<float>() + readable * C * S * S);
       ++readable;
     } catch (const Error&) {
     }
@@ -152,6 +156,7 @@ std::string TrainingRun::summary_json(bool interrupted, double seconds) const {
                                                           {"codes_touched", maintenance_codes_}})
                                                   : json()},
       {"unreadable_images_skipped", train_loader_->bad_images()},
+      {"upscaled_images", train_loader_->dataset().upscaled_images()},
       {"val_unreadable_images_skipped", val(last_val_.unreadable)},
       {"perceptual", loss_->perceptual_description()},
       {"device", device_.str()},

@@ -86,8 +86,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
   model_ = &stepper_->model();
   loss_ = &stepper_->loss();
 
-  auto train_set =
-      open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution, "train");
+  auto train_set = open_dataset(t_.train_dir, config_.model.in_channels, config_.model.resolution,
+                                "train", t_.min_image_size);
   if (t_.val_dir.empty() && !is_fashion_mnist(t_.train_dir)) {
     // Your own images are validated on your own images, never on Fashion-MNIST.
     HeldOut split = hold_out(train_set);
@@ -95,7 +95,8 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
     val_set_ = split.val;
   } else {
     val_set_ = open_dataset(t_.val_dir.empty() ? "fashion-mnist:test" : t_.val_dir,
-                            config_.model.in_channels, config_.model.resolution, "test");
+                            config_.model.in_channels, config_.model.resolution, "test",
+                            t_.min_image_size);
   }
   quality_ =
       std::make_unique<QualityMeter>(t_.val_stlpips_images, config_.model.resolution, device_);
@@ -104,6 +105,7 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
   lo.shard = comm().rank();
   lo.shards = comm().size();
   lo.flip = true;
+  lo.random_crop = t_.random_crop;
   lo.seed = t_.seed;
   lo.threads = t_.loader_threads;
   train_loader_ = std::make_unique<DataLoader>(train_set, config_.model.in_channels,

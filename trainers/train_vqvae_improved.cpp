@@ -109,6 +109,13 @@ int run(int argc, char** argv) {
                 "0 = none, -1 = all",
                 -1);
   flags.add_int("num_samples", &t.num_samples, "images in each sample grid", 1);
+  flags.add_bool("random_crop", &t.random_crop,
+                 "crop training images from a folder at a random place after resizing their short "
+                 "side (taming's augmentation; --random_crop=false: the centre)");
+  flags.add_int("min_image_size", &t.min_image_size,
+                "skip images whose short side is below this instead of upscaling them (0: "
+                "upscale any; the run reports how many it upscaled)",
+                0);
   flags.add_int("log_every", &t.log_every, "steps between metrics log lines", 1);
   flags.add_string("resume", &resume,
                    "continue the run saved in this .last.safetensors checkpoint");
@@ -174,6 +181,8 @@ int run(int argc, char** argv) {
              {"val_limit", [&] { c.val_limit = t.val_limit; }},
              {"val_stlpips_images", [&] { c.val_stlpips_images = t.val_stlpips_images; }},
              {"num_samples", [&] { c.num_samples = t.num_samples; }},
+             {"random_crop", [&] { c.random_crop = t.random_crop; }},
+             {"min_image_size", [&] { c.min_image_size = t.min_image_size; }},
              {"log_every", [&] { c.log_every = t.log_every; }},
              {"perceptual_weights", [&] { config.loss.perceptual_weights = perceptual; }},
              {"perceptual_weight", [&] { config.loss.perceptual_weight = perceptual_weight; }},
@@ -189,6 +198,7 @@ int run(int argc, char** argv) {
       throw Error(
           "--preset and --model_config cannot change when resuming (the run's own config is used)");
     }
+    if (resume.empty()) config.model.name_custom_if_changed();  // a resumed run keeps its name
     if (print_config) {
       config.validate();
       std::printf("%s\n", config.to_json().c_str());

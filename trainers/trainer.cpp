@@ -106,6 +106,17 @@ void TrainingRun::evaluate_epoch(int64_t epoch, bool complete) {
       q.l1, q.psnr, q.ssim, stlpips.c_str(), 100 * s.batch_utilization,
       static_cast<long long>(s.used_codes), static_cast<long long>(s.num_codes),
       s.batch_norm_entropy, s.perplexity, static_cast<long long>(last_val_.images));
+  // Small images are upscaled silently by the loader; say so once their count is known (and again
+  // when it grows: a folder is decoded lazily, over the first pass).
+  const int64_t upscaled = train_loader_->dataset().upscaled_images();
+  if (upscaled > upscaled_reported_) {
+    std::printf(
+        "  note:       %lld images were smaller than %lld px on their short side and were "
+        "upscaled%s (--min_image_size N skips such images instead)\n",
+        static_cast<long long>(upscaled), static_cast<long long>(config_.model.resolution),
+        comm().size() > 1 ? " (this process's images)" : "");
+    upscaled_reported_ = upscaled;
+  }
   json line = {{"step", step_},
                {"epoch", epoch + 1},
                {"val_l1", q.l1},

@@ -1,6 +1,7 @@
 #include "trainers/data/dataset.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -35,7 +36,7 @@ class FashionMnist : public Dataset {
     return fmt::format("Fashion-MNIST {} split ({} images, {}x{} grey -> {}x{}x{})", split_,
                        images_.count, images_.rows, images_.cols, channels_, size_, size_);
   }
-  void load(int64_t i, bool flip, float* out) const override {
+  void load(int64_t i, const Augmentation& augmentation, float* out) const override {
     const int64_t rows = images_.rows, cols = images_.cols;
     const uint8_t* src = &images_.pixels[i * rows * cols];
     // The 28x28 digit-style images sit centred on background (0) when padded to a larger size;
@@ -56,7 +57,7 @@ class FashionMnist : public Dataset {
         std::fill_n(&rgb.pixels[p * 3], 3, img.pixels[p]);
       img = std::move(rgb);
     }
-    to_float_chw(img, flip, out);
+    to_float_chw(img, augmentation.flip, out);  // a square, padded: nothing to crop
   }
 
  private:
@@ -67,8 +68,8 @@ class FashionMnist : public Dataset {
 
 class ImageFolder : public Dataset {
  public:
-  ImageFolder(const std::string& root, int64_t channels, int64_t size)
-      : root_(root), channels_(channels), size_(size) {
+  ImageFolder(const std::string& root, int64_t channels, int64_t size, int64_t min_image_size)
+      : root_(root), channels_(channels), size_(size), min_image_size_(min_image_size) {
     VQ_CHECK(fs::exists(root), "image folder '{}' does not exist", root);
     VQ_CHECK(fs::is_directory(root), "'{}' is not a folder", root);
     static const std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp", ".tga",
@@ -87,6 +88,7 @@ class ImageFolder : public Dataset {
              "image folder '{}' holds no images (looked for .png .jpg .jpeg .bmp .tga .gif .pnm "
              ".ppm .pgm, recursively)",
              root);
+    upscaled_ = std::vector<std::atomic<bool>>(files_.size());
   }
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   std::string item_name(int64_t i) const override { return files_[i]; }
@@ -94,14 +96,26 @@ class ImageFolder : public Dataset {
     return fmt::format("image folder {} ({} files -> {}x{}x{})", root_, files_.size(), channels_,
                        size_, size_);
   }
-  void load(int64_t i, bool flip, float* out) const override {
-    to_float_chw(resize_and_crop(decode_image(files_[i], channels_), size_), flip, out);
+  void load(int64_t i, const Augmentation& augmentation, float* out) const override {
+    const Image8 image = decode_image(files_[i], channels_);
+    const int64_t short_side = std::min(image.width, image.height);
+    VQ_CHECK(short_side >= min_image_size_,
+             "{}: {}x{} is below --min_image_size {} (it would be upscaled to {})", files_[i],
+             image.width, image.height, min_image_size_, size_);
+    if (short_side < size_) upscaled_[i] = true;
+    to_float_chw(resize_and_crop(image, size_, augmentation.crop_x, augmentation.crop_y),
+                 augmentation.flip, out);
+  }
+  int64_t upscaled_images() const override {
+    return std::count_if(upscaled_.begin(), upscaled_.end(),
+                         [](const auto& u) { return u.load(); });
   }
 
  private:
   std::string root_;
-  int64_t channels_, size_;
+  int64_t channels_, size_, min_image_size_;
   std::vector<std::string> files_;
+  mutable std::vector<std::atomic<bool>> upscaled_;  // loader threads mark images they upscaled
 };
 
 // Some of another dataset's images, in the given order.
@@ -115,9 +129,10 @@ class Subset : public Dataset {
     return fmt::format("{} of {}: {} of its {} images", what_, base_->describe(), indices_.size(),
                        base_->size());
   }
-  void load(int64_t i, bool flip, float* out) const override {
-    base_->load(indices_[i], flip, out);
+  void load(int64_t i, const Augmentation& augmentation, float* out) const override {
+    base_->load(indices_[i], augmentation, out);
   }
+  int64_t upscaled_images() const override { return base_->upscaled_images(); }
 
  private:
   std::shared_ptr<Dataset> base_;
@@ -162,7 +177,7 @@ std::vector<uint8_t> fashion_mnist_labels(const std::string& split) {
 }
 
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
-                                      const std::string& default_split) {
+                                      const std::string& default_split, int64_t min_image_size) {
   VQ_CHECK(channels == 1 || channels == 3, "datasets: channels must be 1 or 3, got {}", channels);
   VQ_CHECK(size >= 8, "datasets: image size must be at least 8, got {}", size);
   if (spec == "fashion-mnist") return std::make_shared<FashionMnist>(default_split, channels, size);
@@ -171,7 +186,7 @@ std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels,
   VQ_CHECK(spec.rfind("fashion-mnist:", 0) != 0,
            "unknown Fashion-MNIST split in '{}': use fashion-mnist:train or fashion-mnist:test",
            spec);
-  return std::make_shared<ImageFolder>(spec, channels, size);
+  return std::make_shared<ImageFolder>(spec, channels, size, min_image_size);
 }
 
 }  // namespace vq::train

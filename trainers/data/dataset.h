@@ -13,21 +13,32 @@
 
 namespace vq::train {
 
+// How one training image is drawn (the loader's counter-based random numbers decide it).
+struct Augmentation {
+  bool flip = false;                   // mirrored left-right
+  float crop_x = 0.5f, crop_y = 0.5f;  // where the crop sits in the slack (0.5: the centre)
+};
+
 class Dataset {
  public:
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
   // Fills out[channels * size * size] with image i; throws vq::Error naming the file when it
   // cannot be read (the loader reports and skips it).
-  virtual void load(int64_t i, bool flip, float* out) const = 0;
+  virtual void load(int64_t i, const Augmentation& augmentation, float* out) const = 0;
+  // Distinct images loaded so far that were smaller than the size and so upscaled.
+  virtual int64_t upscaled_images() const { return 0; }
   virtual std::string item_name(int64_t i) const = 0;  // a path, or "fashion-mnist:train#17"
   virtual std::string describe() const = 0;
 };
 
 // Opens `spec` (see above) for images of `channels` channels at `size` x `size`. Throws with a
 // clear message for a missing or empty folder, or missing Fashion-MNIST files.
+// A folder's image whose short side is below `min_image_size` (> 0) is refused (the loader
+// reports and skips it) instead of upscaled.
 std::shared_ptr<Dataset> open_dataset(const std::string& spec, int64_t channels, int64_t size,
-                                      const std::string& default_split = "train");
+                                      const std::string& default_split = "train",
+                                      int64_t min_image_size = 0);
 
 // Whether `spec` names Fashion-MNIST (any split) rather than a folder.
 bool is_fashion_mnist(const std::string& spec);

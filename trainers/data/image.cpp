@@ -182,7 +182,7 @@ Image8 decode_image(const std::string& path, int64_t channels) {
   return decode_image_bytes(nn::read_file(path, kMaxImageFileBytes, "image"), path, channels);
 }
 
-Image8 resize_and_crop(const Image8& image, int64_t size) {
+Image8 resize_and_crop(const Image8& image, int64_t size, double crop_x, double crop_y) {
   Image8 src = image;
   if (std::min(image.width, image.height) != size) {
     const double scale = static_cast<double>(size) / std::min(image.width, image.height);
@@ -196,7 +196,12 @@ Image8 resize_and_crop(const Image8& image, int64_t size) {
                                       static_cast<int>(image.channels));
     VQ_CHECK(ok == 1, "resizing a {}x{} image to {}x{} failed", image.width, image.height, w, h);
   }
-  const int64_t x0 = (src.width - size) / 2, y0 = (src.height - size) / 2, C = src.channels;
+  // The centre (0.5) rounds down, as the crop did before crops could move.
+  auto offset = [](int64_t slack, double at) {
+    return at == 0.5 ? slack / 2 : std::clamp<int64_t>(std::llround(at * slack), 0, slack);
+  };
+  const int64_t x0 = offset(src.width - size, crop_x), y0 = offset(src.height - size, crop_y);
+  const int64_t C = src.channels;
   Image8 out{size, size, C, std::vector<uint8_t>(static_cast<size_t>(size * size * C))};
   for (int64_t y = 0; y < size; ++y) {
     std::memcpy(&out.pixels[y * size * C], &src.pixels[((y0 + y) * src.width + x0) * C], size * C);

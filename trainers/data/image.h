@@ -32,8 +32,10 @@ Image8 decode_image(const std::string& path, int64_t channels);
 Image8 decode_image_bytes(const std::string& bytes, const std::string& source, int64_t channels,
                           int64_t max_pixels = kMaxImagePixels);
 
-// Short side to `size` (bilinear-ish filtering from stb_image_resize), centre crop to size x size.
-Image8 resize_and_crop(const Image8& image, int64_t size);
+// Short side to `size` (bilinear-ish filtering from stb_image_resize), then a size x size crop at
+// (crop_x, crop_y) of the slack along each side: 0 the left/top edge, 0.5 the centre, 1 the
+// right/bottom edge (taming's random crops draw them uniformly).
+Image8 resize_and_crop(const Image8& image, int64_t size, double crop_x = 0.5, double crop_y = 0.5);
 
 // HWC uint8 -> CHW float in [-1, 1], optionally mirrored left-right.
 void to_float_chw(const Image8& image, bool flip, float* out);

@@ -78,12 +78,19 @@ std::optional<Batch> DataLoader::build(int64_t n) {
       std::lock_guard<std::mutex> lock(bad_mutex_);
       if (bad_[index]) return false;
     }
-    // Flip decisions come from (seed, pass, position), not from thread order.
-    const bool flip =
-        options_.flip && philox_uniform_at(stream_key(options_.seed, RandomStream::DataFlips), 0,
-                                           pass * count_ + position) < 0.5f;
+    // Flips and crops come from (seed, pass, position), not from thread order.
+    const uint64_t draw = pass * count_ + position;
+    Augmentation augmentation;
+    augmentation.flip =
+        options_.flip &&
+        philox_uniform_at(stream_key(options_.seed, RandomStream::DataFlips), 0, draw) < 0.5f;
+    if (options_.random_crop) {
+      const uint64_t crops = stream_key(options_.seed, RandomStream::DataCrops);
+      augmentation.crop_x = philox_uniform_at(crops, 0, 2 * draw);
+      augmentation.crop_y = philox_uniform_at(crops, 0, 2 * draw + 1);
+    }
     try {
-      dataset_->load(index, flip, &pixels[batch.indices.size() * image_numel]);
+      dataset_->load(index, augmentation, &pixels[batch.indices.size() * image_numel]);
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(bad_mutex_);
       if (!bad_[index]) {

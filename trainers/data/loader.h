@@ -25,10 +25,11 @@ namespace vq::train {
 struct LoaderOptions {
   int64_t batch_size = 64;
   bool shuffle = true;
-  bool flip = false;      // random horizontal flips (training)
-  bool repeat = true;     // endless passes (training); false: one pass, then end (evaluation)
-  bool drop_last = true;  // drop a final partial batch (training)
-  int64_t limit = 0;      // use only the first `limit` images (0: all)
+  bool flip = false;         // random horizontal flips (training)
+  bool random_crop = false;  // random crop positions (training; folders of non-square images)
+  bool repeat = true;        // endless passes (training); false: one pass, then end (evaluation)
+  bool drop_last = true;     // drop a final partial batch (training)
+  int64_t limit = 0;         // use only the first `limit` images (0: all)
   uint64_t seed = 0;
   int64_t threads = 1;
   int64_t prefetch = 4;    // batches decoded ahead
