@@ -148,6 +148,7 @@ std::string Flags::help() const {
     out += fmt::format("  --{:<26} {}", f.name + (f.type == "bool" ? "" : " " + f.type), f.help);
     out += fmt::format(" (default: {})\n", f.default_text);
   }
+  if (!epilogue_.empty()) out += "\n" + epilogue_ + "\n";
   return out;
 }
 

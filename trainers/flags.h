@@ -26,6 +26,8 @@ class Flags {
   // bad input.
   bool parse(int argc, char** argv);
   bool was_set(const std::string& name) const { return set_.count(name) > 0; }
+  // Text --help prints after the flags (a table the flags refer to).
+  void set_epilogue(std::string text) { epilogue_ = std::move(text); }
   // The value argv gives a flag (`--name value` or `--name=value`; the last one wins), or
   // `fallback`, before any flag is declared: a flag that decides the others' defaults (a model
   // config) is read first, so that --help shows the defaults that apply.
@@ -39,7 +41,7 @@ class Flags {
   };
   const Flag* find(const std::string& name) const;
 
-  std::string program_, summary_;
+  std::string program_, summary_, epilogue_;
   std::vector<Flag> flags_;
   std::set<std::string> set_;
 };

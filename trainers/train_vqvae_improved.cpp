@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/dist/communicator.h"
@@ -132,6 +133,16 @@ int run(int argc, char** argv) {
   flags.add_double("ema_decay", &q.ema_decay, "EMA decay of the codebook statistics", 0);
   flags.add_double("entropy_weight", &q.entropy_weight, "weight of the entropy regulariser", 0);
   flags.add_double("beta", &q.beta, "commitment loss weight", 0);
+
+  // The autocast policy, from the table the ops use (autograd/autocast.h).
+  std::string policy = "--use_amp computes these ops in --amp_dtype (float32 accumulation):";
+  const std::string table = autocast_policy();
+  for (std::string_view rest = table; !rest.empty();) {
+    const size_t end = std::min(rest.find('\n'), rest.size());
+    policy += fmt::format("\n  {}", rest.substr(0, end));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+  }
+  flags.set_epilogue(policy);
 
   try {
     if (!flags.parse(argc, argv)) return 0;
