@@ -210,7 +210,7 @@ else
 fi
 
 if [ "$no_gpu" -eq 1 ]; then
-  for phase in "cuda tests" training "mixed prec." product benchmarks rounds profile; do
+  for phase in "cuda tests" training "mixed prec." product resume benchmarks rounds profile; do
     report "$phase" "skipped (--no-gpu)" 0 ""
   done
   echo
