@@ -1,14 +1,19 @@
 // Op benchmarks: sgemm, conv2d forward / backward-data / backward-weights and forward+backward
-// at the fmnist model's hot shapes, group_norm, the quantizer step (distances, argmin and EMA
-// update at K = 64 and 512, D = 256, N = 64 x 8 x 8) and the perceptual net's forward. Each
-// reports GFLOP/s (or GB/s, images/s) and, for the ops, the fraction of the sgemm rate. sgemm and
-// the convolutions run on VQ_BENCH_DEVICE (cpu or cuda); the others on the CPU.
+// at the fmnist model's hot shapes, the quantizer step (distances, argmin and EMA update at K = 64
+// and 512, D = 256, N = 64 x 8 x 8) and the perceptual net's forward; and BM_Op/<case>, the rows
+// of the op table (tests/op_table.h) flagged for benchmarking (elementwise, reductions, softmax,
+// group_norm, group_norm_silu at the size of the step's activations). Each reports GFLOP/s (or
+// GB/s, images/s) and, for the GEMM-like ops, the fraction of the sgemm rate. sgemm, the
+// convolutions and the op-table rows run on VQ_BENCH_DEVICE (cpu or cuda); the others on the CPU.
+#include <algorithm>
+
 #include "autograd/autocast.h"
 #include "autograd/backend.h"
 #include "autograd/node.h"
 #include "bench/bench_util.h"
 #include "models/perceptual.h"
 #include "models/vector_quantizer.h"
+#include "tests/op_table.h"
 
 namespace vq {
 namespace {
@@ -105,17 +110,45 @@ BENCHMARK(BM_Conv2dForwardBackwardBf16)
     ->UseRealTime();
 #undef VQ_CONV_SHAPES
 
-void BM_GroupNorm(benchmark::State& state) {
+// One flagged op-table row, forward only, waited for every iteration. GB/s counts one read of
+// every input and one write of the output (the least traffic the op can have).
+void run_op_case(benchmark::State& state, const test::OpCase& c) {
   set_num_threads(bench::bench_threads());
-  Generator gen(3);
-  const Tensor x = randn({64, 128, 16, 16}, gen), w = ones({128}), b = zeros({128});
+  const Device device = bench::bench_device();
+  std::vector<Tensor> inputs;
+  double bytes = 0;
+  for (const Tensor& t : c.bench_inputs()) {
+    inputs.push_back(t.to(device));
+    bytes += static_cast<double>(t.numel() * dtype_size(t.dtype()));
+  }
   NoGradGuard no_grad;
-  for (auto _ : state) benchmark::DoNotOptimize(group_norm(x, 32, w, b).raw_data());
-  // one read and one write of x
+  const Tensor first = c.fn(inputs);
+  bytes += static_cast<double>(first.numel() * dtype_size(first.dtype()));
+  Backend& backend = backend_for(device);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(c.fn(inputs).raw_data());
+    backend.synchronize();
+  }
   state.counters["GB/s"] =
-      benchmark::Counter(2.0 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+      benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_GroupNorm)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+// BM_Op/<op>/<label>, one per flagged row.
+void register_op_table_benchmarks() {
+  for (const test::OpCase& c : test::op_cases()) {
+    if (!c.bench_inputs) continue;
+    std::string name = "BM_Op/" + c.op + (c.label.empty() ? "" : "/" + c.label);
+    std::replace(name.begin(), name.end(), ' ', '_');
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [&c](benchmark::State& state) { run_op_case(state, c); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+}
+
+namespace {
 
 // The quantizer's training step on a batch of 64 8x8 latents of 256 channels: distances by GEMM,
 // argmin, the EMA update (no sampling temperature, no entropy term: the core lookup).
@@ -167,4 +200,11 @@ BENCHMARK(BM_BlurDownsample)->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace
 }  // namespace vq
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  vq::register_op_table_benchmarks();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

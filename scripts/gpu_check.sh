@@ -436,7 +436,7 @@ fi
 # ---- benchmarks ------------------------------------------------------------------------------
 if want benchmarks; then
   t0=$SECONDS
-  VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d' \
+  VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d|Op/' \
     --benchmark_min_time=0.2 --benchmark_out="$out/bench_ops.json" > "$out/bench_ops.log" 2>&1
   rc_ops=$?
   # The train-step benchmarks set their own minimum times (5 s fmnist, 2 s seed256).

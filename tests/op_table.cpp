@@ -4,6 +4,7 @@
 // says why it is what it is; the default (1e-5) covers one float32 rounding in another order.
 #include "tests/op_table.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace vq::test {
@@ -300,8 +301,61 @@ std::vector<OpCase> build_cases() {
 
 }  // namespace
 
+namespace {
+
+// The rows bench_ops times, with inputs the size of the fmnist step's activations (batch 64, 128
+// channels at 16x16) or, for the softmax, of the quantizer's soft assignment (64x8x8 vectors, 64
+// codes).
+void flag_benchmarks(std::vector<OpCase>& cases) {
+  auto activation = [](uint64_t seed) {
+    Generator gen(seed);
+    return randn({64, 128, 16, 16}, gen);
+  };
+  const std::vector<std::pair<std::string, std::function<std::vector<Tensor>()>>> rows = {
+      {"add [3,4] + [4]",
+       [=] {
+         return std::vector<Tensor>{activation(1), activation(2)};
+       }},
+      {"mul [3,4] * [4]",
+       [=] {
+         return std::vector<Tensor>{activation(3), activation(4)};
+       }},
+      {"silu ", [=] { return std::vector<Tensor>{activation(5)}; }},
+      {"sum all of a view", [=] { return std::vector<Tensor>{activation(6)}; }},
+      {"squared_norm three tensors",
+       [=] {
+         return std::vector<Tensor>{activation(7), activation(8), ones({128})};
+       }},
+      {"softmax dim 1 of large values",
+       [] {
+         Generator gen(9);
+         return std::vector<Tensor>{randn({4096, 64}, gen)};
+       }},
+      {"group_norm 8 channels, 4 groups",
+       [=] {
+         return std::vector<Tensor>{activation(10), ones({128}), zeros({128})};
+       }},
+  };
+  for (const auto& [name, inputs] : rows) {
+    auto it =
+        std::find_if(cases.begin(), cases.end(), [&](const OpCase& c) { return c.name() == name; });
+    VQ_CHECK(it != cases.end(), "op table: no case '{}' to benchmark", name);
+    it->bench_inputs = inputs;
+  }
+  // The fused norm -> activation, on the same inputs as the norm.
+  for (OpCase& c : cases) {
+    if (c.op == "group_norm_silu") c.bench_inputs = rows.back().second;
+  }
+}
+
+}  // namespace
+
 const std::vector<OpCase>& op_cases() {
-  static const std::vector<OpCase> cases = build_cases();
+  static const std::vector<OpCase> cases = [] {
+    std::vector<OpCase> c = build_cases();
+    flag_benchmarks(c);
+    return c;
+  }();
   return cases;
 }
 

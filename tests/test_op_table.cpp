@@ -2,6 +2,7 @@
 // every differentiable case passes a float64 gradcheck (the CUDA comparison of the same cases is
 // CudaOpTable.EveryCaseMatchesCpu in test_cuda).
 #include <cctype>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -72,6 +73,21 @@ TEST(OpTable, DifferentiableCasesPassGradcheckF64) {
       EXPECT_NO_THROW(c.fn(c.inputs));
     }
   }
+}
+
+// The rows bench_ops times run on their benchmark inputs (float32, a training step's size) and
+// give a finite result (the inputs suit the call).
+TEST(OpTable, BenchmarkRowsRunOnTheirInputs) {
+  int flagged = 0;
+  NoGradGuard no_grad;
+  for (const test::OpCase& c : test::op_cases()) {
+    if (!c.bench_inputs) continue;
+    ++flagged;
+    const Tensor out = c.fn(c.bench_inputs());
+    EXPECT_TRUE(is_floating(out.dtype())) << c.name();
+    EXPECT_TRUE(std::isfinite(sum(mul(out, 0.0)).item())) << c.name();  // x * 0 is NaN for NaN/inf
+  }
+  EXPECT_GE(flagged, 8);
 }
 
 }  // namespace
