@@ -476,10 +476,17 @@ TEST_F(TrainerRun, WritesEveryOutputWithTheMetricsFormat) {
   c.training.sample_dir = "";  // the default: the samples go beside the run's other files
   const TrainSummary s = train(c, "");
   EXPECT_FALSE(s.interrupted);
-  for (const char* f : {"tiny.safetensors", "tiny.last.safetensors", "tiny.metrics.jsonl",
-                        "tiny.summary.json", "samples/epoch_0001.png", "samples/epoch_0002.png"}) {
+  for (const char* f :
+       {"tiny.safetensors", "tiny.last.safetensors", "tiny.metrics.jsonl", "tiny.summary.json",
+        "tiny.config.json", "samples/epoch_0001.png", "samples/epoch_0002.png"}) {
     EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
   }
+  // The run's configuration, readable by --config: it reads back to what ran (with the sample
+  // folder the run chose).
+  c.training.sample_dir = (std::filesystem::path(out) / "samples").string();
+  TrainConfig back;
+  back.merge_json(nn::read_file(out + "/tiny.config.json", 1 << 20, "config"), "tiny.config.json");
+  EXPECT_EQ(back.to_json(), c.to_json());
   std::ifstream metrics(out + "/tiny.metrics.jsonl");
   std::string line;
   int step_lines = 0, val_lines = 0;

@@ -5,6 +5,7 @@
 
 #include "autograd/backend.h"
 #include "autograd/ops.h"
+#include "nn/file_io.h"
 #include "nn/optim/optimizer.h"
 #include "trainers/model_io.h"
 #include "trainers/run.h"
@@ -159,8 +160,12 @@ TrainingRun::TrainingRun(const TrainConfig& config, const std::string& resume_pa
   VQ_CHECK(t_.best_metric == "l1" || quality_->measures_stlpips(),
            "--best_metric {} needs ST-LPIPS in validation ({})", t_.best_metric,
            quality_->stlpips_description());
-  if (comm().is_root())
+  if (comm().is_root()) {
     metrics_ = std::make_unique<JsonlWriter>(paths(".metrics.jsonl"), !resume_path.empty());
+    // The effective configuration beside the run's other files, in the format --config reads
+    // (a resumed run rewrites it: flags such as --max_steps may have changed).
+    nn::write_file_atomically(paths(".config.json"), config_.to_json() + "\n");
+  }
   // Every rank built the same weights from the same seed (or file); rank 0's are made the
   // weights of all, so no rank can start from a different point.
   for (nn::Module* m : std::initializer_list<nn::Module*>{model_, &loss_->discriminator()}) {
