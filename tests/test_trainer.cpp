@@ -647,6 +647,9 @@ TEST(Config, PrintedConfigReadsBackUnchanged) {
   c.quantizer.n_embed = 333;
   c.training.train_dir = "my_images";
   c.training.deterministic = true;
+  c.training.min_image_size = -1;
+  EXPECT_VQ_ERROR(c.validate(), "--min_image_size must be >= 0");
+  c.training.min_image_size = 48;
   TrainConfig back = preset_config("improved", "fmnist");
   back.merge_json(c.to_json(), "printed");
   EXPECT_EQ(back.to_json(), c.to_json());

@@ -145,12 +145,19 @@ Adam::Adam(NamedTensors params, const AdamOptions& options)
 }
 
 void Adam::apply(const std::vector<Update>& updates) {
+  auto hyper = [&](int64_t step) {
+    return AdamStep{lr_,
+                    options_.beta1,
+                    options_.beta2,
+                    options_.eps,
+                    options_.weight_decay,
+                    step,
+                    options_.decoupled_weight_decay};
+  };
   static const bool multi_tensor = env_switch("VQ_MULTI_TENSOR_ADAM", true);
   if (!multi_tensor) {  // one update per parameter, for timing both on a GPU (docs/gpu.md)
     for (const Update& u : updates) {
-      adam_step_(u.param, u.grad, slot("exp_avg", u.i), slot("exp_avg_sq", u.i),
-                 AdamStep{lr_, options_.beta1, options_.beta2, options_.eps,
-                          options_.weight_decay, u.step, options_.decoupled_weight_decay});
+      adam_step_(u.param, u.grad, slot("exp_avg", u.i), slot("exp_avg_sq", u.i), hyper(u.step));
     }
     return;
   }
@@ -166,11 +173,7 @@ void Adam::apply(const std::vector<Update>& updates) {
     if (it == groups.end()) it = groups.insert(groups.end(), {&u, {}});
     it->second.push_back({u.param, u.grad, slot("exp_avg", u.i), slot("exp_avg_sq", u.i)});
   }
-  for (const auto& [first, tensors] : groups) {
-    adam_step_(tensors,
-               AdamStep{lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
-                        first->step, options_.decoupled_weight_decay});
-  }
+  for (const auto& [first, tensors] : groups) adam_step_(tensors, hyper(first->step));
 }
 
 namespace {
@@ -225,7 +228,8 @@ Tensor clip_grad_norm_on_device_(const std::vector<Tensor>& params, double max_n
   const Tensor norm = sqrt(squared);
   const Tensor finite = eq(mul(norm, 0.0), zeros({}, norm.dtype(), norm.device()));
   const Tensor coef = where(finite, clamp(mul(pow(add(norm, 1e-6), -1.0), max_norm), 0.0, 1.0),
-                            ones({}, norm.dtype(), norm.device()));
+                            ones({}, norm.dtype(), norm.device()))
+                          .to(grads.front().dtype());  // once, not once per gradient
   for (const Tensor& g : grads) g.mul_(coef);
   return squared;
 }
