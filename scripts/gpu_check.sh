@@ -49,6 +49,11 @@
 #                                                      # mixed needs training's runs in OUT_DIR)
 #   scripts/gpu_check.sh --no-gpu OUT_DIR              # the dry run CI does: inventory, unpack
 #                                                      # and start checks only
+# OUT_DIR receives at most 8 files: summary.md (the table), inventory.log (inventory and unpack),
+# cuda_tests.log, training.log (every training run's log: training, mixed, product, resume),
+# benchmarks.log, rounds.log, profile.md (kernel time by kernel) and profile.log. The runs'
+# directories, benchmark JSON and samples stay in VQ_GPU_CHECK_RUNS (default
+# ${TMPDIR:-/tmp}/vq_gpu_check_runs), where --only mixed finds the training phase's runs.
 # Relative paths are taken from the repository root. The recipe: docs/gpu.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +87,10 @@ done
 want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# Everything but the 8 output files: run directories, benchmark JSON, nvidia-smi samples.
+runs=${VQ_GPU_CHECK_RUNS:-${TMPDIR:-/tmp}/vq_gpu_check_runs}
+mkdir -p "$runs"
+runs=$(cd "$runs" && pwd)
 summary="$out/summary.md"
 printf '| phase | result | seconds | numbers |\n|---|---|---:|---|\n' > "$summary"
 failures=0
@@ -165,8 +174,8 @@ if [ -n "$prebuilt" ]; then
 else
   work=${TMPDIR:-/tmp}/vq_gpu_check
   rm -rf "$work" && mkdir -p "$work"
-  if ! limited 60 tar -C "$work" -xJf "$carry" > "$out/unpack.log" 2>&1; then
-    report unpack "FAIL: cannot unpack $carry" $((SECONDS - t0)) "see unpack.log"
+  if ! limited 60 tar -C "$work" -xJf "$carry" >> "$out/inventory.log" 2>&1; then
+    report unpack "FAIL: cannot unpack $carry" $((SECONDS - t0)) "see inventory.log"
     cat "$summary"
     exit 1
   fi
@@ -178,7 +187,7 @@ else
   host_cxx=$(ldconfig -p | awk '$1 == "libstdc++.so.6" && /x86-64/ {print $NF; exit}')
   if [ -z "$host_cxx" ] || ! grep -qa GLIBCXX_3.4.30 "$host_cxx"; then ld_path="$ld_path:$own_lib/compat"; fi
   export LD_LIBRARY_PATH="${ld_path}${lib_dirs:+:$lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  (cd "$work/vq_gpu" && tail -n +2 MANIFEST | sha256sum -c --quiet) >> "$out/unpack.log" 2>&1 \
+  (cd "$work/vq_gpu" && tail -n +2 MANIFEST | sha256sum -c --quiet) >> "$out/inventory.log" 2>&1 \
     || unpack_problem="checksums differ from the MANIFEST"
   unpack_note="$(head -n 1 "$work/vq_gpu/MANIFEST" | sed 's/^vqgan.cpp GPU carry: //')"
 fi
@@ -197,25 +206,39 @@ done | sort -u)
 started=0
 for cmd in "test_cuda --gtest_list_tests" "train_vqvae_improved --help" \
            "bench_ops --benchmark_list_tests" "bench_train_step --benchmark_list_tests"; do
-  if limited 20 "$bin"/$cmd >> "$out/unpack.log" 2>&1; then started=$((started + 1)); fi
+  if limited 20 "$bin"/$cmd > "$runs/start.log" 2>&1; then
+    started=$((started + 1))
+  else
+    { echo "== $cmd failed:"; cat "$runs/start.log"; } >> "$out/inventory.log"
+  fi
 done
 if [ -n "$stray" ]; then
   report unpack "FAIL: libraries missing or from outside the carry" $((SECONDS - t0)) "$(echo "$stray" | tr '\n' ';')"
 elif [ -n "$unpack_problem" ]; then
-  report unpack "FAIL: $unpack_problem" $((SECONDS - t0)) "see unpack.log"
+  report unpack "FAIL: $unpack_problem" $((SECONDS - t0)) "see inventory.log"
 elif [ "$started" -ne 4 ]; then
-  report unpack "FAIL: $((4 - started)) of 4 programs did not start" $((SECONDS - t0)) "see unpack.log"
+  report unpack "FAIL: $((4 - started)) of 4 programs did not start" $((SECONDS - t0)) "see inventory.log"
 else
   report unpack ok $((SECONDS - t0)) "4 programs start, every library resolves; $unpack_note"
 fi
+
+# finish: the promise of the header (at most 8 output files), the table, the exit status.
+finish() {
+  local files
+  files=$(find "$out" -type f | wc -l)
+  if [ "$files" -gt 8 ]; then
+    report "output files" "FAIL: $files in $out, at most 8" 0 "$(cd "$out" && find . -type f | tr '\n' ' ')"
+  fi
+  echo
+  cat "$summary"
+  exit $((failures > 0))
+}
 
 if [ "$no_gpu" -eq 1 ]; then
   for phase in "cuda tests" training "mixed prec." product resume benchmarks rounds profile; do
     report "$phase" "skipped (--no-gpu)" 0 ""
   done
-  echo
-  cat "$summary"
-  exit $((failures > 0))
+  finish
 fi
 
 # ---- CUDA tests ------------------------------------------------------------------------------
@@ -236,40 +259,44 @@ if want cuda_tests; then
 fi
 
 # ---- training runs ---------------------------------------------------------------------------
-# train_on NAME DEVICE STEPS [FLAGS...]: STEPS fmnist steps on Fashion-MNIST into $out/train_NAME
-# (metrics in run.metrics.jsonl: one line per step, one validation line).
+# train_on NAME DEVICE STEPS [FLAGS...]: STEPS fmnist steps on Fashion-MNIST into $runs/train_NAME
+# (metrics in run.metrics.jsonl: one line per step, one validation line); its output is appended
+# to training.log under the run's name.
 train_on() {
-  local name=$1 device=$2 steps=$3
+  local name=$1 device=$2 steps=$3 rc=0
   shift 3
-  rm -rf "$out/train_$name"
+  rm -rf "$runs/train_$name"
+  echo "==== train_$name: $device, $steps steps, $*" >> "$out/training.log"
   VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 90 "$bin/train_vqvae_improved" \
     --train_dir fashion-mnist:test --val_dir fashion-mnist:test --epochs 1 --steps_per_epoch "$steps" \
     --val_limit 512 --log_every 1 --num_samples 4 --device "$device" --model_name run \
-    --model_dir "$out/train_$name" --sample_dir "$out/train_$name/samples" "$@" \
-    > "$out/train_$name.log" 2>&1 || { echo "train_$name (exit $?)"; return 1; }
+    --model_dir "$runs/train_$name" --sample_dir "$runs/train_$name/samples" "$@" \
+    >> "$out/training.log" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { echo "train_$name (exit $rc)"; return 1; }
 }
 # Without the chaotic parts: nearest codes, no restarts or resets; the discriminator from step 1.
 # Codes drawn N(0, 1) instead of the preset's near-equal +-1/K: with those, a last-bit difference
 # in a latent flips argmins (the calm float32 pair drifted 13% apart by step 20 on the H200).
 echo '{"quantizer": {"dead_code_reset": "off", "low_usage_reset_interval": 0, "init": "normal"}}' \
-  > "$out/calm.json"
-calm=(--temperature 0 --disc_start 0 --config "$out/calm.json")
-# verdict NAME PYTHON: runs the comparison script on $out; its one line is "ok|numbers" or
-# "FAIL|numbers"; anything else (a crash) becomes a FAIL naming its log.
+  > "$runs/calm.json"
+calm=(--temperature 0 --disc_start 0 --config "$runs/calm.json")
+# verdict NAME LOG PYTHON: runs the comparison script on $runs; its one line is "ok|numbers" or
+# "FAIL|numbers"; anything else (a crash) becomes a FAIL naming LOG, where its errors go.
 verdict() {
-  local name=$1 script=$2 v
-  v=$(limited 30 "$py" - "$out" <<<"$script" 2>"$out/${name}_verdict.log")
+  local name=$1 log=$2 script=$3 v
+  echo "==== the $name comparison" >> "$out/$log"
+  v=$(limited 30 "$py" - "$runs" <<<"$script" 2>>"$out/$log")
   case "$v" in
     ok\|*|FAIL\|*) echo "$v" ;;
-    *) echo "FAIL|the comparison did not finish (see ${name}_verdict.log)" ;;
+    *) echo "FAIL|the comparison did not finish (see $log)" ;;
   esac
 }
 # Shared by the comparisons: a run's step lines and its last validation line.
 read_runs='
 import json, math, sys
-out = sys.argv[1]
+runs = sys.argv[1]
 def run(name, steps=20):
-    with open(f"{out}/train_{name}/run.metrics.jsonl") as f:
+    with open(f"{runs}/train_{name}/run.metrics.jsonl") as f:
         rows = [json.loads(l) for l in f]
     lines, val = [r for r in rows if "val_l1" not in r], [r for r in rows if "val_l1" in r]
     if len(lines) < steps // 2 or not val:
@@ -293,9 +320,9 @@ if want training; then
   train_on cuda_seed43 cuda 20 --seed 43 || stopped+=" cuda_seed43"
   train_on cuda_seed44 cuda 20 --seed 44 || stopped+=" cuda_seed44"
   if [ -n "$stopped" ]; then
-    report training "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_*.log"
+    report training "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see training.log"
   else
-    v=$(verdict training "$read_runs"'
+    v=$(verdict training training.log "$read_runs"'
 (gc, _), (cc, _) = run("cuda_calm"), run("cpu_calm")
 if len(gc) != 20 or len(cc) != 20:
     raise SystemExit(f"FAIL|calm runs logged {len(gc)} and {len(cc)} steps, not 20")
@@ -313,7 +340,7 @@ pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
 seed_spread = {"loss": max(rel(mean_late(a[0]), mean_late(b[0])) for a, b in pairs),
                "l1": max(rel(a[1]["val_l1"], b[1]["val_l1"]) for a, b in pairs),
                "util": max(abs(a[1]["val_utilization"] - b[1]["val_utilization"]) for a, b in pairs)}
-json.dump(seed_spread, open(f"{out}/float32_spread.json", "w"))
+json.dump(seed_spread, open(f"{runs}/float32_spread.json", "w"))
 ok = math.isfinite(calm) and calm < 0.02 and d_first < 1e-3 and first < 1e-3 and util <= 0.1
 speed = gd[-1]["images_per_s"] / max(cd[-1]["images_per_s"], 1e-9)
 gu, cu, sl, s1 = gv["val_utilization"], cv["val_utilization"], spread["loss"], spread["l1"]
@@ -340,12 +367,12 @@ if want mixed; then
     train_on "cuda_$p" cuda 20 "${amp[@]}" || stopped+=" cuda_$p"
   done
   if [ -n "$stopped" ]; then
-    report "mixed prec." "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_cuda_*.log"
-  elif [ ! -f "$out/float32_spread.json" ]; then
+    report "mixed prec." "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see training.log"
+  elif [ ! -f "$runs/float32_spread.json" ]; then
     report "mixed prec." "FAIL: no float32 spread" $((SECONDS - t0)) "run the training phase first"
   else
-    v=$(verdict amp "$read_runs"'
-spread = json.load(open(f"{out}/float32_spread.json"))
+    v=$(verdict "mixed precision" training.log "$read_runs"'
+spread = json.load(open(f"{runs}/float32_spread.json"))
 floor = {"loss": 0.01, "l1": 0.01, "util": 0.05}
 bound = {k: max(1.5 * v, floor[k]) for k, v in spread.items()}
 ref_calm, _ = run("cuda_calm")
@@ -377,18 +404,18 @@ fi
 # ---- more of the product: the best preset, FSQ, the perceptual term ---------------------------
 if want product; then
   t0=$SECONDS
-  echo '{"quantizer": {"kind": "fsq"}}' > "$out/fsq.json"
+  echo '{"quantizer": {"kind": "fsq"}}' > "$runs/fsq.json"
   stopped=""
   for device in cuda cpu; do
     train_on "best_$device" "$device" 5 --preset best || stopped+=" best_$device"
-    train_on "fsq_$device" "$device" 5 --config "$out/fsq.json" || stopped+=" fsq_$device"
+    train_on "fsq_$device" "$device" 5 --config "$runs/fsq.json" || stopped+=" fsq_$device"
     train_on "perceptual_$device" "$device" 5 --perceptual_weights random --perceptual_weight 0.1 \
       --disc_start 0 || stopped+=" perceptual_$device"
   done
   if [ -n "$stopped" ]; then
-    report product "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see train_*.log"
+    report product "FAIL: a run stopped:$stopped" $((SECONDS - t0)) "see training.log"
   else
-    v=$(verdict product "$read_runs"'
+    v=$(verdict product training.log "$read_runs"'
 ok, parts = True, []
 for kind in ("best", "fsq", "perceptual"):
     (g, gv), (c, cv) = run(f"{kind}_cuda", 5), run(f"{kind}_cpu", 5)
@@ -411,13 +438,14 @@ if want resume; then
   # straight, and 10 steps then --resume to 20 in the same run directory.
   train_on det_straight cuda 20 --deterministic --disc_start 0 || stopped+=" det_straight"
   train_on det_resumed cuda 20 --deterministic --disc_start 0 --max_steps 10 || stopped+=" det_resumed"
+  echo "==== train_det_resumed: --resume to step 20" >> "$out/training.log"
   VQ_FASHION_MNIST_DIR=${data:-/usr/share/datasets/fashion-mnist} limited 90 "$bin/train_vqvae_improved" \
-    --resume "$out/train_det_resumed/run.last.safetensors" --max_steps 20 \
-    >> "$out/train_det_resumed.log" 2>&1 || stopped+=" det_resumed(resume)"
+    --resume "$runs/train_det_resumed/run.last.safetensors" --max_steps 20 \
+    >> "$out/training.log" 2>&1 || stopped+=" det_resumed(resume)"
   if [ -n "$stopped" ]; then
-    report resume "FAIL: runs stopped:$stopped" $((SECONDS - t0)) "see train_det_*.log"
+    report resume "FAIL: runs stopped:$stopped" $((SECONDS - t0)) "see training.log"
   else
-    v=$(verdict resume "$read_runs"'
+    v=$(verdict resume training.log "$read_runs"'
 straight, s_val = run("det_straight")
 resumed, r_val = run("det_resumed")
 late = lambda lines: {r["step"]: r["loss"] for r in lines if r["step"] > 10}
@@ -434,43 +462,53 @@ print(("ok" if same else "FAIL") + f"|steps 11-20 of a run resumed at step 10 ag
 fi
 
 # ---- benchmarks ------------------------------------------------------------------------------
+# bench NAME SECONDS COMMAND...: runs COMMAND into $runs/NAME.out (JSON and JSON lines are read
+# from there) and appends it to benchmarks.log under NAME; returns COMMAND's exit status.
+bench() {
+  local name=$1 t=$2 rc=0
+  shift 2
+  limited "$t" "$@" > "$runs/$name.out" 2>&1 || rc=$?
+  { echo "==== $name (exit $rc): $*"; cat "$runs/$name.out"; } >> "$out/benchmarks.log"
+  return "$rc"
+}
 if want benchmarks; then
   t0=$SECONDS
-  VQ_BENCH_DEVICE=cuda limited 45 "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d|Op/' \
-    --benchmark_min_time=0.2 --benchmark_out="$out/bench_ops.json" > "$out/bench_ops.log" 2>&1
+  rm -f "$runs"/bench_*.json "$runs"/torch_*.out
+  bench bench_ops 45 env VQ_BENCH_DEVICE=cuda "$bin/bench_ops" --benchmark_filter='Sgemm|Conv2d|Op/' \
+    --benchmark_min_time=0.2 --benchmark_out="$runs/bench_ops.json"
   rc_ops=$?
   # The train-step benchmarks set their own minimum times (5 s fmnist, 2 s seed256).
-  VQ_BENCH_DEVICE=cuda limited 90 "$bin/bench_train_step" --benchmark_filter='perceptual:0|Seed256' \
-    --benchmark_out="$out/bench_train_step.json" > "$out/bench_train_step.log" 2>&1
+  bench bench_train_step 90 env VQ_BENCH_DEVICE=cuda "$bin/bench_train_step" \
+    --benchmark_filter='perceptual:0|Seed256' --benchmark_out="$runs/bench_train_step.json"
   rc_step=$?
   # The switches kept for comparing (docs/gpu.md): the former casts (every operand cast by the
   # kernels, through the scalar copy kernel).
-  VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0 VQ_BENCH_DEVICE=cuda limited 40 "$bin/bench_train_step" \
-    --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
-    --benchmark_out="$out/bench_train_step_former_casts.json" > "$out/bench_train_step_former_casts.log" 2>&1
+  bench bench_train_step_former_casts 40 env VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0 VQ_BENCH_DEVICE=cuda \
+    "$bin/bench_train_step" --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
+    --benchmark_out="$runs/bench_train_step_former_casts.json"
   # PyTorch's twin of the fmnist step on the same GPU (float32 with its default TF32 convolutions,
   # and bf16 autocast).
-  limited 60 "$py" bench/pytorch_vqgan.py --device cuda --seconds 3 > "$out/torch_fmnist.jsonl" 2>&1
+  bench torch_fmnist 60 "$py" bench/pytorch_vqgan.py --device cuda --seconds 3
   # And of the seed256 b8 step (the issue's yardstick: taming-style modules, 71.9M + 2.8M).
-  limited 90 "$py" bench/pytorch_vqgan.py --device cuda --model seed256 --seconds 4 \
-    > "$out/torch_seed256.jsonl" 2>&1
+  bench torch_seed256 90 "$py" bench/pytorch_vqgan.py --device cuda --model seed256 --seconds 4
   # The GPU-busy share over 10+ s of the seed256 --use_amp step, sampled every 200 ms.
   busy=""
   if command -v nvidia-smi > /dev/null; then
-    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$out/gpu_busy.csv" 2>&1 &
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$runs/gpu_busy.csv" 2>&1 &
     smi=$!
-    VQ_BENCH_MIN_TIME=12 VQ_BENCH_DEVICE=cuda limited 40 "$bin/bench_train_step" \
-      --benchmark_filter='Seed256Amp' > "$out/bench_busy.log" 2>&1
+    bench gpu_busy 40 env VQ_BENCH_MIN_TIME=12 VQ_BENCH_DEVICE=cuda "$bin/bench_train_step" \
+      --benchmark_filter='Seed256Amp'
     kill "$smi" 2>/dev/null
     # The first 2 s hold start-up and the warm-up step.
-    busy=$(awk 'NR > 10 && $1 ~ /^[0-9]+$/ {s += $1; n++} END {if (n) printf "%.0f%% of %d samples", s / n, n}' "$out/gpu_busy.csv")
+    busy=$(awk 'NR > 10 && $1 ~ /^[0-9]+$/ {s += $1; n++} END {if (n) printf "%.0f%% of %d samples", s / n, n}' "$runs/gpu_busy.csv")
+    echo "==== nvidia-smi utilization.gpu every 200 ms: $(tr '\n' ' ' < "$runs/gpu_busy.csv")" >> "$out/benchmarks.log"
   fi
-  numbers=$(limited 20 "$py" - "$out" "$busy" <<'EOF' 2>/dev/null
+  numbers=$(limited 20 "$py" - "$runs" "$busy" <<'EOF' 2>/dev/null
 import json, sys
-out, busy, parts = sys.argv[1], sys.argv[2], []
+runs, busy, parts = sys.argv[1], sys.argv[2], []
 def bench(name):
     try:
-        return json.load(open(f"{out}/{name}.json"))["benchmarks"]
+        return json.load(open(f"{runs}/{name}.json"))["benchmarks"]
     except (OSError, ValueError, KeyError):
         return []
 ours = {}
@@ -487,7 +525,7 @@ for b in bench("bench_train_step_former_casts"):
 torch = []
 for model in ("fmnist", "seed256"):
     try:
-        torch += [json.loads(l) for l in open(f"{out}/torch_{model}.jsonl") if l.startswith("{")]
+        torch += [json.loads(l) for l in open(f"{runs}/torch_{model}.out") if l.startswith("{")]
     except OSError:
         pass
 keys = {("fmnist", False): "TrainStep/perceptual:0", ("fmnist", True): "TrainStepAmp/perceptual:0",
@@ -505,12 +543,13 @@ print("; ".join(parts))
 EOF
 )
   if [ "$rc_ops" -eq 0 ] && [ "$rc_step" -eq 0 ]; then report benchmarks ok $((SECONDS - t0)) "$numbers"
-  else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see bench_*.log"; fi
+  else report benchmarks "FAIL: exit $rc_ops/$rc_step" $((SECONDS - t0)) "${numbers}; see benchmarks.log"; fi
 fi
 
 # ---- alternating rounds: the default against the former casts and the unfused norm -----------
 if want rounds; then
   t0=$SECONDS
+  rm -f "$runs"/rounds_*.json
   for r in 1 2 3; do
     for variant in default former_casts unfused_norm per_tensor_adam; do
       switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
@@ -519,16 +558,16 @@ if want rounds; then
       [ "$variant" = per_tensor_adam ] && switches+=(VQ_MULTI_TENSOR_ADAM=0)
       limited 40 env "${switches[@]}" "$bin/bench_train_step" \
         --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
-        --benchmark_out="$out/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
+        --benchmark_out="$runs/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
     done
   done
-  v=$(verdict rounds '
+  v=$(verdict rounds rounds.log '
 import glob, json, statistics, sys
-out = sys.argv[1]
+runs = sys.argv[1]
 rates = {}
 variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and SiLU unfused",
             "per_tensor_adam": "one Adam launch per parameter"}
-for path in sorted(glob.glob(f"{out}/rounds_*.json")):
+for path in sorted(glob.glob(f"{runs}/rounds_*.json")):
     variant = next((v for v in variants if v in path), "default")
     for b in json.load(open(path))["benchmarks"]:
         if "images/s" in b:
@@ -557,14 +596,14 @@ if want profile; then
     # model's initialisation (its first 500 launches).
     VQ_BENCH_MIN_TIME=0.01 VQ_BENCH_DEVICE=cuda limited 120 "$ncu" --launch-skip 500 --launch-count 3000 \
       --metrics gpu__time_duration.sum --csv --print-units base "$bin/bench_train_step" \
-      --benchmark_filter='Seed256Amp' > "$out/ncu.csv" 2> "$out/ncu.log"
+      --benchmark_filter='Seed256Amp' > "$runs/ncu.csv" 2> "$out/profile.log"
     rc=$?
-    table=$(limited 20 "$py" - "$out" <<'EOF' 2>>"$out/ncu.log"
+    table=$(limited 20 "$py" - "$runs" "$out" <<'EOF' 2>>"$out/profile.log"
 import csv, sys
 from collections import defaultdict
-out = sys.argv[1]
+runs, out = sys.argv[1], sys.argv[2]
 time, count = defaultdict(float), defaultdict(int)
-with open(f"{out}/ncu.csv") as f:
+with open(f"{runs}/ncu.csv") as f:
     rows = [l for l in f if l.startswith('"')]
 for r in csv.DictReader(rows):
     if r.get("Metric Name") != "gpu__time_duration.sum":
@@ -575,7 +614,7 @@ for r in csv.DictReader(rows):
     time[name] += float(r["Metric Value"].replace(",", ""))
     count[name] += 1
 total = sum(time.values())
-with open(f"{out}/ncu_by_kernel.md", "w") as f:
+with open(f"{out}/profile.md", "w") as f:
     f.write(f"| share | kernel | launches | ms |\n|---:|---|---:|---:|\n")
     for name, t in sorted(time.items(), key=lambda kv: -kv[1]):
         f.write(f"| {100 * t / total:.1f}% | `{name}` | {count[name]} | {t / 1e6:.2f} |\n")
@@ -583,11 +622,9 @@ top = sorted(time.items(), key=lambda kv: -kv[1])[:4]
 print(f"{sum(count.values())} kernels, {total / 1e6:.1f} ms; top: " + ", ".join(f"{n} {100 * t / total:.0f}%" for n, t in top))
 EOF
 )
-    if [ -n "$table" ]; then report profile ok $((SECONDS - t0)) "$table (ncu_by_kernel.md)"
-    else report profile "FAIL: ncu exit $rc" $((SECONDS - t0)) "see ncu.log"; fi
+    if [ -n "$table" ]; then report profile ok $((SECONDS - t0)) "$table (profile.md)"
+    else report profile "FAIL: ncu exit $rc" $((SECONDS - t0)) "see profile.log"; fi
   fi
 fi
 
-echo
-cat "$summary"
-exit $((failures > 0))
+finish

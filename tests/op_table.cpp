@@ -7,30 +7,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tests/op_table_inputs.h"
+
 namespace vq::test {
 
 namespace {
-
-Tensor normal(const Shape& shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(shape, gen, DType::Float64);
-}
-// |N(0,1)| + 0.5: away from 0, for sqrt, log, rsqrt and divisors.
-Tensor positive(const Shape& shape, uint64_t seed) { return add(abs(normal(shape, seed)), 0.5); }
-// N(0,1) pushed at least 0.1 away from 0 (relu, abs, sign and l1's kink).
-Tensor off_zero(const Shape& shape, uint64_t seed) {
-  const Tensor x = normal(shape, seed);
-  return add(x, mul(sign(x), 0.1));
-}
-// Distinct values spaced 0.37 apart in a shuffled order: no ties for max/min/argmax/pooling.
-Tensor distinct(const Shape& shape, uint64_t seed) {
-  Generator gen(seed);
-  const int64_t n = shape_numel(shape);
-  return sub(mul(randperm(n, gen).to(DType::Float64), 0.37), 0.37 * n / 2).reshape(shape);
-}
-Tensor indices(const std::vector<int64_t>& values, const Shape& shape) {
-  return from_vector<int64_t>(values, shape);
-}
 
 std::vector<OpCase> build_cases() {
   std::vector<OpCase> c;
@@ -296,6 +277,7 @@ std::vector<OpCase> build_cases() {
             "targets in [0, 1]",
             {mul(normal(m, 89), 3.0), sigmoid(normal(m, 90))},
             [](const auto& in) { return binary_cross_entropy_with_logits(in[0], in[1]); }});
+  add_wide_cases(c);
   return c;
 }
 
@@ -357,6 +339,14 @@ const std::vector<OpCase>& op_cases() {
     return c;
   }();
   return cases;
+}
+
+std::vector<std::string> op_names() {
+  std::vector<std::string> names;
+  for (const OpCase& c : op_cases()) {
+    if (std::find(names.begin(), names.end(), c.op) == names.end()) names.push_back(c.op);
+  }
+  return names;
 }
 
 const std::vector<std::pair<std::string, std::string>>& op_exemptions() {

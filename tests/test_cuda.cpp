@@ -1,8 +1,10 @@
-// The CUDA backend against the CPU reference: every op family runs on both devices with the same
-// inputs and is compared with a per-op tolerance (each says why); float64 forward + backward
-// passes compare every input's gradient; transfers, device-mismatch errors, random streams and
-// the caching allocator. Every test skips (with the reason) without a GPU, except the one that
-// checks the error a user gets on such a machine.
+// The CUDA backend against the CPU reference. Every op's cases come from the op table
+// (tests/op_table.h): one test per op runs them on both devices with the same inputs, each within
+// its stated tolerance, float64 forward and backward passes comparing every input's gradient.
+// Written out here is what a case cannot say: transfers and device-mismatch errors, factories,
+// casts and random streams, TF32, the rounding model of autocast convolutions, deterministic
+// accumulation, the optimizer step, a small network, the caching allocator. Every test skips (with
+// the reason) without a GPU, except the one that checks the error a user gets on such a machine.
 #include "autograd/autocast.h"
 #include "test_util.h"
 #include "tests/op_table.h"
@@ -78,8 +80,6 @@ using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
   }
   return ::testing::AssertionSuccess();
 }
-
-Tensor positive64(const Shape& shape, uint64_t seed) { return add(abs(randn64(shape, seed)), 0.5); }
 
 // ---- availability, transfers, devices ----
 
@@ -244,181 +244,36 @@ TEST(CudaRandom, StreamsMatchCpu) {
   EXPECT_TRUE(allclose(randint(0, 10, {300}, a, kCuda), randint(0, 10, {300}, b), 0, 0));
 }
 
-// ---- elementwise ----
+// ---- reductions: what the op table's value comparison cannot show ----
 
-TEST(CudaElementwise, UnaryOpsMatchCpu) {
+// The squared norm's partial sums are combined in a fixed order (the same bits every call), a NaN
+// anywhere reaches the result, and tensors on two devices are refused.
+TEST(CudaReduce, SquaredNormIsReproducibleAndPropagatesNaN) {
   VQ_SKIP_WITHOUT_CUDA();
-  const std::vector<std::pair<const char*, Tensor (*)(const Tensor&)>> any_sign = {
-      {"neg", neg},   {"abs", abs},    {"exp", exp},   {"sigmoid", sigmoid},
-      {"tanh", tanh}, {"relu", relu},  {"silu", silu}, {"softplus", softplus},
-      {"sign", sign}, {"round", round}};
-  const std::vector<std::pair<const char*, Tensor (*)(const Tensor&)>> positive = {
-      {"sqrt", sqrt}, {"rsqrt", rsqrt}, {"log", log}};
-  for (DType dt : {DType::Float32, DType::Float64}) {
-    // float32: the GPU's libm (expf, tanhf, log1pf...) is within 2 ulp of glibc and FMA
-    // contraction changes the last bit of polynomials; float64 differs only in the last bits.
-    const double tol = dt == DType::Float32 ? 2e-6 : 1e-13;
-    const Tensor x = mul(randn64({37, 29}, 8), 3.0).to(dt);
-    const Tensor p = add(abs(x), 0.1);
-    for (const auto& [name, fn] : any_sign) {
-      EXPECT_TRUE(cuda_matches_cpu([fn](const auto& in) { return fn(in[0]); }, {x}, tol, tol))
-          << name << " " << dtype_name(dt);
-    }
-    for (const auto& [name, fn] : positive) {
-      EXPECT_TRUE(cuda_matches_cpu([fn](const auto& in) { return fn(in[0]); }, {p}, tol, tol))
-          << name << " " << dtype_name(dt);
-    }
-    EXPECT_TRUE(cuda_matches_cpu(
-        [](const auto& in) {
-          return add(mul(clamp(leaky_relu(in[0], 0.2), -1.0, 2.0), 3.0), pow(in[1], 1.7));
-        },
-        {x, p}, tol, tol))
-        << dtype_name(dt);
-    // a strided (transposed) input
-    EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return silu(in[0].t()); }, {x}, tol, tol));
-  }
-}
-
-TEST(CudaElementwise, BinaryCompareWhereWithBroadcasting) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor a = randn64({4, 1, 6}, 9), b = positive64({5, 1}, 10);
-  // + - * / max min are correctly rounded on both devices: exact. pow goes through libm.
-  EXPECT_TRUE(cuda_matches_cpu(
-      [](const auto& in) {
-        return add(sub(mul(in[0], in[1]), div(in[0], in[1])),
-                   add(maximum(in[0], in[1]), minimum(in[0], in[1])));
-      },
-      {a, b}, 0, 0));
-  // a transposed (strided) operand against a contiguous one
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return mul(in[0].t(), in[1]); },
-                               {randn64({6, 4}, 41), randn64({4, 6}, 42)}, 0, 0));
-  EXPECT_TRUE(
-      cuda_matches_cpu([](const auto& in) { return pow(in[1], in[0]); }, {a, b}, 1e-13, 1e-13));
-  const Tensor i = arange(-20, 20, DType::Int64).reshape({8, 5});
-  const Tensor j = add(arange(1, 6, DType::Int64), scalar_tensor(0, DType::Int64));
-  EXPECT_TRUE(cuda_matches_cpu(
-      [](const auto& in) { return sub(mul(in[0], in[1]), maximum(in[0], in[1])); }, {i, j}, 0, 0));
-  const std::vector<Tensor (*)(const Tensor&, const Tensor&)> comparisons = {eq, ne, lt,
-                                                                             le, gt, ge};
-  for (auto cmp : comparisons) {
-    EXPECT_TRUE(
-        cuda_matches_cpu([cmp](const auto& in) { return cmp(in[0], round(in[1])); }, {a, b}, 0, 0));
-  }
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return where(gt(in[0], 0.0), in[0], in[1]); },
-                               {a, b}, 0, 0));
-}
-
-TEST(CudaElementwise, GradientsMatchCpuF64) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor x = randn64({5, 7}, 11), p = positive64({5, 7}, 12), b = randn64({7}, 13);
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        return add(mul(silu(in[0]), tanh(in[1])), div(sigmoid(in[2]), sqrt(in[1])));
-      },
-      {x, p, b}));
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        return add(pow(in[1], in[0]), mul(log(in[1]), softplus(leaky_relu(in[0], 0.1))));
-      },
-      {x, p}));
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        return add(maximum(in[0], in[2]), where(gt(in[0], 0.3), exp(in[0]), rsqrt(in[1])));
-      },
-      {x, p, b}));
-  // losses are composites of the same kernels
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        return add(add(l1_loss(in[0], in[1]), mse_loss(in[0], in[1])),
-                   binary_cross_entropy_with_logits(in[0], sigmoid(in[1])));
-      },
-      {x, p}));
-}
-
-// ---- reductions and softmax ----
-
-TEST(CudaReduce, SumMaxMinArgOverRowsAndColumns) {
-  VQ_SKIP_WITHOUT_CUDA();
-  // Both devices accumulate float sums in double: results agree to float rounding of the total.
-  for (const Shape& shape : std::vector<Shape>{{3, 10000}, {3, 3000, 70}, {2, 5, 3, 4}, {1}}) {
-    const Tensor x = randn32(shape, 14), x64 = randn64(shape, 14);
-    for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
-      EXPECT_TRUE(
-          cuda_matches_cpu([d](const auto& in) { return sum(in[0], {d}); }, {x}, 1e-5, 1e-6));
-      EXPECT_TRUE(
-          cuda_matches_cpu([d](const auto& in) { return sum(in[0], {d}); }, {x64}, 1e-12, 1e-12));
-      // max/min/argmax/argmin select elements: exact
-      for (bool is_min : {false, true}) {
-        EXPECT_TRUE(cuda_matches_cpu(
-            [d, is_min](const auto& in) {
-              const ValuesIndices r = is_min ? min(in[0], d) : max(in[0], d);
-              return add(r.values, r.indices.to(in[0].dtype()));
-            },
-            {x}, 0, 0));
-      }
-    }
-    EXPECT_TRUE(
-        cuda_matches_cpu([](const auto& in) { return add(max(in[0]), min(in[0])); }, {x}, 0, 0));
-    if (x64.numel() > 1) {
-      EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return var(in[0]); }, {x64}, 1e-12, 1e-10));
-    }
-  }
-  // ties pick the first index; NaN wins (the first NaN); integer sums are exact
-  const Tensor ties = from_vector<float>({1, 3, 3, 0, NAN, 2, NAN, 5, 5, 1, 5, -1}, {3, 4});
-  for (int64_t d : {0, 1}) {
-    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return argmax(in[0], d); }, {ties}, 0, 0));
-    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return argmin(in[0], d); }, {ties}, 0, 0));
-    EXPECT_TRUE(
-        cuda_matches_cpu([d](const auto& in) { return max(in[0], d).values; }, {ties}, 0, 0));
-  }
-  const Tensor ints = arange(0, 600, DType::Int64).reshape({6, 10, 10});
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return sum(in[0], {1}); }, {ints}, 0, 0));
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return sum(in[0], {0, 2}); }, {ints}, 0, 0));
-}
-
-TEST(CudaReduce, SoftmaxForwardAndBackward) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor x = mul(randn64({4, 300, 3}, 15), 4.0);
-  for (int64_t d : {0, 1, 2}) {
-    // float32: exp differs by an ulp between libms; sums in double on both
-    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return softmax(in[0], d); },
-                                 {x.to(DType::Float32)}, 1e-6, 1e-5));
-    EXPECT_TRUE(cuda_matches_cpu([d](const auto& in) { return log_softmax(in[0], d); },
-                                 {x.to(DType::Float32)}, 1e-5, 1e-5));
-    EXPECT_TRUE(grads_match([d](const auto& in) { return softmax(in[0], d); }, {x}));
-    EXPECT_TRUE(grads_match([d](const auto& in) { return log_softmax(in[0], d); }, {x}));
-  }
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        // [4, 300, 3]: sums over dim 1 and over {0, 2}, each [4, 3] / [300] reduced to a scalar
-        return add(mean(mul(in[0], in[0]), {0, 2}), sum(sum(in[0], {1})));
-      },
-      {x}));
-}
-
-// Partial sums per block and one fixed-order final pass: sizes below, at and beyond one block's
-// share and the 512-block cap, mixed dtypes; sums in double on both sides (only the order differs).
-TEST(CudaReduce, SquaredNormMatchesCpu) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const std::vector<Tensor> xs = {test::randn32({1}, 1),       test::randn32({4095}, 2),
-                                  test::randn32({4097}, 3),    randn64({33, 65}, 4),
-                                  test::randn32({3000001}, 5), zeros({0})};
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return squared_norm(in); }, xs, 0, 1e-12));
   std::vector<Tensor> gpu;
-  for (const Tensor& x : xs) gpu.push_back(x.to(kCuda));
+  for (const Shape& shape : std::vector<Shape>{{4097}, {3000001}, {33, 65}}) {
+    gpu.push_back(randn32(shape, 5).to(kCuda));
+  }
   EXPECT_EQ(squared_norm(gpu).item(), squared_norm(gpu).item()) << "not reproducible";
   gpu.push_back(from_vector<float>({2, NAN}, {2}).to(kCuda));
   EXPECT_TRUE(std::isnan(squared_norm(gpu).item()));
-  EXPECT_VQ_ERROR(squared_norm({xs[0], gpu[0]}), "squared_norm: tensors on different devices");
+  EXPECT_VQ_ERROR(squared_norm({randn32({3}, 6), gpu[0]}),
+                  "squared_norm: tensors on different devices");
 }
 
-// ---- the op table: every case on both devices ----
+// ---- the op table: every case on both devices, one test per op ----
 
-// Each case of tests/op_table.cpp: float32 forward within the case's tolerance, and the float64
-// forward and every input's gradient (differentiable cases) or the float64 result (the others).
-TEST(CudaOpTable, EveryCaseMatchesCpu) {
+// Each case of tests/op_table.cpp (and op_table_wide.cpp) for the op: float32 within the case's
+// tolerance; float64 forward and every input's gradient (differentiable cases) or the float64
+// result (the others) within its float64 tolerance.
+class OpCaseParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OpCaseParity, MatchesCpu) {
   VQ_SKIP_WITHOUT_CUDA();
+  int cases = 0;
   for (const auto& c : test::op_cases()) {
+    if (c.op != GetParam()) continue;
+    ++cases;
     SCOPED_TRACE(c.name());
     std::vector<Tensor> inputs32;
     for (const Tensor& t : c.inputs) {
@@ -426,34 +281,18 @@ TEST(CudaOpTable, EveryCaseMatchesCpu) {
     }
     EXPECT_TRUE(cuda_matches_cpu(c.fn, inputs32, c.atol32, c.rtol32)) << "float32";
     if (c.differentiable) {
-      EXPECT_TRUE(grads_match(c.fn, c.inputs)) << "float64";
+      EXPECT_TRUE(grads_match(c.fn, c.inputs, c.atol64, c.rtol64)) << "float64";
     } else {
-      EXPECT_TRUE(cuda_matches_cpu(c.fn, c.inputs, 0, 1e-12)) << "float64";
+      EXPECT_TRUE(cuda_matches_cpu(c.fn, c.inputs, c.atol64, c.rtol64)) << "float64";
     }
   }
+  EXPECT_GT(cases, 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Cuda, OpCaseParity, ::testing::ValuesIn(test::op_names()),
+                         [](const auto& param_info) { return param_info.param; });
 
 // ---- linear algebra ----
-
-TEST(CudaLinalg, MatmulBmmLinearMatchCpu) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor a = randn64({2, 3, 33, 65}, 16), b = randn64({65, 17}, 17);
-  const Tensor w = randn64({17, 65}, 18), bias = randn64({17}, 19);
-  // float32 without TF32: only the summation order differs, error ~ K * eps * |a||b|
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
-                               {a.to(DType::Float32), b.to(DType::Float32)}, 1e-4, 1e-4));
-  EXPECT_TRUE(grads_match([](const auto& in) { return matmul(in[0], in[1]); }, {a, b}));
-  EXPECT_TRUE(
-      grads_match([](const auto& in) { return linear(in[0], in[1], in[2]); }, {a, w, bias}));
-  // transposed operands, broadcast batches and K == 0
-  EXPECT_TRUE(grads_match(
-      [](const auto& in) {
-        return bmm(in[0].transpose(1, 2), in[1].expand({3, 65, 9}));
-      },
-      {randn64({3, 65, 33}, 20), randn64({1, 65, 9}, 21)}));
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return matmul(in[0], in[1]); },
-                               {randn64({4, 0}, 22), randn64({0, 3}, 23)}, 0, 0));
-}
 
 #if VQ_WITH_CUDA_BACKEND
 TEST(CudaLinalg, Tf32SwitchIsUsedAndRestored) {
@@ -480,37 +319,6 @@ TEST(CudaLinalg, Tf32SwitchIsUsedAndRestored) {
 #endif
 
 // ---- convolution ----
-
-struct ConvCase {
-  Shape x, w;
-  Conv2dOptions o;
-};
-
-TEST(CudaConv, ForwardAndBackwardMatchCpu) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const std::vector<ConvCase> cases = {
-      {{2, 3, 9, 8}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}}},    // 3x3 same
-      {{2, 4, 9, 9}, {6, 4, 4, 4}, {{2, 2}, {1, 1}, {1, 1}}},    // PatchGAN 4x4 stride 2
-      {{1, 3, 10, 7}, {2, 3, 3, 3}, {{2, 2}, {0, 0}, {1, 1}}},   // stride leaves a remainder
-      {{2, 5, 6, 6}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}}},    // 1x1 (quant_conv)
-      {{1, 2, 11, 11}, {3, 2, 3, 3}, {{1, 2}, {2, 1}, {2, 1}}},  // dilation, mixed strides
-  };
-  for (const ConvCase& c : cases) {
-    const Tensor x = randn64(c.x, 24), w = randn64(c.w, 25), b = randn64({c.w[0]}, 26);
-    const Conv2dOptions o = c.o;
-    // float64: cuDNN and im2col differ only in summation order
-    EXPECT_TRUE(
-        grads_match([o](const auto& in) { return conv2d(in[0], in[1], in[2], o); }, {x, w, b}))
-        << shape_str(c.x) << " * " << shape_str(c.w);
-    EXPECT_TRUE(
-        grads_match([o](const auto& in) { return conv2d(in[0], in[1], Tensor(), o); }, {x, w}));
-    // float32 (FMA math): cuDNN may pick Winograd/FFT-style algorithms that transform the sums
-    // (errors up to ~1e-4 relative on these sizes); oneDNN on the CPU sums in its own order
-    EXPECT_TRUE(cuda_matches_cpu([o](const auto& in) { return conv2d(in[0], in[1], in[2], o); },
-                                 {x.to(DType::Float32), w.to(DType::Float32), b.to(DType::Float32)},
-                                 5e-4, 5e-4));
-  }
-}
 
 // One unit in the last place of |v| in the low precision: 2^(floor(log2 |v|) - 7) for bfloat16's
 // 8 significant bits, 2^(... - 10) for float16's 11 (float16's subnormals share the smallest).
@@ -614,93 +422,7 @@ TEST(CudaConv, AutocastMatchesCpuOnRoundedOperands) {
   test::report_missing_precisions(missing);
 }
 
-// ---- resampling ----
-
-TEST(CudaResample, UpsampleAndPoolingMatchCpu) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor x = randn64({2, 3, 8, 6}, 27);
-  // Gathers in the CPU's order: float64 results are (nearly always exactly) equal.
-  EXPECT_TRUE(grads_match([](const auto& in) { return upsample_nearest2d(in[0], 2); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return upsample_nearest2d(in[0], 3); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return avg_pool2d(in[0], 2, 2); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return avg_pool2d(in[0], 3, 2, 1); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 2, 2); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return max_pool2d(in[0], 3, 1); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return pad(in[0], {1, 2, 0, 1}, 0.5); }, {x}));
-  EXPECT_TRUE(grads_match([](const auto& in) { return reflection_pad(in[0], {2, 1, 1, 3}); }, {x}));
-}
-
-// ---- normalisation ----
-
-TEST(CudaNorm, GroupNormAndBatchNormMatchCpu) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor x = add(mul(randn64({2, 8, 5, 3}, 28), 2.0), 1.0);
-  const Tensor w = randn64({8}, 29), b = randn64({8}, 30);
-  for (int64_t G : {1, 2, 8}) {
-    // statistics in double on both devices (the CPU sums float rows in float first)
-    EXPECT_TRUE(grads_match([G](const auto& in) { return group_norm(in[0], G, in[1], in[2]); },
-                            {x, w, b}, 1e-9, 1e-8));
-    EXPECT_TRUE(cuda_matches_cpu([G](const auto& in) { return group_norm(in[0], G, in[1], in[2]); },
-                                 {x.to(DType::Float32), w.to(DType::Float32), b.to(DType::Float32)},
-                                 1e-5, 1e-5));
-  }
-  EXPECT_TRUE(grads_match([](const auto& in) { return group_norm(in[0], 4, Tensor(), Tensor()); },
-                          {x}, 1e-9, 1e-8));
-  for (bool training : {true, false}) {
-    // running statistics are updated in place on each device: compare them too
-    Tensor rm_cpu = randn64({8}, 31), rv_cpu = positive64({8}, 32);
-    Tensor rm_gpu = rm_cpu.to(kCuda), rv_gpu = rv_cpu.to(kCuda);
-    EXPECT_TRUE(grads_match(
-        [&](const auto& in) {
-          const bool gpu = in[0].device().is_cuda();
-          return batch_norm(in[0], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu, in[1], in[2],
-                            training);
-        },
-        {x, w, b}, 1e-9, 1e-8))
-        << "training " << training;
-    EXPECT_TRUE(allclose(rm_gpu, rm_cpu, 1e-12, 1e-10));
-    EXPECT_TRUE(allclose(rv_gpu, rv_cpu, 1e-12, 1e-10));
-  }
-}
-
-// ---- indexing ----
-
-TEST(CudaIndex, SelectGatherAndAtomicAccumulation) {
-  VQ_SKIP_WITHOUT_CUDA();
-  const Tensor x = randn64({6, 7, 5}, 33);
-  const Tensor idx = from_vector<int64_t>({3, 0, 3, 6, 1, 3}, {6});  // duplicates accumulate
-  // float64 atomics add duplicates in any order: last-bit differences only
-  EXPECT_TRUE(grads_match([&](const auto& in) { return index_select(in[0], 1, in[1]); }, {x, idx},
-                          1e-12, 1e-12));
-  EXPECT_TRUE(grads_match([](const auto& in) { return index_add(in[0], 1, in[2], in[1]); },
-                          {x, randn64({6, 6, 5}, 34), idx}, 1e-12, 1e-12));
-  const Tensor gidx = from_vector<int64_t>({0, 2, 2, 1, 0, 0, 1, 2, 2, 2, 1, 0}, {2, 2, 3});
-  const Tensor src = randn64({2, 2, 3}, 35);
-  EXPECT_TRUE(grads_match([](const auto& in) { return gather(in[0], 1, in[1]); },
-                          {randn64({2, 3, 3}, 36), gidx}, 1e-12, 1e-12));
-  EXPECT_TRUE(grads_match([](const auto& in) { return scatter_add(in[0], 1, in[2], in[1]); },
-                          {randn64({2, 3, 3}, 37), src, gidx}, 1e-12, 1e-12));
-  EXPECT_TRUE(grads_match([](const auto& in) { return embedding(in[0], in[1]); },
-                          {randn64({10, 4}, 38), from_vector<int64_t>({9, 1, 1, 0}, {2, 2})}, 1e-12,
-                          1e-12));
-  // integer and uint8 accumulations are exact (uint8 goes through a 32-bit compare-and-swap)
-  Generator gen(9);
-  const Tensor classes = randint(0, 13, {5000}, gen);
-  EXPECT_TRUE(
-      cuda_matches_cpu([](const auto& in) { return bincount(in[0], 13); }, {classes}, 0, 0));
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return one_hot(in[0], 13, DType::UInt8); },
-                               {classes.narrow(0, 0, 50)}, 0, 0));
-  EXPECT_TRUE(cuda_matches_cpu(
-      [](const auto& in) {
-        return index_add(zeros({4, 3}, DType::UInt8, in[0].device()), 0, in[0],
-                         ones({6, 3}, DType::UInt8, in[0].device()));
-      },
-      {from_vector<int64_t>({1, 1, 3, 1, 0, 3}, {6})}, 0, 0));
-  EXPECT_TRUE(cuda_matches_cpu([](const auto& in) { return index_select(in[0], 0, in[1]); },
-                               {arange(0, 12, DType::Int64).reshape({4, 3}).to(DType::Float16),
-                                from_vector<int64_t>({3, 0}, {2})},
-                               0, 0));
-}
+// ---- deterministic accumulation ----
 
 // Under set_deterministic the accumulating kernels add in index order, as the CPU's loops do:
 // bit-equal to the CPU however many duplicates, and a convolution's gradients repeat exactly.
