@@ -98,12 +98,16 @@ class Backend {
   };
   virtual void gemm(const GemmArgs& g, const Tensor& A, const Tensor& B, const Tensor& C) = 0;
 
-  // ---- convolution (all tensors contiguous NCHW / OIHW) ----
+  // ---- convolution (contiguous NCHW / OIHW; low-precision operands may be channels-last) ----
   // Whether the convolution kernels accept x, w and dy already in s.compute (a low precision)
   // beside float32 ones. Then conv2d casts each operand once per use and keeps the low copies it
   // saves for backward (the bias gradient is then taken from the float32 dy by the op); otherwise
   // the kernels convert float32 operands themselves. Outputs (y, dx, dw, dbias) stay float32.
   virtual bool takes_low_precision_operands() const { return false; }
+  // With takes_low_precision_operands: whether those low copies are best written channels-last
+  // (NHWC memory for x and dy, [O, kH, kW, C] for w, behind the same NCHW/OIHW shape), the layout
+  // tensor-core convolutions read without transposing them first.
+  virtual bool wants_channels_last_operands() const { return false; }
   virtual void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
                               const Tensor& bias, const Tensor& y) = 0;
   virtual void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,

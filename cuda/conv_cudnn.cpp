@@ -5,11 +5,17 @@
 // float32 operands, accumulates in float32 (its PSEUDO_BFLOAT16 / PSEUDO_HALF configurations, on
 // tensor cores) and writes its result in the low precision, converted back to float32 as
 // PyTorch's autocast does when the next op needs float32. Bias and bias gradient stay float32.
+// The low-precision operands and results are channels-last (NHWC activations, [O, kH, kW, C]
+// filters: what tensor-core kernels read, so cuDNN transposes nothing itself); conv2d hands them
+// over so (Backend::wants_channels_last_operands), and the results go back to NCHW float32 in one
+// transposing copy. VQ_CHANNELS_LAST=0: NCHW throughout, as before 2026-12-07.
 // Each shape gets a plan (descriptors, RAII) the first time it is seen; each direction of a plan
-// picks its algorithm once, from cuDNN's heuristics (cudnnGet*Algorithm_v7: no benchmarking, so
-// the choice does not depend on timing noise), and keeps it with its workspace size: the
-// top-ranked one, or under set_deterministic the top-ranked deterministic one. Workspaces
-// come from the caching allocator. float32 uses CUDNN_FMA_MATH (no TF32) unless TF32 is allowed.
+// picks its algorithm once and keeps it with its workspace size: by timing cuDNN's candidates on
+// the call's own buffers (cudnnFind*AlgorithmEx, the fastest that keeps to the requested math),
+// or, under set_deterministic or with VQ_CUDNN_BENCHMARK=0, from cuDNN's heuristics
+// (cudnnGet*Algorithm_v7: the choice does not depend on timing noise): the top-ranked one, or
+// under set_deterministic the top-ranked deterministic one. Workspaces come from the caching
+// allocator. float32 uses CUDNN_FMA_MATH (no TF32) unless TF32 is allowed.
 // Size letters: N batch, C in channels, O out channels, H W input, OH OW output, kH kW kernel.
 #include <cudnn.h>
 #include <fmt/format.h>
@@ -21,10 +27,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "autograd/switches.h"
 #include "cuda/allocator.h"
 #include "cuda/check.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_settings.h"
+#include "cuda/kernels.h"
 
 namespace vq::cuda {
 
@@ -81,12 +89,13 @@ struct Choice {
 };
 
 struct Plan {
-  TensorDesc x, y;         // in the type cuDNN computes on (conv_dtype)
+  TensorDesc x, y;         // in the type cuDNN computes on (conv_dtype), NHWC if channels_last
   TensorDesc y_out, bias;  // the output and bias as the caller holds them, for the bias terms
   FilterDesc w;
   ConvDesc conv;
   cudnnMathType_t requested_math = CUDNN_DEFAULT_MATH;
   bool deterministic = false;  // only deterministic algorithms (where cuDNN has one)
+  bool channels_last = false;  // x, y, w (and dy, dx, dw) in channels-last memory
   std::unique_ptr<Choice<cudnnConvolutionFwdAlgo_t>> forward;
   std::unique_ptr<Choice<cudnnConvolutionBwdDataAlgo_t>> backward_data;
   std::unique_ptr<Choice<cudnnConvolutionBwdFilterAlgo_t>> backward_filter;
@@ -95,13 +104,14 @@ struct Plan {
 struct PlanKey {
   std::array<int64_t, 13> dims;  // N C H W O kH kW sH sW pH pW dH dW
   DType dtype;
-  bool tf32, deterministic;
+  bool tf32, deterministic, channels_last;
   bool operator==(const PlanKey&) const = default;
 };
 
 struct PlanKeyHash {
   size_t operator()(const PlanKey& k) const {
-    size_t h = static_cast<size_t>(k.dtype) * 4 + k.tf32 * 2 + k.deterministic;
+    size_t h =
+        static_cast<size_t>(k.dtype) * 8 + k.tf32 * 4 + k.deterministic * 2 + k.channels_last;
     for (int64_t d : k.dims) h = h * 1000003u ^ static_cast<size_t>(d);
     return h;
   }
@@ -121,23 +131,53 @@ DType conv_dtype(const ConvShape& s, DType tensors) {
   return tensors == DType::Float32 ? s.compute : tensors;
 }
 
+bool channels_last_enabled() {
+  static const bool on = env_switch("VQ_CHANNELS_LAST", true);
+  return on;
+}
+bool benchmark_enabled() {
+  static const bool on = env_switch("VQ_CUDNN_BENCHMARK", true);
+  return on;
+}
+
+// Low-precision convolutions run channels-last (tensor cores); float32 and float64 stay NCHW.
+bool channels_last_for(DType dtype) {
+  return (dtype == DType::BFloat16 || dtype == DType::Float16) && channels_last_enabled();
+}
+
+// Whether t [N, C, H, W] holds channels-last memory: strides [H*W*C, 1, W*C, C].
+bool is_channels_last(const Tensor& t) {
+  if (t.dim() != 4) return false;
+  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
+  return t.strides() == Shape{H * W * C, 1, W * C, C};
+}
+
+Tensor empty_in_layout(const Shape& shape, DType dtype, Device device, bool channels_last) {
+  if (!channels_last) return Tensor::empty(shape, dtype, device);
+  return Tensor::empty({shape[0], shape[2], shape[3], shape[1]}, dtype, device)
+      .permute({0, 3, 1, 2});
+}
+
 // `dtype` is what cuDNN computes on, `tensors` what the caller's tensors hold.
-std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, DType tensors, bool tf32) {
+std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, DType tensors, bool tf32,
+                                bool channels_last) {
   const auto& o = s.options;
   const cudnnDataType_t type = cudnn_type(dtype), outer = cudnn_type(tensors);
+  const cudnnTensorFormat_t format = channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
   // float64 accumulates in float64; everything else in float32.
   const cudnnDataType_t accumulate = dtype == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   auto plan = std::make_unique<Plan>();
-  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
+  plan->channels_last = channels_last;
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x.get(), format, type, to_int(s.N, s),
                                             to_int(s.C, s), to_int(s.H, s), to_int(s.W, s)));
-  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y.get(), CUDNN_TENSOR_NCHW, type, to_int(s.N, s),
+  VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y.get(), format, type, to_int(s.N, s),
                                             to_int(s.O, s), to_int(s.OH, s), to_int(s.OW, s)));
   VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y_out.get(), CUDNN_TENSOR_NCHW, outer,
                                             to_int(s.N, s), to_int(s.O, s), to_int(s.OH, s),
                                             to_int(s.OW, s)));
   VQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias.get(), CUDNN_TENSOR_NCHW, outer, 1,
                                             to_int(s.O, s), 1, 1));
-  VQ_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w.get(), type, CUDNN_TENSOR_NCHW, to_int(s.O, s),
+  VQ_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w.get(), type, format, to_int(s.O, s),
                                             to_int(s.C, s), to_int(s.kH, s), to_int(s.kW, s)));
   VQ_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
       plan->conv.get(), to_int(o.padding[0], s), to_int(o.padding[1], s), to_int(o.stride[0], s),
@@ -161,15 +201,67 @@ std::unique_ptr<Plan> make_plan(const ConvShape& s, DType dtype, DType tensors, 
   return plan;
 }
 
-// The first algorithm of cuDNN's ranked heuristic list that is supported for this shape, keeps
-// to the requested math (no TF32 unless allowed) and reports its workspace size. A deterministic
-// plan takes the first deterministic one, so that a run repeats exactly, and falls back to any
-// where cuDNN has none for the shape.
-template <class Algo, class Perf, class GetAlgos, class GetWorkspace>
+// The most workspace an algorithm may use while cuDNN times the candidates.
+constexpr size_t kMaxBenchmarkWorkspace = size_t{512} << 20;
+
+// The math an algorithm runs in: without TF32 the FMA kernels whatever the heuristic reports.
+cudnnMathType_t math_for(const Plan& plan, cudnnMathType_t reported) {
+  return plan.requested_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : reported;
+}
+
+// cuDNN times its candidates on the call's own buffers (find: cudnnFind*AlgorithmEx), with a
+// workspace as large as the largest a heuristic candidate asks for (up to the cap above); the
+// fastest that succeeded and keeps to the requested math wins. nullptr where the timing fails or
+// none qualifies: the heuristics decide then.
+template <class Algo, class Perf, class GetAlgos, class GetWorkspace, class Find>
+std::unique_ptr<Choice<Algo>> fastest(Plan& plan, GetAlgos& get_algos, GetWorkspace& get_workspace,
+                                      Find& find) {
+  std::vector<Perf> perf(32);
+  int returned = 0;
+  if (get_algos(static_cast<int>(perf.size()), &returned, perf.data()) != CUDNN_STATUS_SUCCESS) {
+    return nullptr;
+  }
+  size_t most = 0;
+  for (int i = 0; i < returned; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), math_for(plan, perf[i].mathType)));
+    size_t bytes = 0;
+    if (get_workspace(perf[i].algo, &bytes) == CUDNN_STATUS_SUCCESS &&
+        bytes <= kMaxBenchmarkWorkspace) {
+      most = std::max(most, bytes);
+    }
+  }
+  VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), plan.requested_math));
+  DeviceBuffer workspace(most);
+  std::vector<Perf> timed(32);
+  int count = 0;
+  if (find(static_cast<int>(timed.size()), &count, timed.data(), workspace.get(), most) !=
+      CUDNN_STATUS_SUCCESS) {
+    return nullptr;
+  }
+  for (int i = 0; i < count; ++i) {  // fastest first
+    const Perf& p = timed[i];
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > most) continue;
+    if (plan.requested_math == CUDNN_FMA_MATH && p.mathType != CUDNN_FMA_MATH) continue;
+    return std::make_unique<Choice<Algo>>(Choice<Algo>{p.algo, p.mathType, p.memory});
+  }
+  return nullptr;
+}
+
+// Without set_deterministic (and unless VQ_CUDNN_BENCHMARK=0) the fastest by timing. Otherwise,
+// or where timing gives nothing, the first algorithm of cuDNN's ranked heuristic list that is
+// supported for this shape, keeps to the requested math (no TF32 unless allowed) and reports its
+// workspace size. A deterministic plan takes the first deterministic one, so that a run repeats
+// exactly, and falls back to any where cuDNN has none for the shape.
+template <class Algo, class Perf, class GetAlgos, class GetWorkspace, class Find>
 std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos&& get_algos,
-                                     GetWorkspace&& get_workspace) {
+                                     GetWorkspace&& get_workspace, Find&& find) {
   // Ask with the requested math type: another direction may have switched the descriptor.
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), plan.requested_math));
+  if (!plan.deterministic && benchmark_enabled()) {
+    if (auto timed = fastest<Algo, Perf>(plan, get_algos, get_workspace, find)) return timed;
+    VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), plan.requested_math));
+  }
   std::vector<Perf> perf(32);
   int returned = 0;
   VQ_CUDNN_CHECK(get_algos(static_cast<int>(perf.size()), &returned, perf.data()));
@@ -178,10 +270,8 @@ std::unique_ptr<Choice<Algo>> choose(Plan& plan, const char* direction, GetAlgos
       const Perf& p = perf[i];
       if (p.status != CUDNN_STATUS_SUCCESS) continue;
       if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
-      // Without TF32 the algorithm must run in FMA math whatever the heuristic reports; one that
-      // has no FMA kernel fails the workspace query below and is skipped.
-      const cudnnMathType_t math =
-          plan.requested_math == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : p.mathType;
+      // An algorithm with no FMA kernel fails the workspace query below and is skipped.
+      const cudnnMathType_t math = math_for(plan, p.mathType);
       VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), math));
       size_t workspace = 0;
       if (get_workspace(p.algo, &workspace) != CUDNN_STATUS_SUCCESS) continue;
@@ -209,10 +299,11 @@ Plan& plan_for(const ConvShape& s, DType tensors) {
                      o.padding[1], o.dilation[0], o.dilation[1]},
                     dtype,
                     tf32,
-                    deterministic()};
+                    deterministic(),
+                    channels_last_for(dtype)};
   auto it = plans.find(key);
   if (it == plans.end()) {
-    it = plans.emplace(key, make_plan(s, dtype, tensors, tf32)).first;
+    it = plans.emplace(key, make_plan(s, dtype, tensors, tf32, key.channels_last)).first;
     it->second->deterministic = key.deterministic;
   }
   return *it->second;
@@ -241,21 +332,24 @@ void check_dtypes(const ConvShape& s, const Tensor& in, const Tensor& out) {
            dtype_name(out.dtype()), dtype_name(s.compute));
 }
 
-// The operand as cuDNN takes it: the tensor itself, or a copy converted to the low precision
-// (round to nearest even).
-Tensor operand(const Tensor& t, DType dtype) {
-  if (t.dtype() == dtype) return t;
-  Tensor low = Tensor::empty(t.shape(), dtype, t.device());
-  backend_for(t).copy(t, low);
-  return low;
+// The operand as cuDNN takes it (the plan's dtype and layout): the tensor itself, or a copy
+// converted to the low precision (round to nearest even) and laid out channels-last.
+Tensor operand(const Tensor& t, DType dtype, bool channels_last) {
+  if (t.dtype() == dtype && (channels_last ? is_channels_last(t) : t.is_contiguous())) return t;
+  Tensor copy = empty_in_layout(t.shape(), dtype, t.device(), channels_last);
+  backend_for(t).copy(t, copy);
+  return copy;
 }
 
-// Where cuDNN writes a result that the caller holds in `out`: `out` itself, or a low-precision
-// buffer that finish() converts into `out`.
+// Where cuDNN writes a result that the caller holds in `out` (contiguous): `out` itself, or a
+// low-precision buffer in the plan's layout that finish() converts into `out`.
 struct Result {
   Tensor out, buffer;
-  Result(const Tensor& o, DType dtype)
-      : out(o), buffer(o.dtype() == dtype ? o : Tensor::empty(o.shape(), dtype, o.device())) {}
+  Result(const Tensor& o, DType dtype, bool channels_last)
+      : out(o),
+        buffer(o.dtype() == dtype && !channels_last
+                   ? o
+                   : empty_in_layout(o.shape(), dtype, o.device(), channels_last)) {}
   void* data() const { return buffer.raw_data(); }
   void finish() const {
     if (buffer.raw_data() != out.raw_data()) backend_for(out).copy(buffer, out);
@@ -263,6 +357,8 @@ struct Result {
 };
 
 }  // namespace
+
+bool CudaBackend::wants_channels_last_operands() const { return channels_last_enabled(); }
 
 void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
                                  const Tensor& bias, const Tensor& y) {
@@ -272,26 +368,37 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, y.dtype());
   const DType dtype = conv_dtype(s, y.dtype());
+  const Tensor xl = operand(x, dtype, p.channels_last), wl = operand(w, dtype, p.channels_last);
+  const Result out(y, dtype, p.channels_last);
   if (!p.forward) {
     p.forward = choose<cudnnConvolutionFwdAlgo_t, cudnnConvolutionFwdAlgoPerf_t>(
         p, "forward",
-        [&](int n, int* got, cudnnConvolutionFwdAlgoPerf_t* out) {
+        [&](int n, int* got, cudnnConvolutionFwdAlgoPerf_t* perf) {
           return cudnnGetConvolutionForwardAlgorithm_v7(h, p.x.get(), p.w.get(), p.conv.get(),
-                                                        p.y.get(), n, got, out);
+                                                        p.y.get(), n, got, perf);
         },
         [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
           return cudnnGetConvolutionForwardWorkspaceSize(h, p.x.get(), p.w.get(), p.conv.get(),
                                                          p.y.get(), algo, bytes);
+        },
+        [&](int n, int* got, cudnnConvolutionFwdAlgoPerf_t* perf, void* ws, size_t ws_bytes) {
+          return cudnnFindConvolutionForwardAlgorithmEx(h, p.x.get(), xl.raw_data(), p.w.get(),
+                                                        wl.raw_data(), p.conv.get(), p.y.get(),
+                                                        out.data(), n, got, perf, ws, ws_bytes);
         });
   }
   const Scalars k(y.dtype());
   DeviceBuffer workspace(p.forward->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.forward->math));
-  const Tensor xl = operand(x, dtype), wl = operand(w, dtype);
-  const Result out(y, dtype);
   VQ_CUDNN_CHECK(cudnnConvolutionForward(
       h, k.one(), p.x.get(), xl.raw_data(), p.w.get(), wl.raw_data(), p.conv.get(), p.forward->algo,
       workspace.get(), workspace.size(), k.zero(), p.y.get(), out.data()));
+  // A channels-last low-precision result and the bias reach y in one pass.
+  if (p.channels_last && bias.defined() && y.dtype() == DType::Float32 &&
+      launch_channels_last_to_nchw_add_bias(y.data<float>(), out.data(), dtype, bias.data<float>(),
+                                            s.N, s.O, s.OH * s.OW)) {
+    return;
+  }
   out.finish();
   if (bias.defined()) {
     // y += bias, broadcast over N, OH, OW
@@ -308,23 +415,28 @@ void CudaBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, con
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, dx.dtype());
   const DType dtype = conv_dtype(s, dx.dtype());
+  const Tensor wl = operand(w, dtype, p.channels_last), dyl = operand(dy, dtype, p.channels_last);
+  const Result out(dx, dtype, p.channels_last);
   if (!p.backward_data) {
     p.backward_data = choose<cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdDataAlgoPerf_t>(
         p, "backward-data",
-        [&](int n, int* got, cudnnConvolutionBwdDataAlgoPerf_t* out) {
+        [&](int n, int* got, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
           return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w.get(), p.y.get(), p.conv.get(),
-                                                             p.x.get(), n, got, out);
+                                                             p.x.get(), n, got, perf);
         },
         [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
           return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w.get(), p.y.get(), p.conv.get(),
                                                               p.x.get(), algo, bytes);
+        },
+        [&](int n, int* got, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, size_t ws_bytes) {
+          return cudnnFindConvolutionBackwardDataAlgorithmEx(
+              h, p.w.get(), wl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(), p.x.get(),
+              out.data(), n, got, perf, ws, ws_bytes);
         });
   }
   const Scalars k(dx.dtype());
   DeviceBuffer workspace(p.backward_data->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_data->math));
-  const Tensor wl = operand(w, dtype), dyl = operand(dy, dtype);
-  const Result out(dx, dtype);
   VQ_CUDNN_CHECK(cudnnConvolutionBackwardData(
       h, k.one(), p.w.get(), wl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(),
       p.backward_data->algo, workspace.get(), workspace.size(), k.zero(), p.x.get(), out.data()));
@@ -355,24 +467,30 @@ void CudaBackend::conv2d_backward_weight(const ConvShape& s, const Tensor& dy, c
   cudnnHandle_t h = cudnn_handle();
   Plan& p = plan_for(s, dw.dtype());
   const DType dtype = conv_dtype(s, dw.dtype());
+  const Tensor xl = operand(x, dtype, p.channels_last), dyl = operand(dy, dtype, p.channels_last);
+  const Result out(dw, dtype, p.channels_last);
   if (!p.backward_filter) {
     p.backward_filter =
         choose<cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionBwdFilterAlgoPerf_t>(
             p, "backward-filter",
-            [&](int n, int* got, cudnnConvolutionBwdFilterAlgoPerf_t* out) {
+            [&](int n, int* got, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
               return cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                  h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), n, got, out);
+                  h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), n, got, perf);
             },
             [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
               return cudnnGetConvolutionBackwardFilterWorkspaceSize(
                   h, p.x.get(), p.y.get(), p.conv.get(), p.w.get(), algo, bytes);
+            },
+            [&](int n, int* got, cudnnConvolutionBwdFilterAlgoPerf_t* perf, void* ws,
+                size_t ws_bytes) {
+              return cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                  h, p.x.get(), xl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(), p.w.get(),
+                  out.data(), n, got, perf, ws, ws_bytes);
             });
   }
   const Scalars k(dw.dtype());
   DeviceBuffer workspace(p.backward_filter->workspace);
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.get(), p.backward_filter->math));
-  const Tensor xl = operand(x, dtype), dyl = operand(dy, dtype);
-  const Result out(dw, dtype);
   // dw is overwritten (beta = 0), as the interface asks.
   VQ_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
       h, k.one(), p.x.get(), xl.raw_data(), p.y.get(), dyl.raw_data(), p.conv.get(),

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   std::string why_unavailable() override;
   std::string why_no_low_precision(DType low) override;
   bool takes_low_precision_operands() const override { return true; }
+  bool wants_channels_last_operands() const override;
   void synchronize() override;
 
   void* allocate(size_t nbytes) override;

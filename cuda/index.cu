@@ -110,16 +110,6 @@ __global__ void bincount_kernel(const int64_t* indices, int64_t n, int64_t* coun
   VQ_GRID_LOOP(i, n) atomic_add(counts + indices[i], int64_t{1});
 }
 
-template <class F>
-void dispatch_bits(size_t size, F&& f) {
-  switch (size) {
-    case 1: f(uint8_t{}); return;
-    case 2: f(uint16_t{}); return;
-    case 4: f(uint32_t{}); return;
-    default: f(uint64_t{}); return;
-  }
-}
-
 }  // namespace
 
 void launch_index_select(size_t elem_size, const void* x, int64_t A, int64_t X, int64_t B,

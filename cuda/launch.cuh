@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "autograd/switches.h"
 #include "cuda/check.h"
 #include "cuda/kernels.h"
 
@@ -56,17 +57,59 @@ void dispatch_arith(DType dtype, const char* op, F&& f) {
   }
 }
 
-// Element offsets (per operand) of flat index i in the coalesced shape, innermost dim last.
-template <int N>
-__device__ __forceinline__ void strided_offsets(const Strided<N>& s, int64_t i, int64_t (&off)[N]) {
+// for i in [0, n) spread over every thread of the grid, i of type I: uint32_t where n < 2^31
+// (32-bit arithmetic and division, several times cheaper on a GPU than 64-bit), int64_t beyond
+// (dispatch_index picks).
+#define VQ_GRID_LOOP_AS(I, i, n)                                                           \
+  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < static_cast<I>(n); \
+       i += static_cast<I>(gridDim.x) * blockDim.x)
+
+// VQ_VECTOR_ELEMENTWISE=0: elementwise kernels and copies one element per thread with 64-bit
+// indices and no transposing tiles, as before 2026-12-07 (to compare on a GPU).
+inline bool vector_elementwise() {
+  static const bool on = env_switch("VQ_VECTOR_ELEMENTWISE", true);
+  return on;
+}
+
+inline bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// f(I{}) with the index type for n elements (see VQ_GRID_LOOP_AS). `wide` forces int64_t (the
+// VQ_VECTOR_ELEMENTWISE=0 comparison).
+template <class F>
+void dispatch_index(int64_t n, bool wide, F&& f) {
+  if (!wide && n < (int64_t{1} << 31)) {
+    f(uint32_t{});
+  } else {
+    f(int64_t{});
+  }
+}
+
+// f(U{}) with the unsigned integer type of an element's size: raw bits, for moves that convert
+// nothing (same-dtype copies keep NaN payloads, as memcpy does).
+template <class F>
+void dispatch_bits(size_t size, F&& f) {
+  switch (size) {
+    case 1: f(uint8_t{}); return;
+    case 2: f(uint16_t{}); return;
+    case 4: f(uint32_t{}); return;
+    default: f(uint64_t{}); return;
+  }
+}
+
+// Element offsets (per operand) of flat index i in the coalesced shape, innermost dim last; the
+// division and remainder in i's type (every size fits it where i does).
+template <int N, class I>
+__device__ __forceinline__ void strided_offsets(const Strided<N>& s, I i, int64_t (&off)[N]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) off[k] = 0;
   for (int d = s.ndim - 1; d >= 0; --d) {
-    const int64_t size = s.sizes[d];
-    const int64_t c = i % size;
+    const I size = static_cast<I>(s.sizes[d]);
+    const I c = i % size;
     i /= size;
 #pragma unroll
-    for (int k = 0; k < N; ++k) off[k] += c * s.strides[k][d];
+    for (int k = 0; k < N; ++k) off[k] += static_cast<int64_t>(c) * s.strides[k][d];
   }
 }
 

@@ -35,9 +35,12 @@
 #                and its seed256 twin (bench/pytorch_vqgan.py) on the same GPU with the ratios;
 #                the GPU-busy share
 #                (nvidia-smi) over 10 s of the seed256 --use_amp step
-#   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings, with
-#                the former casts, with GroupNorm and SiLU unfused and with one Adam launch per
-#                parameter, alternating, 3 rounds of 1.5 s each: medians and their ratios
+#   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings and with
+#                each switch of docs/gpu.md turned off (the former casts, GroupNorm and SiLU
+#                unfused, one Adam launch per parameter, scalar elementwise kernels, NCHW
+#                convolutions, heuristic cuDNN algorithms, uncached weight casts), alternating,
+#                3 rounds of 1.5 s each: medians and their ratios (about 4 minutes: run it with
+#                --only rounds and VQ_GPU_CHECK_SECONDS=300)
 #   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
 #                kernel (the first 3000 launches after a warm-up step)
 #
@@ -551,11 +554,16 @@ if want rounds; then
   t0=$SECONDS
   rm -f "$runs"/rounds_*.json
   for r in 1 2 3; do
-    for variant in default former_casts unfused_norm per_tensor_adam; do
+    for variant in default former_casts unfused_norm per_tensor_adam scalar_elementwise \
+                   nchw_conv heuristic_algos uncached_casts; do
       switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
       [ "$variant" = former_casts ] && switches+=(VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0)
       [ "$variant" = unfused_norm ] && switches+=(VQ_FUSED_GROUP_NORM_SILU=0)
       [ "$variant" = per_tensor_adam ] && switches+=(VQ_MULTI_TENSOR_ADAM=0)
+      [ "$variant" = scalar_elementwise ] && switches+=(VQ_VECTOR_ELEMENTWISE=0)
+      [ "$variant" = nchw_conv ] && switches+=(VQ_CHANNELS_LAST=0)
+      [ "$variant" = heuristic_algos ] && switches+=(VQ_CUDNN_BENCHMARK=0)
+      [ "$variant" = uncached_casts ] && switches+=(VQ_CAST_CACHE=0)
       limited 40 env "${switches[@]}" "$bin/bench_train_step" \
         --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
         --benchmark_out="$runs/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
@@ -566,7 +574,10 @@ import glob, json, statistics, sys
 runs = sys.argv[1]
 rates = {}
 variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and SiLU unfused",
-            "per_tensor_adam": "one Adam launch per parameter"}
+            "per_tensor_adam": "one Adam launch per parameter",
+            "scalar_elementwise": "scalar 64-bit-indexed elementwise kernels",
+            "nchw_conv": "NCHW convolutions", "heuristic_algos": "heuristic cuDNN algorithms",
+            "uncached_casts": "weights cast on every use"}
 for path in sorted(glob.glob(f"{runs}/rounds_*.json")):
     variant = next((v for v in variants if v in path), "default")
     for b in json.load(open(path))["benchmarks"]:

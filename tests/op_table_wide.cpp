@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "autograd/node.h"
 #include "tests/op_table.h"
 #include "tests/op_table_inputs.h"
 
@@ -80,6 +81,31 @@ void add_elementwise(std::vector<OpCase>& c) {
                .rtol32 = 2e-6,
                .atol64 = 1e-13,
                .rtol64 = 1e-12});
+  // Dense float32 operands go four per thread on CUDA (float4 loads), with a tail of n % 4
+  // elements: 1043 = 4 * 260 + 3. The gradient case runs the unary backward kernel in float32.
+  c.push_back({.op = "add",
+               .label = "dense [7,149] + [7,149], four per thread and a tail",
+               .inputs = {normal({7, 149}, 126), normal({7, 149}, 127)},
+               .fn = [](const auto& in) { return add(in[0], in[1]); },
+               .atol32 = 0,
+               .rtol32 = 0});
+  c.push_back({.op = "silu",
+               .label = "dense [1043], four per thread and a tail",
+               .inputs = {mul(normal({1043}, 128), 3.0)},
+               .fn = [](const auto& in) { return silu(in[0]); },
+               .atol32 = 2e-6,
+               .rtol32 = 2e-6});
+  c.push_back({.op = "silu",
+               .label = "its gradient in the input's dtype, dense [1043]",
+               .inputs = {mul(normal({1043}, 129), 3.0), normal({1043}, 130)},
+               .fn =
+                   [](const auto& in) {
+                     const Tensor x = in[0].detach().requires_grad_(true);
+                     return grad(sum(mul(silu(x), in[1])), {x}, false)[0];
+                   },
+               .differentiable = false,
+               .atol32 = 2e-6,
+               .rtol32 = 2e-6});
   // Integer arithmetic is exact.
   const Tensor i = arange(-20, 20, DType::Int64).reshape({8, 5});
   const Tensor j = arange(1, 6, DType::Int64);
@@ -98,14 +124,17 @@ void add_elementwise(std::vector<OpCase>& c) {
 void add_reductions(std::vector<OpCase>& c) {
   // Sums over every dimension of long rows and of a 630k-element tensor: both devices add in
   // double, so float32 results agree to the rounding of the total.
+  // One input per shape serves all its cases (building the table stays cheap: every test
+  // program that lists the cases builds them).
   uint64_t seed = 130;
   for (const Shape& shape : std::vector<Shape>{{3, 10000}, {3, 3000, 70}, {2, 5, 3, 4}, {1}}) {
     const bool small = shape_numel(shape) < 1000;
+    const Tensor x = normal(shape, ++seed);
     for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
       const std::string where = fmt::format("dim {} of {}", d, shape_str(shape));
       c.push_back({.op = "sum",
                    .label = where,
-                   .inputs = {normal(shape, ++seed)},
+                   .inputs = {x},
                    .fn = [d](const auto& in) { return sum(in[0], {d}); },
                    .atol32 = 1e-5,
                    .rtol32 = 1e-6,
@@ -115,7 +144,7 @@ void add_reductions(std::vector<OpCase>& c) {
         c.push_back(
             {.op = is_min ? "min" : "max",
              .label = where + ", values",
-             .inputs = {normal(shape, ++seed)},
+             .inputs = {x},
              .fn = [d, is_min](
                        const auto& in) { return (is_min ? min(in[0], d) : max(in[0], d)).values; },
              .atol32 = 0,
@@ -124,7 +153,7 @@ void add_reductions(std::vector<OpCase>& c) {
         c.push_back(
             {.op = is_min ? "argmin" : "argmax",
              .label = where,
-             .inputs = {normal(shape, ++seed)},
+             .inputs = {x},
              .fn = [d, is_min](
                        const auto& in) { return is_min ? argmin(in[0], d) : argmax(in[0], d); },
              .differentiable = false,
@@ -134,7 +163,7 @@ void add_reductions(std::vector<OpCase>& c) {
     }
     c.push_back({.op = "max",
                  .label = "all of " + shape_str(shape),
-                 .inputs = {normal(shape, ++seed)},
+                 .inputs = {x},
                  .fn = [](const auto& in) { return max(in[0]); },
                  .atol32 = 0,
                  .rtol32 = 0,
@@ -142,7 +171,7 @@ void add_reductions(std::vector<OpCase>& c) {
     if (shape_numel(shape) > 1) {
       c.push_back({.op = "var",
                    .label = "all of " + shape_str(shape),
-                   .inputs = {normal(shape, ++seed)},
+                   .inputs = {x},
                    .fn = [](const auto& in) { return var(in[0]); },
                    .atol64 = 1e-12,
                    .rtol64 = 1e-10,

@@ -3,6 +3,7 @@
 // padding ops with their gradients.
 #include "autograd/autocast.h"
 #include "autograd/backend.h"
+#include "autograd/low_precision_copy.h"
 #include "test_util.h"
 
 namespace vq {
@@ -359,6 +360,54 @@ TEST(Resample, ReflectionPadValuesAndGradcheck) {
   EXPECT_VQ_ERROR(reflection_pad(row, {4, 0}),
                   "reflection_pad: padding [4, 0] must be non-negative and below the size of the "
                   "dim it pads (dim 1 has 4)");
+}
+
+// The low-precision operand copies autocast hands cuDNN: channels-last memory behind the NCHW
+// shape, and a weight's copy made once per version of its storage.
+TEST(LowPrecisionCopy, ChannelsLastHoldsTheSameValuesInNhwcMemory) {
+  const Tensor x = test::randn32({2, 5, 3, 4}, 1);
+  const Tensor cl = low_precision_copy(x, DType::BFloat16, true);
+  EXPECT_EQ(cl.shape(), x.shape());
+  EXPECT_EQ(cl.strides(), (Shape{60, 1, 20, 5}));
+  EXPECT_TRUE(allclose(cl.to(DType::Float32), x.to(DType::BFloat16).to(DType::Float32), 0, 0));
+  // the memory in order is NHWC
+  EXPECT_TRUE(allclose(cl.permute({0, 2, 3, 1}).contiguous().to(DType::Float32),
+                       x.permute({0, 2, 3, 1}).to(DType::BFloat16).to(DType::Float32), 0, 0));
+  EXPECT_TRUE(low_precision_copy(x, DType::BFloat16, false).is_contiguous());
+  EXPECT_VQ_ERROR(low_precision_copy(test::randn32({3, 4}, 2), DType::BFloat16, true),
+                  "channels-last needs 4 dims");
+}
+
+TEST(LowPrecisionCopy, AWeightIsCastOncePerVersion) {
+  const Tensor w = test::randn32({4, 3, 3, 3}, 3).requires_grad_();
+  const int64_t before = low_precision_copies_made();
+  const Tensor a = cached_low_precision_copy(w, DType::BFloat16, true);
+  const Tensor b = cached_low_precision_copy(w, DType::BFloat16, true);
+  EXPECT_EQ(a.storage(), b.storage()) << "the second call cast again";
+  EXPECT_EQ(low_precision_copies_made() - before, 1);
+  EXPECT_TRUE(
+      allclose(a.to(DType::Float32), w.detach().to(DType::BFloat16).to(DType::Float32), 0, 0));
+  // another layout is another copy
+  const Tensor contiguous = cached_low_precision_copy(w, DType::BFloat16, false);
+  EXPECT_TRUE(contiguous.is_contiguous());
+  EXPECT_EQ(low_precision_copies_made() - before, 2);
+  // an in-place change (what the optimizer does) makes the next call cast the new values
+  {
+    NoGradGuard no_grad;
+    w.copy_(mul(w, 2.0));
+  }
+  const Tensor c = cached_low_precision_copy(w, DType::BFloat16, true);
+  EXPECT_NE(c.storage(), a.storage());
+  EXPECT_TRUE(
+      allclose(c.to(DType::Float32), w.detach().to(DType::BFloat16).to(DType::Float32), 0, 0));
+  EXPECT_TRUE(allclose(a.to(DType::Float32), mul(c.to(DType::Float32), 0.5), 0, 0))
+      << "the copy handed out before the change must keep its values (a graph may hold it)";
+  // a computed weight is cast on every call
+  const int64_t mid = low_precision_copies_made();
+  const Tensor scaled = mul(w, 3.0);
+  cached_low_precision_copy(scaled, DType::BFloat16, true);
+  cached_low_precision_copy(scaled, DType::BFloat16, true);
+  EXPECT_EQ(low_precision_copies_made() - mid, 2);
 }
 
 }  // namespace

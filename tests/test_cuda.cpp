@@ -226,6 +226,29 @@ TEST(CudaCopy, BroadcastPermutedAndManyDimViews) {
       {big}, 0, 0));
 }
 
+// NCHW into channels-last memory and back, with and without a cast (the copies that hand cuDNN its
+// channels-last operands and take its results back: shared-memory tiles on CUDA). Sizes that are
+// not multiples of the 32x32 tile, a batch of one (a 2-D transpose) and larger planes.
+TEST(CudaCopy, ChannelsLastTransposesWithCasts) {
+  VQ_SKIP_WITHOUT_CUDA();
+  for (const Shape& shape : std::vector<Shape>{{2, 37, 5, 7}, {1, 64, 33, 33}, {3, 130, 20, 20}}) {
+    for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+      SCOPED_TRACE(fmt::format("{} to {}", shape_str(shape), dtype_name(dt)));
+      const Fn channels_last = [dt](const auto& in) {
+        const Tensor& x = in[0];
+        const Tensor cl = Tensor::empty({x.size(0), x.size(2), x.size(3), x.size(1)}, dt, x.device())
+                              .permute({0, 3, 1, 2});
+        cl.copy_(x);
+        // its memory in order, then back to NCHW float32 (the transpose the other way)
+        return concat({cl.permute({0, 2, 3, 1}).to(DType::Float32).reshape({-1}),
+                       cl.to(DType::Float32).reshape({-1})},
+                      0);
+      };
+      EXPECT_TRUE(cuda_matches_cpu(channels_last, {randn32(shape, 8)}, 0, 0));
+    }
+  }
+}
+
 TEST(CudaRandom, StreamsMatchCpu) {
   VQ_SKIP_WITHOUT_CUDA();
   for (DType dt : {DType::Float32, DType::Float64}) {

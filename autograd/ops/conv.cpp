@@ -3,10 +3,13 @@
 // products run in the low precision (the shape records it, so backward does too). Where the
 // backend takes low-precision operands (CUDA), each operand is cast once: x and w in forward, and
 // those low copies are what backward uses; dy once for both backward kernels; the bias gradient
-// sums the float32 dy (conv2d_backward_bias). VQ_CONV_CAST_ONCE=0 leaves every cast to the kernels
-// (the former way, kept to compare on a GPU). Size letters: N batch, C in channels, O out channels,
-// H W, kH kW, OH OW.
+// sums the float32 dy (conv2d_backward_bias). Where the backend wants them so, the low copies are
+// channels-last (NHWC memory behind the NCHW shape: what tensor cores read). VQ_CONV_CAST_ONCE=0
+// leaves every cast to the kernels (the former way, kept to compare on a GPU). Size letters: N
+// batch, C in channels, O out channels, H W, kH kW, OH OW. A weight's low copy is cached until
+// the weight changes (low_precision_copy.h).
 #include "autograd/autocast.h"
+#include "autograd/low_precision_copy.h"
 #include "autograd/node.h"
 #include "autograd/ops/op_util.h"
 #include "autograd/switches.h"
@@ -18,12 +21,6 @@ namespace {
 bool cast_once_enabled() {
   static const bool on = env_switch("VQ_CONV_CAST_ONCE", true);
   return on;
-}
-
-// t (contiguous) in `dtype`, without recording a graph.
-Tensor low_copy(const Tensor& t, DType dtype) {
-  NoGradGuard no_grad;
-  return t.detach().to(dtype);
 }
 
 }  // namespace
@@ -67,8 +64,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Backend& backend = backend_for(x);
   const bool cast_once =
       s.compute != x.dtype() && backend.takes_low_precision_operands() && cast_once_enabled();
-  const Tensor xc = cast_once ? low_copy(x, s.compute) : x.contiguous();
-  const Tensor wc = cast_once ? low_copy(weight, s.compute) : weight.contiguous();
+  const bool channels_last = cast_once && backend.wants_channels_last_operands();
+  const Tensor xc = cast_once ? low_precision_copy(x, s.compute, channels_last) : x.contiguous();
+  const Tensor wc =
+      cast_once ? cached_low_precision_copy(weight, s.compute, channels_last) : weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor y = Tensor::empty({s.N, s.O, s.OH, s.OW}, x.dtype(), x.device());
   backend.conv2d_forward(s, xc, wc, bc, y);
@@ -78,9 +77,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     // after this call is not detected (the copies are what backward needs anyway).
     attach_grad_fn(
         y, "conv2d", {x, weight, bias},
-        [s, cast_once, sx = SavedTensor(xc), sw = SavedTensor(wc)](const Tensor& dout, Grads& g) {
+        [s, cast_once, channels_last, sx = SavedTensor(xc), sw = SavedTensor(wc)](
+            const Tensor& dout, Grads& g) {
           const Tensor dy32 = dout.contiguous();
-          const Tensor dy = cast_once ? low_copy(dy32, s.compute) : dy32;
+          const Tensor dy = cast_once ? low_precision_copy(dy32, s.compute, channels_last) : dy32;
           Backend& be = backend_for(dy32);
           if (g.needs(0)) {
             g[0] = Tensor::empty({s.N, s.C, s.H, s.W}, dy32.dtype(), dy32.device());
