@@ -49,20 +49,21 @@ void average_over_ranks(const std::vector<Tensor>& params) {
   }
 }
 
-// What a half-step's one host read found.
+// What the step's one host read found for one half.
 struct Checked {
   double loss = 0;  // the global batch's mean: non-finite on every rank when it is on one
   bool loss_finite = false, grads_finite = false;
 };
 
-// Backward of `loss`, clipping (grad_clip > 0), and the half-step's one host read: the loss with
-// the squared norm of the gradients it leaves on `params` once the loss scaler (float16) has
-// divided its scale back out. A finite loss can still have non-finite gradients (an overflow in
-// backward); Adam would turn them into NaN weights and moments, so the caller skips its step
-// then. A non-finite loss is backpropagated too and its gradients thrown away: deciding before
-// backward would cost a second read (a wait for the GPU) on every step to save work on rare ones.
-Checked backward_and_check(const Tensor& loss, const std::vector<Tensor>& params,
-                           nn::LossScaler* scaler, double grad_clip) {
+// Backward of `loss`, the ranks' average, unscaling and clipping (grad_clip > 0); returns what
+// the step's host read needs of this half, on the device: [loss, squared norm of the gradients
+// it leaves on `params` once the loss scaler (float16) has divided its scale back out], float64.
+// A finite loss can still have non-finite gradients (an overflow in backward); Adam would turn
+// them into NaN weights and moments, so the half is skipped then. A non-finite loss is
+// backpropagated too and its gradients thrown away: deciding before backward would cost a read
+// (a wait for the GPU) on every step to save work on rare ones.
+Tensor backward_for_check(const Tensor& loss, const std::vector<Tensor>& params,
+                          nn::LossScaler* scaler, double grad_clip) {
   if (scaler != nullptr) {
     scaler->scale_loss(loss).backward();
   } else {
@@ -71,17 +72,20 @@ Checked backward_and_check(const Tensor& loss, const std::vector<Tensor>& params
   average_over_ranks(params);
   if (scaler != nullptr) scaler->unscale(params);
   const Tensor squared_norm = nn::clip_grad_norm_on_device_(params, grad_clip);
-  std::vector<Tensor> values{loss.detach().to(DType::Float64).reshape({1})};
-  if (squared_norm.defined()) values.push_back(squared_norm.reshape({1}));
-  const std::vector<double> read = concat(values, 0).to_vector<double>();
+  const Tensor loss64 = loss.detach().to(DType::Float64).reshape({1});
+  return concat({loss64, squared_norm.defined() ? squared_norm.reshape({1}) : zeros_like(loss64)},
+                0);
+}
+
+// What a half's two read values mean; updates its loss scaler.
+Checked decide(const double* read, nn::LossScaler* scaler) {
   dist::Communicator& comm = dist::world();
   Checked c;
   c.loss = comm.sum(read[0]) / static_cast<double>(comm.size());
   c.loss_finite = std::isfinite(c.loss);
   // The gradients were averaged over ranks: a non-finite one anywhere is non-finite everywhere.
-  c.grads_finite = c.loss_finite && (read.size() < 2 || std::isfinite(read[1]));
-  // A non-finite loss is not an overflow in backward: the scale stays (as it did when the loss
-  // was checked before backward).
+  c.grads_finite = c.loss_finite && std::isfinite(read[1]);
+  // A non-finite loss is not an overflow in backward: the scale stays.
   if (scaler != nullptr && c.loss_finite) scaler->update(!c.grads_finite);
   return c;
 }
@@ -134,14 +138,12 @@ TrainStep::Metrics::Values TrainStep::Metrics::read() const {
 
 TrainStep::Result TrainStep::run(const Tensor& x, int64_t step, double commitment_scale,
                                  double lr) {
-  Tensor reconstruction;
-  Result r = generator_step(x, step, commitment_scale, lr, &reconstruction);
-  if (!r.generator_skipped) discriminator_step(x, reconstruction, step, r);
-  return r;
+  generator_pass(x, step, commitment_scale, lr);
+  discriminator_pass(x, step);
+  return finish();
 }
 
-TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, double commitment_scale,
-                                            double lr, Tensor* reconstruction) {
+void TrainStep::generator_pass(const Tensor& x, int64_t step, double commitment_scale, double lr) {
   model_->quantizer().set_commitment_scale(commitment_scale);
   model_->quantizer().set_step(step);
   opt_g_->set_lr(lr);
@@ -151,65 +153,86 @@ TrainStep::Result TrainStep::generator_step(const Tensor& x, int64_t step, doubl
   const auto g = loss_->generator_loss(x, out.reconstruction, out.quant.loss,
                                        model_->decoder().last_layer_weight(), step);
   opt_g_->zero_grad();
-  const double scale = scaler_g_ ? scaler_g_->scale() : 0.0;
-  const Checked c = backward_and_check(g.total, model_->parameters(), scaler_g_.get(), grad_clip_);
+  pending_g_.scale = scaler_g_ ? scaler_g_->scale() : 0.0;
+  pending_g_.values =
+      backward_for_check(g.total, model_->parameters(), scaler_g_.get(), grad_clip_);
+  const models::QuantizerOutput& q = out.quant;
+  pending_metrics_ = {.l1 = g.l1,
+                      .perceptual = g.perceptual,
+                      .g_adv = g.g_adv,
+                      .adaptive_weight = g.adaptive_weight,
+                      .commit_loss = q.commit_loss,
+                      .codebook_loss = q.codebook_loss,
+                      .entropy_loss = q.entropy_loss,
+                      .batch_counts = q.batch_counts,
+                      .ema_counts = q.ema_counts,
+                      .active_threshold = q.active_threshold,
+                      .dead_threshold = q.dead_threshold};
+  reconstruction_ = out.reconstruction.detach();
+}
+
+void TrainStep::discriminator_pass(const Tensor& x, int64_t step) {
+  pending_d_ = {};
+  if (!loss_->adversarial_active(step)) return;
+  VQ_CHECK(reconstruction_.defined(), "TrainStep: the discriminator's pass needs the generator's");
+  AutocastScope autocast(precision_);
+  const auto d = loss_->discriminator_loss(x, reconstruction_);
+  opt_d_->zero_grad();
+  pending_d_.scale = scaler_d_ ? scaler_d_->scale() : 0.0;
+  pending_d_.values =
+      backward_for_check(d.total, loss_->discriminator().parameters(), scaler_d_.get(), 0.0);
+}
+
+TrainStep::Result TrainStep::finish() {
+  VQ_CHECK(pending_g_.values.defined(), "TrainStep: finish() needs the generator's pass first");
+  const bool adversarial = pending_d_.values.defined();
+  const std::vector<double> read =
+      (adversarial ? concat({pending_g_.values, pending_d_.values}, 0) : pending_g_.values)
+          .to_vector<double>();  // the step's one host read
+  const Pending g_pass = pending_g_, d_pass = pending_d_;
+  Metrics metrics = std::move(pending_metrics_);
+  pending_g_ = {};
+  pending_d_ = {};
+  pending_metrics_ = {};
+  reconstruction_ = Tensor();
   Result r;
-  r.loss = c.loss;
+  const Checked g = decide(read.data(), scaler_g_.get());
+  r.loss = g.loss;
   r.loss_scale = scaler_g_ ? scaler_g_->scale() : 0.0;
-  if (!c.grads_finite) {
+  if (!g.grads_finite) {
     opt_g_->zero_grad();
+    opt_d_->zero_grad();
     r.generator_skipped = true;
-    r.loss_scale_overflow = c.loss_finite && scale > 1.0;
-    if (!c.loss_finite) {
+    r.loss_scale_overflow = g.loss_finite && g_pass.scale > 1.0;
+    if (!g.loss_finite) {
       r.nonfinite = fmt::format("the loss ({}); the step was skipped", r.loss);
     } else {
       r.nonfinite = scaler_g_ ? fmt::format(
                                     "the gradients at loss scale {}; the step was skipped and the "
                                     "scale lowered to {}",
-                                    scale, r.loss_scale)
+                                    g_pass.scale, r.loss_scale)
                               : "the gradients; the step was skipped";
     }
     return r;
   }
   opt_g_->step();
-  const models::QuantizerOutput& q = out.quant;
-  r.metrics = {.l1 = g.l1,
-               .perceptual = g.perceptual,
-               .g_adv = g.g_adv,
-               .adaptive_weight = g.adaptive_weight,
-               .commit_loss = q.commit_loss,
-               .codebook_loss = q.codebook_loss,
-               .entropy_loss = q.entropy_loss,
-               .batch_counts = q.batch_counts,
-               .ema_counts = q.ema_counts,
-               .active_threshold = q.active_threshold,
-               .dead_threshold = q.dead_threshold};
-  *reconstruction = out.reconstruction.detach();
-  return r;
-}
-
-void TrainStep::discriminator_step(const Tensor& x, const Tensor& reconstruction, int64_t step,
-                                   Result& r) {
-  if (!loss_->adversarial_active(step)) return;
-  AutocastScope autocast(precision_);
-  const auto d = loss_->discriminator_loss(x, reconstruction);
-  opt_d_->zero_grad();
-  const double scale = scaler_d_ ? scaler_d_->scale() : 0.0;
-  const Checked c =
-      backward_and_check(d.total, loss_->discriminator().parameters(), scaler_d_.get(), 0.0);
-  r.d_loss = c.loss;
-  if (!c.grads_finite) {
+  r.metrics = std::move(metrics);
+  if (!adversarial) return r;
+  const Checked d = decide(read.data() + 2, scaler_d_.get());
+  r.d_loss = d.loss;
+  if (!d.grads_finite) {
     opt_d_->zero_grad();
     r.discriminator_skipped = true;
-    r.loss_scale_overflow = c.loss_finite && scale > 1.0;
+    r.loss_scale_overflow = d.loss_finite && d_pass.scale > 1.0;
     const std::string what =
-        !c.loss_finite ? fmt::format("the discriminator loss ({})", r.d_loss)
-        : scaler_d_    ? fmt::format("the discriminator's gradients at loss scale {}", scale)
+        !d.loss_finite ? fmt::format("the discriminator loss ({})", r.d_loss)
+        : scaler_d_    ? fmt::format("the discriminator's gradients at loss scale {}", d_pass.scale)
                        : "the discriminator's gradients";
     r.nonfinite = what + "; the generator stepped, the discriminator did not";
-    return;
+    return r;
   }
   opt_d_->step();
+  return r;
 }
 
 }  // namespace vq::train

@@ -1,11 +1,15 @@
 // One optimisation step of a VQGAN, shared by the trainer and the training-step benchmark: the
 // model, the loss (with its discriminator and perceptual net) and both Adam optimizers, and
 //   generator:     forward, loss (L1, perceptual, quantizer terms, adaptive adversarial), backward,
-//                  optional gradient clipping, Adam;
+//                  optional gradient clipping;
 //   discriminator: once its start step is reached, hinge/vanilla loss on real and reconstructed
-//                  images, backward, Adam.
+//                  images, backward;
+//   then one host read of both losses with their gradient norms (a wait for the GPU: the step's
+//   only one), which decides the two Adam steps. The discriminator learns from the detached
+//   reconstruction, which the generator's update does not change, so stepping both at the end
+//   is the same arithmetic as stepping each after its own pass.
 // A non-finite generator loss or gradient updates no weights at all; a non-finite discriminator
-// loss or gradient (after the generator has stepped) leaves only the discriminator alone. The
+// loss or gradient (with a finite generator) leaves only the discriminator alone. The
 // result says which happened and the caller decides what to do about it. (The quantizer's EMA
 // statistics have already seen the batch by then: they only take finite encoder outputs.)
 // Random numbers come from streams keyed by the run's seed and their purpose (generator.h).
@@ -55,21 +59,21 @@ class TrainStep {
     // is the loss scaler finding its scale (expected early in a run), not a sign of divergence.
     bool loss_scale_overflow = false;
     double loss_scale = 0;  // the generator's loss scale after the step; 0 without scaling
-    // The global batch's losses: each half reads its loss with its gradient norm (the one host
-    // read that decides whether it steps).
+    // The global batch's losses, read with the gradient norms in the step's one host read (d_loss
+    // stays 0 where the discriminator did not run or the generator was skipped).
     double loss = 0, d_loss = 0;
     Metrics metrics;  // of a generator step that was not skipped
   };
   // `step` decides whether the adversarial terms are on; lr and the commitment warm-up scale are
   // the caller's schedule.
   Result run(const Tensor& images, int64_t step, double commitment_scale, double lr);
-  // The two halves of run(), public for tests. The generator's half also gives the
-  // reconstruction (detached) that the discriminator's half learns from; the latter runs only
-  // when the generator stepped and the adversarial terms are on, and records its outcome in r.
-  Result generator_step(const Tensor& images, int64_t step, double commitment_scale, double lr,
-                        Tensor* reconstruction);
-  void discriminator_step(const Tensor& images, const Tensor& reconstruction, int64_t step,
-                          Result& r);
+  // The three parts of run(), public for tests: the generator's forward and backward pass (it
+  // keeps the detached reconstruction for the discriminator); the discriminator's, when the
+  // adversarial terms are on at `step`; finish(): the one host read and the optimizer steps it
+  // decides (the discriminator's only when the generator stepped).
+  void generator_pass(const Tensor& images, int64_t step, double commitment_scale, double lr);
+  void discriminator_pass(const Tensor& images, int64_t step);
+  Result finish();
 
   models::VQModel& model() { return *model_; }
   models::VQGANLoss& loss() { return *loss_; }
@@ -86,6 +90,16 @@ class TrainStep {
   std::shared_ptr<models::VQModel> model_;
   std::shared_ptr<models::VQGANLoss> loss_;
   std::unique_ptr<nn::Adam> opt_g_, opt_d_;
+  // Between the passes and finish(): each pass's [loss, squared gradient norm] (float64, on the
+  // device; undefined for a pass that did not run), its loss scale before the pass, and the
+  // generator's metrics and reconstruction.
+  struct Pending {
+    Tensor values;
+    double scale = 0;
+  };
+  Pending pending_g_, pending_d_;
+  Metrics pending_metrics_;
+  Tensor reconstruction_;
 };
 
 // The precision a run's steps compute in: Float32 without --use_amp; with it, --amp_dtype
