@@ -108,8 +108,10 @@ class Backend {
   // (NHWC memory for x and dy, [O, kH, kW, C] for w, behind the same NCHW/OIHW shape), the layout
   // tensor-core convolutions read without transposing them first.
   virtual bool wants_channels_last_operands() const { return false; }
+  // y = conv(x, w) + bias + residual; bias [O] and residual (y's shape and dtype, contiguous) may
+  // be undefined. The residual is the ResBlock's shortcut, added where the result is written.
   virtual void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
-                              const Tensor& bias, const Tensor& y) = 0;
+                              const Tensor& bias, const Tensor& residual, const Tensor& y) = 0;
   virtual void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                                     const Tensor& dx) = 0;
   // dbias [O] = the sum of dy [N, O, OH, OW] over N, OH, OW (overwritten), dy in y's dtype.

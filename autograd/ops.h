@@ -117,9 +117,11 @@ struct Conv2dOptions {
   std::array<int64_t, 2> padding{0, 0};
   std::array<int64_t, 2> dilation{1, 1};
 };
-// x [N, C, H, W], weight [O, C, kH, kW], bias [O] or undefined.
+// x [N, C, H, W], weight [O, C, kH, kW], bias [O] or undefined; residual (the result's shape)
+// or undefined is added to the result where it is written: conv2d(h, w, b, o, x) is x + conv2d(h,
+// w, b, o) in one pass (a ResBlock's shortcut; bit-equal to the add).
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
-              const Conv2dOptions& options = {});
+              const Conv2dOptions& options = {}, const Tensor& residual = Tensor());
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale);
 // count_include_pad, like PyTorch's default.
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);

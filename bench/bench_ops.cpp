@@ -54,7 +54,7 @@ struct ConvSetup {
 void BM_Conv2dForward(benchmark::State& state) {
   ConvSetup s(state);
   for (auto _ : state) {
-    backend_for(s.x).conv2d_forward(s.shape, s.x, s.w, s.b, s.dy);
+    backend_for(s.x).conv2d_forward(s.shape, s.x, s.w, s.b, Tensor(), s.dy);
     bench::wait_for(s.dy);
   }
   bench::set_flops(state, s.flops);

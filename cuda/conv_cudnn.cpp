@@ -361,7 +361,7 @@ struct Result {
 bool CudaBackend::wants_channels_last_operands() const { return channels_last_enabled(); }
 
 void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
-                                 const Tensor& bias, const Tensor& y) {
+                                 const Tensor& bias, const Tensor& residual, const Tensor& y) {
   check_dtypes(s, x, y);
   check_dtypes(s, w, y);
   std::lock_guard<std::mutex> lock(conv_mutex());
@@ -393,10 +393,11 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
   VQ_CUDNN_CHECK(cudnnConvolutionForward(
       h, k.one(), p.x.get(), xl.raw_data(), p.w.get(), wl.raw_data(), p.conv.get(), p.forward->algo,
       workspace.get(), workspace.size(), k.zero(), p.y.get(), out.data()));
-  // A channels-last low-precision result and the bias reach y in one pass.
-  if (p.channels_last && bias.defined() && y.dtype() == DType::Float32 &&
-      launch_channels_last_to_nchw_add_bias(y.data<float>(), out.data(), dtype, bias.data<float>(),
-                                            s.N, s.O, s.OH * s.OW)) {
+  // A channels-last low-precision result reaches y with its bias and residual in one pass.
+  if (p.channels_last && y.dtype() == DType::Float32 &&
+      launch_channels_last_to_nchw(
+          y.data<float>(), out.data(), dtype, bias.defined() ? bias.data<float>() : nullptr,
+          residual.defined() ? residual.data<float>() : nullptr, s.N, s.O, s.OH * s.OW)) {
     return;
   }
   out.finish();
@@ -404,6 +405,11 @@ void CudaBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tens
     // y += bias, broadcast over N, OH, OW
     VQ_CUDNN_CHECK(cudnnAddTensor(h, k.one(), p.bias.get(), bias.raw_data(), k.one(), p.y_out.get(),
                                   y.raw_data()));
+  }
+  if (residual.defined()) {
+    // y += residual, elementwise
+    VQ_CUDNN_CHECK(cudnnAddTensor(h, k.one(), p.y_out.get(), residual.raw_data(), k.one(),
+                                  p.y_out.get(), y.raw_data()));
   }
 }
 

@@ -144,11 +144,12 @@ __device__ __forceinline__ T tile_out(float v) {
   }
 }
 
-// out[b][c][r] = in[b][r][c] (+ bias[c] where bias is given) for in [B][R][C] row-major (both
-// batches `batch` elements apart).
+// out[b][c][r] = in[b][r][c] (+ bias[c], + residual[b][c][r] where given) for in [B][R][C]
+// row-major (both batches `batch` elements apart).
 template <class D, class S>
 __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__ in, int R, int C,
-                                      int64_t batch, const float* __restrict__ bias) {
+                                      int64_t batch, const float* __restrict__ bias,
+                                      const float* __restrict__ residual) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed reads
   const int64_t base = static_cast<int64_t>(blockIdx.z) * batch;
   const int c = blockIdx.x * kTile + threadIdx.x;
@@ -161,8 +162,11 @@ __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
     const int c_out = blockIdx.x * kTile + k;
     if (c_out < C && r < R) {
-      const float v = tile[threadIdx.x][k];  // no "+ 0" without a bias: -0 stays -0
-      out[base + static_cast<int64_t>(c_out) * R + r] = tile_out<D>(bias ? v + bias[c_out] : v);
+      const int64_t o = base + static_cast<int64_t>(c_out) * R + r;
+      float v = tile[threadIdx.x][k];  // no "+ 0" where nothing is added: -0 stays -0
+      if (bias) v += bias[c_out];
+      if (residual) v += residual[o];
+      out[o] = tile_out<D>(v);
     }
   }
 }
@@ -174,11 +178,12 @@ bool transpose_fits(int64_t B, int64_t R, int64_t C) {
 }
 
 template <class D, class S>
-void launch_transpose(D* out, const S* in, int64_t B, int64_t R, int64_t C, const float* bias) {
+void launch_transpose(D* out, const S* in, int64_t B, int64_t R, int64_t C, const float* bias,
+                      const float* residual) {
   const dim3 grid(static_cast<unsigned>((C + kTile - 1) / kTile),
                   static_cast<unsigned>((R + kTile - 1) / kTile), static_cast<unsigned>(B));
-  transpose_copy_kernel<D, S><<<grid, dim3(kTile, kTileRows)>>>(out, in, static_cast<int>(R),
-                                                                static_cast<int>(C), R * C, bias);
+  transpose_copy_kernel<D, S><<<grid, dim3(kTile, kTileRows)>>>(
+      out, in, static_cast<int>(R), static_cast<int>(C), R * C, bias, residual);
   VQ_CUDA_CHECK_LAUNCH("transpose_copy_kernel");
 }
 
@@ -210,7 +215,7 @@ bool try_transpose_copy(const Strided<2>& s) {
     }
     if (!transpose_fits<D, S>(B, R, Cin)) return false;
     launch_transpose(static_cast<D*>(s.data[0]), static_cast<const S*>(s.data[1]), B, R, Cin,
-                     nullptr);
+                     nullptr, nullptr);
     return true;
   }
 }
@@ -245,13 +250,13 @@ void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src) {
   });
 }
 
-bool launch_channels_last_to_nchw_add_bias(float* y, const void* x, DType x_dtype,
-                                           const float* bias, int64_t N, int64_t C, int64_t P) {
+bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const float* bias,
+                                  const float* residual, int64_t N, int64_t C, int64_t P) {
   if (!transpose_fits<float, float>(N, P, C)) return false;
   if (N * C * P == 0) return true;
   auto run = [&](auto tag) {
     using S = decltype(tag);
-    launch_transpose(y, static_cast<const S*>(x), N, P, C, bias);
+    launch_transpose(y, static_cast<const S*>(x), N, P, C, bias, residual);
   };
   switch (x_dtype) {
     case DType::Float32: run(float{}); return true;

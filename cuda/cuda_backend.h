@@ -65,7 +65,7 @@ class CudaBackend final : public Backend {
   void gemm(const GemmArgs& g, const Tensor& A, const Tensor& B, const Tensor& C) override;
 
   void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
-                      const Tensor& y) override;
+                      const Tensor& residual, const Tensor& y) override;
   void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                             const Tensor& dx) override;
   void conv2d_backward_bias(const ConvShape& s, const Tensor& dy, const Tensor& dbias) override;

@@ -27,8 +27,9 @@ ResnetBlock::ResnetBlock(Generator& gen, int64_t in_channels, int64_t out_channe
 
 Tensor ResnetBlock::forward(const Tensor& x) {
   Tensor h = conv1_->forward(norm1_->forward_silu(x));
-  h = conv2_->forward(dropout_->forward(norm2_->forward_silu(h)));
-  return add(nin_shortcut_ ? nin_shortcut_->forward(x) : x, h);
+  // x + conv2(...), the shortcut added where conv2 writes its result
+  return conv2_->forward(dropout_->forward(norm2_->forward_silu(h)),
+                         nin_shortcut_ ? nin_shortcut_->forward(x) : x);
 }
 
 AttnBlock::AttnBlock(Generator& gen, int64_t channels) {
@@ -48,7 +49,7 @@ Tensor AttnBlock::forward(const Tensor& x) {
   // weights[n, i, j]: how much position i attends to position j
   const Tensor weights = softmax(mul(bmm(q, k), 1.0 / std::sqrt(static_cast<double>(C))), 2);
   const Tensor attended = bmm(v, weights.transpose(1, 2)).reshape({N, C, H, W});
-  return add(x, proj_out_->forward(attended));
+  return proj_out_->forward(attended, x);  // x + proj_out(attended)
 }
 
 Downsample::Downsample(Generator& gen, int64_t channels) {

@@ -22,4 +22,8 @@ Conv2d::Conv2d(Generator& gen, int64_t in_channels, int64_t out_channels, int64_
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight_, bias_, options_); }
 
+Tensor Conv2d::forward(const Tensor& x, const Tensor& residual) {
+  return conv2d(x, weight_, bias_, options_, residual);
+}
+
 }  // namespace vq::nn

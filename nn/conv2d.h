@@ -14,6 +14,8 @@ class Conv2d : public UnaryModule {
   Conv2d(Generator& gen, int64_t in_channels, int64_t out_channels, int64_t kernel_size,
          int64_t stride = 1, int64_t padding = 0, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  // residual + forward(x) in one pass (a ResBlock's shortcut; conv2d's residual).
+  Tensor forward(const Tensor& x, const Tensor& residual);
 
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }  // undefined without bias

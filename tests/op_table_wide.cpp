@@ -338,6 +338,17 @@ void add_convolution_and_resampling(std::vector<OpCase>& c) {
            .rtol32 = 5e-4});
     }
   }
+  // The residual (a ResBlock's shortcut) added where the result is written.
+  c.push_back({.op = "conv2d",
+               .label = "3x3 same, bias and a residual",
+               .inputs = {normal({2, 3, 6, 5}, 196), normal({4, 3, 3, 3}, 197), normal({4}, 198),
+                          normal({2, 4, 6, 5}, 199)},
+               .fn =
+                   [](const auto& in) {
+                     return conv2d(in[0], in[1], in[2], {{1, 1}, {1, 1}, {1, 1}}, in[3]);
+                   },
+               .atol32 = 5e-4,
+               .rtol32 = 5e-4});
   // Gathers in the CPU's order: float64 results are (nearly always exactly) equal.
   c.push_back({.op = "upsample_nearest2d",
                .label = "x3",

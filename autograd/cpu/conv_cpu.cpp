@@ -400,13 +400,31 @@ std::string CpuBackend::why_no_low_precision(DType low) {
          "AVX512_CORE_BF16): bfloat16 would be emulated, slower than float32";
 }
 
+namespace {
+
+// y += residual (same shape and dtype, both contiguous), after the convolution wrote y.
+void add_residual(const Tensor& residual, const Tensor& y) {
+  if (!residual.defined()) return;
+  dispatch_floating(y.dtype(), "conv2d residual", [&](auto tag) {
+    using T = decltype(tag);
+    const T* r = residual.data<T>();
+    T* out = y.data<T>();
+    const int64_t n = y.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) out[i] += r[i];
+  });
+}
+
+}  // namespace
+
 void CpuBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w,
-                                const Tensor& bias, const Tensor& y) {
+                                const Tensor& bias, const Tensor& residual, const Tensor& y) {
   if (x.dtype() == DType::Float32 && onednn_can_run(s)) {
     std::unordered_map<int, const Tensor*> tensors{
         {DNNL_ARG_SRC, &x}, {DNNL_ARG_WEIGHTS, &w}, {DNNL_ARG_DST, &y}};
     if (bias.defined()) tensors[DNNL_ARG_BIAS] = &bias;
     execute(plan_for(s, Direction::Forward, bias.defined()), tensors);
+    add_residual(residual, y);
     return;
   }
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
@@ -427,6 +445,7 @@ void CpuBackend::conv2d_forward(const ConvShape& s, const Tensor& x, const Tenso
       }
     }
   });
+  add_residual(residual, y);
 }
 
 void CpuBackend::conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,

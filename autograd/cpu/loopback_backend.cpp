@@ -1,10 +1,11 @@
 // The loopback device (tests only, see use_loopback_for_cuda in backend.h): the CPU backend's
 // kernels registered for DeviceType::CUDA. Storage comes from the same CPU allocator but is its
 // own, so .to(), copy_ across devices and item() move bytes exactly as they would to a GPU.
-// Like CUDA it takes convolution operands already in the low precision (so the op's cast-once
-// path runs here too): they are widened back to float32, exactly, for the CPU kernels, which round
-// them to the same values again. It pretends to be two GPUs, one of which a process selects like
-// the CUDA backend does, so the one-GPU-per-process refusal runs without a GPU.
+// Like CUDA it takes convolution operands already in the low precision and channels-last (so the
+// op's cast-once path runs here too): they are widened back to contiguous float32, exactly, for
+// the CPU kernels, which round them to the same values again. It pretends to be two GPUs, one of
+// which a process selects like the CUDA backend does, so the one-GPU-per-process refusal runs
+// without a GPU.
 #include <atomic>
 
 #include "autograd/cpu/cpu_backend.h"
@@ -13,9 +14,10 @@ namespace vq {
 
 namespace {
 
-// t in the dtype of `like` (a float32 result): a low-precision operand widened exactly.
+// t in the dtype of `like` (a float32 result), contiguous for the CPU kernels: a low-precision
+// operand (channels-last, as the CUDA backend takes them) widened exactly.
 Tensor widened(const Tensor& t, const Tensor& like) {
-  return t.dtype() == like.dtype() ? t : t.to(like.dtype());
+  return (t.dtype() == like.dtype() ? t : t.to(like.dtype())).contiguous();
 }
 
 class LoopbackBackend final : public cpu::CpuBackend {
@@ -29,9 +31,10 @@ class LoopbackBackend final : public cpu::CpuBackend {
   }
   int selected_device() const override { return selected_.load(); }
   bool takes_low_precision_operands() const override { return true; }
+  bool wants_channels_last_operands() const override { return true; }
   void conv2d_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& bias,
-                      const Tensor& y) override {
-    CpuBackend::conv2d_forward(s, widened(x, y), widened(w, y), bias, y);
+                      const Tensor& residual, const Tensor& y) override {
+    CpuBackend::conv2d_forward(s, widened(x, y), widened(w, y), bias, residual, y);
   }
   void conv2d_backward_data(const ConvShape& s, const Tensor& dy, const Tensor& w,
                             const Tensor& dx) override {

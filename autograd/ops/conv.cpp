@@ -25,7 +25,8 @@ bool cast_once_enabled() {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o,
+              const Tensor& residual) {
   check_floating("conv2d", x);
   check_same("conv2d", x, weight);
   check_rank("conv2d", x, 4, "input [N, C, H, W]");
@@ -69,14 +70,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const Tensor wc =
       cast_once ? cached_low_precision_copy(weight, s.compute, channels_last) : weight.contiguous();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor y = Tensor::empty({s.N, s.O, s.OH, s.OW}, x.dtype(), x.device());
-  backend.conv2d_forward(s, xc, wc, bc, y);
+  const Shape y_shape{s.N, s.O, s.OH, s.OW};
+  if (residual.defined()) {
+    check_same("conv2d", x, residual);
+    VQ_CHECK(residual.shape() == y_shape, "conv2d: the residual {} does not match the result {}",
+             shape_str(residual.shape()), shape_str(y_shape));
+  }
+  const Tensor rc = residual.defined() ? residual.contiguous() : Tensor();
+  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  backend.conv2d_forward(s, xc, wc, bc, rc, y);
 
-  if (needs_graph({x, weight, bias})) {
+  if (needs_graph({x, weight, bias, residual})) {
     // NOTE: with cast_once the saved tensors are the low copies, so an in-place change of x or w
     // after this call is not detected (the copies are what backward needs anyway).
     attach_grad_fn(
-        y, "conv2d", {x, weight, bias},
+        y, "conv2d", {x, weight, bias, residual},
         [s, cast_once, channels_last, sx = SavedTensor(xc), sw = SavedTensor(wc)](
             const Tensor& dout, Grads& g) {
           const Tensor dy32 = dout.contiguous();
@@ -99,6 +107,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             if (g.needs(1)) g[1] = dw;
             if (g.needs(2)) g[2] = db;
           }
+          if (g.needs(3)) g[3] = dout;  // d(x + r)/dr = 1
         });
   }
   return y;
