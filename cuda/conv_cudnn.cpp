@@ -232,10 +232,15 @@ std::unique_ptr<Choice<Algo>> fastest(Plan& plan, GetAlgos& get_algos, GetWorksp
     }
   }
   VQ_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv.get(), plan.requested_math));
-  DeviceBuffer workspace(most);
+  std::unique_ptr<DeviceBuffer> workspace;
+  try {
+    workspace = std::make_unique<DeviceBuffer>(most);
+  } catch (const Error&) {
+    return nullptr;  // no room to time the hungriest candidates: the heuristics decide
+  }
   std::vector<Perf> timed(32);
   int count = 0;
-  if (find(static_cast<int>(timed.size()), &count, timed.data(), workspace.get(), most) !=
+  if (find(static_cast<int>(timed.size()), &count, timed.data(), workspace->get(), most) !=
       CUDNN_STATUS_SUCCESS) {
     return nullptr;
   }

@@ -145,22 +145,26 @@ __device__ __forceinline__ T tile_out(float v) {
 }
 
 // out[b][c][r] = in[b][r][c] (+ bias[c], + residual[b][c][r] where given) for in [B][R][C]
-// row-major (both batches `batch` elements apart).
+// row-major (both batches `batch` elements apart). The tiles along R run on grid x when r_on_x
+// (the longer side goes there: grid y and z stop at 65535), along C otherwise. The residual must
+// not be `out` itself (conv2d's result is always a fresh tensor).
 template <class D, class S>
 __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__ in, int R, int C,
                                       int64_t batch, const float* __restrict__ bias,
-                                      const float* __restrict__ residual) {
+                                      const float* __restrict__ residual, bool r_on_x) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed reads
   const int64_t base = static_cast<int64_t>(blockIdx.z) * batch;
-  const int c = blockIdx.x * kTile + threadIdx.x;
+  const int tile_r = static_cast<int>(r_on_x ? blockIdx.x : blockIdx.y) * kTile;
+  const int tile_c = static_cast<int>(r_on_x ? blockIdx.y : blockIdx.x) * kTile;
+  const int c = tile_c + threadIdx.x;
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int r = blockIdx.y * kTile + k;
+    const int r = tile_r + k;
     if (r < R && c < C) tile[k][threadIdx.x] = tile_in(in[base + static_cast<int64_t>(r) * C + c]);
   }
   __syncthreads();
-  const int r = blockIdx.y * kTile + threadIdx.x;
+  const int r = tile_r + threadIdx.x;
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
-    const int c_out = blockIdx.x * kTile + k;
+    const int c_out = tile_c + k;
     if (c_out < C && r < R) {
       const int64_t o = base + static_cast<int64_t>(c_out) * R + r;
       float v = tile[threadIdx.x][k];  // no "+ 0" where nothing is added: -0 stays -0
@@ -171,19 +175,20 @@ __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__
   }
 }
 
-template <class D, class S>
 bool transpose_fits(int64_t B, int64_t R, int64_t C) {
-  return R < (int64_t{1} << 31) && C < (int64_t{1} << 31) && (R + kTile - 1) / kTile <= 65535 &&
-         B <= 65535;
+  const int64_t shorter = std::min((R + kTile - 1) / kTile, (C + kTile - 1) / kTile);
+  return R < (int64_t{1} << 31) && C < (int64_t{1} << 31) && shorter <= 65535 && B <= 65535;
 }
 
 template <class D, class S>
 void launch_transpose(D* out, const S* in, int64_t B, int64_t R, int64_t C, const float* bias,
                       const float* residual) {
-  const dim3 grid(static_cast<unsigned>((C + kTile - 1) / kTile),
-                  static_cast<unsigned>((R + kTile - 1) / kTile), static_cast<unsigned>(B));
+  const int64_t tiles_r = (R + kTile - 1) / kTile, tiles_c = (C + kTile - 1) / kTile;
+  const bool r_on_x = tiles_r > tiles_c;
+  const dim3 grid(static_cast<unsigned>(r_on_x ? tiles_r : tiles_c),
+                  static_cast<unsigned>(r_on_x ? tiles_c : tiles_r), static_cast<unsigned>(B));
   transpose_copy_kernel<D, S><<<grid, dim3(kTile, kTileRows)>>>(
-      out, in, static_cast<int>(R), static_cast<int>(C), R * C, bias, residual);
+      out, in, static_cast<int>(R), static_cast<int>(C), R * C, bias, residual, r_on_x);
   VQ_CUDA_CHECK_LAUNCH("transpose_copy_kernel");
 }
 
@@ -213,7 +218,7 @@ bool try_transpose_copy(const Strided<2>& s) {
     } else {
       return false;
     }
-    if (!transpose_fits<D, S>(B, R, Cin)) return false;
+    if (!transpose_fits(B, R, Cin)) return false;
     launch_transpose(static_cast<D*>(s.data[0]), static_cast<const S*>(s.data[1]), B, R, Cin,
                      nullptr, nullptr);
     return true;
@@ -252,7 +257,7 @@ void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src) {
 
 bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const float* bias,
                                   const float* residual, int64_t N, int64_t C, int64_t P) {
-  if (!transpose_fits<float, float>(N, P, C)) return false;
+  if (!transpose_fits(N, P, C)) return false;
   if (N * C * P == 0) return true;
   auto run = [&](auto tag) {
     using S = decltype(tag);

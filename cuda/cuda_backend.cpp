@@ -1,13 +1,17 @@
 // CudaBackend: registration, the device probe, memory (the caching allocator), copies with dtype
 // conversion, host transfers, fills, arange and the Philox random streams, plus the TF32 switch.
-// Transfers use cudaMemcpy on pageable host memory: it waits for queued work, so a tensor read
-// back to the host always sees every kernel queued before.
+// Transfers wait for queued work (the legacy default stream), so a tensor read back to the host
+// always sees every kernel queued before. Small reads (a step's losses and gradient norms, a log
+// line's metrics) go through a pinned staging buffer, which the GPU writes directly; larger ones
+// and uploads use cudaMemcpy on the caller's pageable memory.
 #include "cuda/cuda_backend.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <mutex>
 
 #include "cuda/allocator.h"
 #include "cuda/check.h"
@@ -154,6 +158,21 @@ void CudaBackend::copy_from_host(const void* host, const Tensor& dst) {
 void CudaBackend::copy_to_host(const Tensor& src, void* host) {
   const size_t nbytes = src.numel() * dtype_size(src.dtype());
   if (nbytes == 0) return;
+  constexpr size_t kStagingBytes = size_t{64} << 10;
+  if (nbytes <= kStagingBytes) {
+    // Allocated once, on the first small read (a context exists by then), never freed.
+    static void* staging = [] {
+      void* p = nullptr;
+      VQ_CUDA_CHECK(cudaMallocHost(&p, kStagingBytes));
+      return p;
+    }();
+    static std::mutex staging_mutex;
+    std::lock_guard<std::mutex> lock(staging_mutex);
+    VQ_CUDA_CHECK(cudaMemcpyAsync(staging, src.raw_data(), nbytes, cudaMemcpyDeviceToHost, 0));
+    VQ_CUDA_CHECK(cudaStreamSynchronize(0));
+    std::memcpy(host, staging, nbytes);
+    return;
+  }
   VQ_CUDA_CHECK(cudaMemcpy(host, src.raw_data(), nbytes, cudaMemcpyDeviceToHost));
 }
 

@@ -52,6 +52,7 @@ void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src);
 // y [N, C, P] float32 = x [N, P, C] (channels-last, float32/bfloat16/float16) + bias [C] +
 // residual [N, C, P] (bias and residual may be null): a convolution's result, its bias and a
 // ResBlock's shortcut in one pass; false (nothing done) where the sizes exceed the kernel's grid.
+// The residual must not be y itself.
 bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const float* bias,
                                   const float* residual, int64_t N, int64_t C, int64_t P);
 
