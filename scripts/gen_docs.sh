@@ -23,7 +23,7 @@ reference() {
   echo "Generated from the programs by \`scripts/gen_docs.sh\`; do not edit by hand (the test"
   echo "\`docs.reference_up_to_date\` fails when this page and the programs disagree)."
   for program in train_vqvae_improved codebook_utilization_check vq_reconstruct vq_encode \
-    vq_plot_metrics vq_inspect; do
+    vq_decode vq_plot_metrics vq_inspect; do
     echo
     echo "## \`$program\`"
     echo

@@ -243,6 +243,11 @@ check data "IDX header claims 65535 images, holds none" 1 "is truncated or damag
 check data "an 8x8 model on Fashion-MNIST (no --data_dir)" 1 "give --data_dir a folder of images like the model's own" \
   "$BIN/vq_encode" --model_path "$BEST" --output "$W/enc.safetensors"
 check data "unknown split" 1 "unknown Fashion-MNIST split" "$TRAIN" "${TINY[@]}" --train_dir fashion-mnist:valid
+head -c 5 "$BEST" > "$W/tokens_cut.safetensors"
+check data "vq_decode: a token file cut short" 1 "truncated: 5 bytes" \
+  "$BIN/vq_decode" --model_path "$BEST" --tokens "$W/tokens_cut.safetensors" --output_dir "$W/dec"
+check data "vq_decode: a model file as tokens" 1 "has no tensor 'indices' (not written by vq_encode)" \
+  "$BIN/vq_decode" --model_path "$BEST" --tokens "$BEST" --output_dir "$W/dec"
 
 # ---- config files (--config) ----------------------------------------------------------------------
 cfg() { printf '%s' "$2" > "$W/$1.json"; }

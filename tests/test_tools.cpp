@@ -263,5 +263,57 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
       << text;
 }
 
+// vq_decode turns vq_encode's tokens back into vq_reconstruct's reconstructions, bit for bit (the
+// same decoder on the same codes), and refuses tokens the model cannot decode.
+TEST_F(Tool, DecodedTokensAreTheReconstructions) {
+  const std::string model = out_ + "/tiny.safetensors", dir = test::temp_path("decode");
+  std::string text;
+  ASSERT_EQ(run_tool("vq_encode", model, images_, "--output " + dir + "/tokens.safetensors", &text),
+            0)
+      << text;
+  ASSERT_EQ(run_tool("vq_reconstruct", model, images_, "--num 5 --save_tensors --output_dir " + dir,
+                     &text),
+            0)
+      << text;
+  auto decode = [&](const std::string& tokens, const std::string& args) {
+    const std::string log = dir + "/decode.txt";
+    const int status = std::system(
+        fmt::format("OMP_NUM_THREADS=1 {}/vq_decode --model_path {} --tokens {} {} > {} 2>&1",
+                    VQ_TOOLS_BIN_DIR, model, tokens, args, log)
+            .c_str());
+    std::ifstream in(log);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return status;
+  };
+  ASSERT_EQ(decode(dir + "/tokens.safetensors", "--num 5 --save_tensors --output_dir " + dir), 0)
+      << text;
+  EXPECT_NE(text.find("vq_decode: 5 token maps [5, 8, 8] -> images [5, 1, 16, 16]"),
+            std::string::npos)
+      << text;
+  const nn::SafetensorsFile decoded = nn::load_safetensors(dir + "/decoded.safetensors");
+  const nn::SafetensorsFile recon = nn::load_safetensors(dir + "/reconstructions.safetensors");
+  std::map<std::string, Tensor> r(recon.tensors.begin(), recon.tensors.end());
+  ASSERT_EQ(decoded.tensors.size(), 1u);
+  EXPECT_TRUE(test::allclose(decoded.tensors[0].second, r.at("reconstructions"), 0, 0));
+  const auto names = nlohmann::json::parse(decoded.metadata.at("images"));
+  EXPECT_EQ(names.size(), 5u);
+  EXPECT_EQ(train::decode_image(dir + "/decoded.png", 1).width, 5 * 16 + 6 * 2);
+
+  // Tokens the model cannot decode: a value outside its 16 codes, another latent size.
+  const Tensor indices = nn::load_safetensors(dir + "/tokens.safetensors").tensors[0].second;
+  const Tensor bad = indices.clone();
+  bad.data<int64_t>()[3] = 16;
+  nn::save_safetensors(dir + "/bad.safetensors", {{"indices", bad}});
+  EXPECT_EQ(decode(dir + "/bad.safetensors", "--output_dir " + dir), 1 << 8);
+  EXPECT_NE(text.find("token values run from 0 to 16, outside the model's codes 0..15"),
+            std::string::npos)
+      << text;
+  nn::save_safetensors(dir + "/small.safetensors", {{"indices", indices.narrow(1, 0, 2)}});
+  EXPECT_EQ(decode(dir + "/small.safetensors", "--output_dir " + dir), 1 << 8);
+  EXPECT_NE(text.find("indices are int64 [24, 2, 8], but this model decodes int64 [N, 8, 8]"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace vq::tools
