@@ -2,6 +2,7 @@
 // independent count, the files it writes, and the command-line errors.
 #include <array>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "test_util.h"
 #include "tools/codebook_analysis.h"
 #include "tools/plot.h"
+#include "tools/token_files.h"
 #include "trainer_fixture.h"
 #include "trainers/data/image.h"
 #include "trainers/metrics.h"
@@ -191,18 +193,33 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   const Tensor expected_indices = loaded.model->encode_indices(all);
   std::string text;
 
-  const std::string tokens_file = dir + "/tokens.safetensors";
-  ASSERT_EQ(run_tool("vq_encode", model, images_, "--batch_size 7 --output " + tokens_file, &text),
+  // Tokens: 24 images in batches of 7, shards of 10 (10 + 10 + 4), the image list beside them.
+  const std::string tokens = dir + "/tokens";
+  ASSERT_EQ(run_tool("vq_encode", model, images_,
+                     "--batch_size 7 --shard_size 10 --output " + tokens, &text),
             0)
       << text;
-  const nn::SafetensorsFile tokens = nn::load_safetensors(tokens_file);
-  ASSERT_EQ(tokens.tensors.size(), 1u);
-  EXPECT_EQ(tokens.tensors[0].first, "indices");
-  EXPECT_EQ(tokens.tensors[0].second.to_vector<int64_t>(), expected_indices.to_vector<int64_t>());
-  const auto names = nlohmann::json::parse(tokens.metadata.at("images"));
+  const TokenManifest manifest = read_token_manifest(tokens);
+  EXPECT_EQ(manifest.num_images, 24);
+  EXPECT_EQ(manifest.num_codes, 16);
+  EXPECT_EQ(manifest.latent_size, 8);
+  ASSERT_EQ(manifest.shards.size(), 3u);
+  std::vector<Tensor> shards;
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(manifest.shards[k], std::make_pair(shard_file_name(static_cast<int64_t>(k)),
+                                                 k < 2 ? int64_t{10} : int64_t{4}));
+    const nn::SafetensorsFile f = nn::load_safetensors(tokens + "/" + manifest.shards[k].first);
+    ASSERT_EQ(f.tensors.size(), 1u);  // no flips or labels asked for
+    EXPECT_EQ(f.tensors[0].first, "indices");
+    EXPECT_EQ(f.metadata.at("first"), std::to_string(10 * k));
+    shards.push_back(f.tensors[0].second);
+  }
+  EXPECT_EQ(concat(shards, 0).to_vector<int64_t>(), expected_indices.to_vector<int64_t>());
+  std::ifstream list(tokens + "/images.txt");
+  std::vector<std::string> names;
+  for (std::string line; std::getline(list, line);) names.push_back(line);
   ASSERT_EQ(names.size(), 24u);
-  EXPECT_EQ(names[5].get<std::string>(), ds->item_name(5));
-  EXPECT_EQ(tokens.metadata.at("num_codes"), "16");
+  EXPECT_EQ(names[5], ds->item_name(5));
 
   ASSERT_EQ(run_tool("vq_reconstruct", model, images_, "--num 5 --save_tensors --output_dir " + dir,
                      &text),
@@ -264,14 +281,38 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
 }
 
 // vq_decode turns vq_encode's tokens back into vq_reconstruct's reconstructions, bit for bit (the
-// same decoder on the same codes), and refuses tokens the model cannot decode.
+// same decoder on the same codes), the flipped copies into the mirrored images' reconstructions;
+// labels come from the class folders; tokens the model cannot decode are refused.
 TEST_F(Tool, DecodedTokensAreTheReconstructions) {
   const std::string model = out_ + "/tiny.safetensors", dir = test::temp_path("decode");
+  // The same 24 images sorted into two class folders ("a": the first 12).
+  const std::string classes = test::temp_path("classes");
+  for (int i = 0; i < 24; ++i) {
+    const std::string cls = classes + (i < 12 ? "/a" : "/b");
+    std::filesystem::create_directories(cls);
+    std::filesystem::copy_file(fmt::format("{}/img_{:03}.png", images_, i),
+                               fmt::format("{}/img_{:03}.png", cls, i));
+  }
   std::string text;
-  ASSERT_EQ(run_tool("vq_encode", model, images_, "--output " + dir + "/tokens.safetensors", &text),
+  ASSERT_EQ(run_tool("vq_encode", model, classes,
+                     "--flip --labels --shard_size 16 --output " + dir + "/tokens", &text),
             0)
       << text;
-  ASSERT_EQ(run_tool("vq_reconstruct", model, images_, "--num 5 --save_tensors --output_dir " + dir,
+  EXPECT_NE(text.find("24 images -> 2 shard(s) of indices [n, 8, 8] (K = 16), with flipped "
+                      "copies, labels of 2 classes"),
+            std::string::npos)
+      << text;
+  const TokenManifest manifest = read_token_manifest(dir + "/tokens");
+  EXPECT_EQ(manifest.label_names, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(manifest.flipped);
+  const nn::SafetensorsFile shard = nn::load_safetensors(dir + "/tokens/" + shard_file_name(1));
+  std::map<std::string, Tensor> s(shard.tensors.begin(), shard.tensors.end());
+  EXPECT_EQ(s.at("labels").to_vector<int64_t>(), std::vector<int64_t>(8, 1));  // images 16-23: b
+  // Without class folders there are no labels to take.
+  EXPECT_NE(run_tool("vq_encode", model, images_, "--labels --output " + dir + "/x", &text), 0);
+  EXPECT_NE(text.find("is not in a class folder"), std::string::npos) << text;
+
+  ASSERT_EQ(run_tool("vq_reconstruct", model, classes, "--num 5 --save_tensors --output_dir " + dir,
                      &text),
             0)
       << text;
@@ -285,8 +326,7 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     return status;
   };
-  ASSERT_EQ(decode(dir + "/tokens.safetensors", "--num 5 --save_tensors --output_dir " + dir), 0)
-      << text;
+  ASSERT_EQ(decode(dir + "/tokens", "--num 5 --save_tensors --output_dir " + dir), 0) << text;
   EXPECT_NE(text.find("vq_decode: 5 token maps [5, 8, 8] -> images [5, 1, 16, 16]"),
             std::string::npos)
       << text;
@@ -296,11 +336,27 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
   ASSERT_EQ(decoded.tensors.size(), 1u);
   EXPECT_TRUE(test::allclose(decoded.tensors[0].second, r.at("reconstructions"), 0, 0));
   const auto names = nlohmann::json::parse(decoded.metadata.at("images"));
-  EXPECT_EQ(names.size(), 5u);
+  ASSERT_EQ(names.size(), 5u);
+  EXPECT_EQ(names[2].get<std::string>(), classes + "/a/img_002.png");
   EXPECT_EQ(train::decode_image(dir + "/decoded.png", 1).width, 5 * 16 + 6 * 2);
-
-  // Tokens the model cannot decode: a value outside its 16 codes, another latent size.
-  const Tensor indices = nn::load_safetensors(dir + "/tokens.safetensors").tensors[0].second;
+  // The flipped copies: the library's reconstruction of the mirrored images.
+  ASSERT_EQ(decode(dir + "/tokens", "--flipped --num 5 --save_tensors --output_dir " + dir), 0)
+      << text;
+  {
+    auto loaded = train::load_model(model, kCPU);
+    NoGradGuard no_grad;
+    const Tensor reversed = sub(scalar_tensor(15, DType::Int64), arange(0, 16, DType::Int64));
+    const Tensor mirrored = index_select(r.at("inputs"), 3, reversed);
+    const Tensor expected =
+        clamp(loaded.model->decode_indices(loaded.model->encode_indices(mirrored)), -1.0, 1.0);
+    const Tensor got = nn::load_safetensors(dir + "/decoded.safetensors").tensors[0].second;
+    EXPECT_TRUE(test::allclose(got, expected, 0, 0)) << "flipped copies";
+  }
+  // One shard file decodes on its own; a value outside the model's 16 codes, another latent
+  // size, and --flipped on tokens without flips are refused.
+  ASSERT_EQ(decode(dir + "/tokens/" + shard_file_name(0), "--num 2 --output_dir " + dir), 0)
+      << text;
+  const Tensor indices = s.at("indices");
   const Tensor bad = indices.clone();
   bad.data<int64_t>()[3] = 16;
   nn::save_safetensors(dir + "/bad.safetensors", {{"indices", bad}});
@@ -310,7 +366,11 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
       << text;
   nn::save_safetensors(dir + "/small.safetensors", {{"indices", indices.narrow(1, 0, 2)}});
   EXPECT_EQ(decode(dir + "/small.safetensors", "--output_dir " + dir), 1 << 8);
-  EXPECT_NE(text.find("indices are int64 [24, 2, 8], but this model decodes int64 [N, 8, 8]"),
+  EXPECT_NE(text.find("indices are int64 [8, 2, 8], but this model decodes int64 [N, 8, 8]"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(decode(dir + "/small.safetensors", "--flipped --output_dir " + dir), 1 << 8);
+  EXPECT_NE(text.find("has no tensor 'indices_flipped' (encoded without --flip)"),
             std::string::npos)
       << text;
 }
