@@ -27,36 +27,109 @@ std::string safetensors_dtype(DType dtype) {
   return "?";
 }
 
-DType dtype_from_safetensors(const std::string& name, const std::string& source) {
-  for (DType d : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
-                  DType::UInt8}) {
-    if (safetensors_dtype(d) == name) return d;
+namespace {
+
+// A dtype as a file stores it: its name, the tensor dtype it loads into, the bytes per element.
+struct Stored {
+  const char* name;
+  DType dtype;
+  uint64_t size;
+};
+constexpr Stored kStored[] = {{"F32", DType::Float32, 4}, {"F64", DType::Float64, 8},
+                              {"F16", DType::Float16, 2}, {"BF16", DType::BFloat16, 2},
+                              {"I64", DType::Int64, 8},   {"U8", DType::UInt8, 1},
+                              {"I32", DType::Int64, 4},   {"I16", DType::Int64, 2}};
+
+const Stored& stored_type(const std::string& name, const std::string& source) {
+  for (const Stored& s : kStored) {
+    if (name == s.name) return s;
   }
-  throw Error(fmt::format("{}: unsupported dtype '{}' (supported: F32, F64, F16, BF16, I64, U8)",
-                          source, name));
+  throw Error(
+      fmt::format("{}: unsupported dtype '{}' (supported: F32, F64, F16, BF16, I64, U8, I32, I16)",
+                  source, name));
 }
 
-std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata) {
+// The int64 values of t stored as little-endian integers of `size` bytes (2 or 4), refused with
+// the name when one does not fit.
+std::string narrow_bytes(const std::string& name, const Tensor& t, const Stored& to) {
+  VQ_CHECK(t.dtype() == DType::Int64, "safetensors: tensor '{}' is {}; only int64 is stored as {}",
+           name, dtype_name(t.dtype()), to.name);
+  const int64_t limit = int64_t{1} << (8 * to.size - 1);
+  const int64_t* v = t.data<int64_t>();
+  std::string out(static_cast<size_t>(t.numel()) * to.size, '\0');
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    VQ_CHECK(v[i] >= -limit && v[i] < limit, "safetensors: tensor '{}' holds {}, which {} cannot",
+             name, v[i], to.name);
+    if (to.size == 2) {
+      const auto x = static_cast<int16_t>(v[i]);
+      std::memcpy(out.data() + i * 2, &x, 2);
+    } else {
+      const auto x = static_cast<int32_t>(v[i]);
+      std::memcpy(out.data() + i * 4, &x, 4);
+    }
+  }
+  return out;
+}
+
+// A tensor of the entry's shape and dtype from its bytes, widening I32 and I16 to int64.
+Tensor tensor_from_bytes(const SafetensorsEntry& e, const char* bytes) {
+  Tensor t = Tensor::empty(e.shape, e.dtype);
+  const uint64_t n = e.end - e.begin;
+  if (n == static_cast<uint64_t>(t.numel()) * dtype_size(e.dtype)) {
+    std::memcpy(t.raw_data(), bytes, n);
+    return t;
+  }
+  int64_t* out = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (e.stored == "I16") {
+      int16_t x;
+      std::memcpy(&x, bytes + i * 2, 2);
+      out[i] = x;
+    } else {
+      int32_t x;
+      std::memcpy(&x, bytes + i * 4, 4);
+      out[i] = x;
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata,
+                              const Narrowed& narrowed) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
+  for (const auto& [name, as] : narrowed) {
+    VQ_CHECK(as == "I32" || as == "I16", "safetensors: tensor '{}' cannot be narrowed to '{}'",
+             name, as);
+  }
+  auto stored = [&](const std::string& name, const Tensor& t) -> const Stored& {
+    const auto it = narrowed.find(name);
+    return stored_type(it != narrowed.end() ? it->second : safetensors_dtype(t.dtype()), name);
+  };
   // Wider dtypes first (stable otherwise), so with the 8-aligned data start every tensor is
   // aligned to its element size, as Python's safetensors also arranges.
   NamedTensors ordered = tensors;
-  std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) {
-    return dtype_size(a.second.dtype()) > dtype_size(b.second.dtype());
+  std::stable_sort(ordered.begin(), ordered.end(), [&](const auto& a, const auto& b) {
+    return stored(a.first, a.second).size > stored(b.first, b.second).size;
   });
   std::set<std::string> names;
-  std::vector<Tensor> host;
+  std::vector<std::string> data;
   uint64_t offset = 0;
   for (const auto& [name, t] : ordered) {
     VQ_CHECK(name != "__metadata__" && names.insert(name).second,
              "safetensors: the name '{}' is used twice or reserved", name);
     VQ_CHECK(t.defined(), "safetensors: tensor '{}' is undefined", name);
-    host.push_back(t.detach().to(kCPU).contiguous());
-    const uint64_t nbytes = t.numel() * dtype_size(t.dtype());
-    header[name] = {{"dtype", safetensors_dtype(t.dtype())},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + nbytes}}};
+    const Tensor host = t.detach().to(kCPU).contiguous();
+    const Stored& as = stored(name, t);
+    data.push_back(as.name == safetensors_dtype(host.dtype())
+                       ? std::string(static_cast<const char*>(host.raw_data()),
+                                     host.numel() * dtype_size(host.dtype()))
+                       : narrow_bytes(name, host, as));
+    const uint64_t nbytes = data.back().size();
+    header[name] = {
+        {"dtype", as.name}, {"shape", t.shape()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
   std::string json = header.dump();
@@ -66,14 +139,13 @@ std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metad
   std::memcpy(out.data(), &n, 8);
   out += json;
   out.reserve(out.size() + offset);
-  for (const Tensor& t : host)
-    out.append(static_cast<const char*>(t.raw_data()), t.numel() * dtype_size(t.dtype()));
+  for (const std::string& bytes : data) out += bytes;
   return out;
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const Metadata& metadata) {
-  write_file_atomically(path, safetensors_bytes(tensors, metadata));
+                      const Metadata& metadata, const Narrowed& narrowed) {
+  write_file_atomically(path, safetensors_bytes(tensors, metadata, narrowed));
 }
 
 namespace {
@@ -90,11 +162,8 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
   VQ_CHECK(
       v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2,
       "{}: entry '{}' needs 'data_offsets' as [begin, end]", src, name);
-  Entry e{name,
-          dtype_from_safetensors(v["dtype"].get<std::string>(), src + ": entry '" + name + "'"),
-          {},
-          0,
-          0};
+  const Stored& as = stored_type(v["dtype"].get<std::string>(), src + ": entry '" + name + "'");
+  Entry e{name, as.dtype, {}, 0, 0, as.name};
   // The element count is checked against the data section before anything is allocated, so it
   // must not overflow on the way: every dimension is at most the section's size, and the running
   // product stops at the first value beyond it.
@@ -119,13 +188,12 @@ Entry parse_entry(const std::string& name, const nlohmann::json& v, uint64_t dat
            "{}: entry '{}' has data_offsets [{}, {}] outside the data section of {} bytes "
            "(truncated file?)",
            src, name, e.begin, e.end, data_size);
-  const uint64_t expected = numel * dtype_size(e.dtype);
+  const uint64_t expected = numel * as.size;
   VQ_CHECK(e.end - e.begin == expected,
            "{}: entry '{}' has shape {} of {} ({} bytes) but its data range holds {} bytes", src,
            name, shape_str(e.shape), v["dtype"].get<std::string>(), expected, e.end - e.begin);
-  VQ_CHECK(e.begin % dtype_size(e.dtype) == 0,
-           "{}: entry '{}' starts at byte {}, misaligned for {}", src, name, e.begin,
-           v["dtype"].get<std::string>());
+  VQ_CHECK(e.begin % as.size == 0, "{}: entry '{}' starts at byte {}, misaligned for {}", src, name,
+           e.begin, v["dtype"].get<std::string>());
   return e;
 }
 
@@ -192,11 +260,8 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& s
   SafetensorsFile file;
   file.metadata = index.metadata;
   const char* data = bytes.data() + index.data_start;
-  for (const Entry& e : index.entries) {
-    Tensor t = Tensor::empty(e.shape, e.dtype);
-    std::memcpy(t.raw_data(), data + e.begin, e.end - e.begin);
-    file.tensors.emplace_back(e.name, t);
-  }
+  for (const Entry& e : index.entries)
+    file.tensors.emplace_back(e.name, tensor_from_bytes(e, data + e.begin));
   return file;
 }
 
@@ -217,7 +282,7 @@ std::string describe_safetensors(const SafetensorsIndex& file, bool list_tensors
   if (list_tensors) {
     out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", "name", width, "dtype", "shape", "bytes");
     for (const Entry& e : file.entries) {
-      out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", e.name, width, safetensors_dtype(e.dtype),
+      out += fmt::format("{:<{}}  {:<5} {:<20} {:>12}\n", e.name, width, e.stored,
                          shape_str(e.shape), e.end - e.begin);
     }
   }
@@ -268,9 +333,14 @@ SafetensorsFile load_safetensors(const std::string& path,
   file.metadata = index.metadata;
   for (const Entry& e : index.entries) {
     if (keep && !keep(e.name)) continue;
-    Tensor t = Tensor::empty(e.shape, e.dtype);
-    reader.read_at(index.data_start + e.begin, e.end - e.begin, t.raw_data());
-    file.tensors.emplace_back(e.name, t);
+    if (e.end - e.begin == static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype)) {
+      Tensor t = Tensor::empty(e.shape, e.dtype);  // straight into the tensor
+      reader.read_at(index.data_start + e.begin, e.end - e.begin, t.raw_data());
+      file.tensors.emplace_back(e.name, t);
+    } else {
+      const std::string bytes = reader.read_at(index.data_start + e.begin, e.end - e.begin);
+      file.tensors.emplace_back(e.name, tensor_from_bytes(e, bytes.data()));
+    }
   }
   return file;
 }

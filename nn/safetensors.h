@@ -7,7 +7,8 @@
 // problem: truncated files, header lengths beyond the file, malformed JSON, unknown dtypes, offsets
 // out of range, overlapping, gapped or misaligned ranges, shape/size disagreements, duplicate
 // names; and limits on what an untrusted file may make us allocate. Writing is atomic (see
-// file_io.h). dtypes: F32, F64, F16, BF16, I64, U8.
+// file_io.h). dtypes: F32, F64, F16, BF16, I64, U8, and the narrow integers I32 and I16, which
+// are read into int64 tensors and written on request (`narrowed`: token indices, labels).
 #pragma once
 
 #include <functional>
@@ -35,9 +36,10 @@ struct SafetensorsFile {
 // What the header says, validated against the file's size: every entry, in order of its data.
 struct SafetensorsEntry {
   std::string name;
-  DType dtype;
+  DType dtype;  // of the tensor it loads into (int64 for I32 and I16)
   Shape shape;
   uint64_t begin, end;  // byte range in the data section
+  std::string stored;   // the file's dtype name
 };
 struct SafetensorsIndex {
   std::vector<SafetensorsEntry> entries;
@@ -46,11 +48,15 @@ struct SafetensorsIndex {
   uint64_t data_bytes() const;
 };
 
+// Int64 tensors to store narrower, by name: "I32" or "I16" (every value must fit).
+using Narrowed = std::map<std::string, std::string>;
+
 // Serialises to bytes (tensors are copied to the CPU and laid out widest dtype first; the header is
 // padded with spaces so the data section starts 8-byte aligned and every tensor is aligned).
-std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata = {});
+std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metadata = {},
+                              const Narrowed& narrowed = {});
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const Metadata& metadata = {});
+                      const Metadata& metadata = {}, const Narrowed& narrowed = {});
 
 // Parses bytes; `source` names them in errors.
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source);
@@ -68,8 +74,7 @@ SafetensorsFile load_safetensors(const std::string& path,
 // A readable listing: one line per tensor (name, dtype, shape, bytes), totals, then the metadata.
 std::string describe_safetensors(const SafetensorsIndex& file, bool list_tensors = true);
 
-// The safetensors dtype name ("F32", ...) and back.
+// The safetensors dtype name of a tensor dtype ("F32", ...).
 std::string safetensors_dtype(DType dtype);
-DType dtype_from_safetensors(const std::string& name, const std::string& source);
 
 }  // namespace vq::nn

@@ -70,6 +70,36 @@ TEST(Safetensors, RoundTripsEveryDtype) {
   }
 }
 
+// Int64 tensors stored as I32 or I16 on request (token indices): the narrow bytes in the file,
+// int64 again when read, by either reader; a value that does not fit is refused.
+TEST(Safetensors, NarrowIntegersRoundTripAsInt64) {
+  const Tensor small = from_vector<int64_t>({0, -32768, 32767, 5}, {2, 2});
+  const Tensor wide = from_vector<int64_t>({70000, -2147483648, 2147483647}, {3});
+  const std::string bytes = safetensors_bytes({{"s", small}, {"w", wide}, {"f", ones({1})}}, {},
+                                              {{"s", "I16"}, {"w", "I32"}});
+  // I32 (4 bytes) and F32 before I16: every tensor aligned to its element size.
+  EXPECT_NE(bytes.find(R"("s":{"dtype":"I16","shape":[2,2],"data_offsets":[16,24]})"),
+            std::string::npos)
+      << bytes.substr(8, 200);
+  const SafetensorsFile f = parse_safetensors(bytes, "mem");
+  std::map<std::string, Tensor> t(f.tensors.begin(), f.tensors.end());
+  EXPECT_EQ(t.at("s").dtype(), DType::Int64);
+  EXPECT_EQ(t.at("s").to_vector<int64_t>(), small.to_vector<int64_t>());
+  EXPECT_EQ(t.at("w").to_vector<int64_t>(), wide.to_vector<int64_t>());
+  const std::string dir = temp_dir();
+  save_safetensors(dir + "/narrow.safetensors", {{"s", small}}, {}, {{"s", "I16"}});
+  EXPECT_EQ(load_safetensors(dir + "/narrow.safetensors").tensors[0].second.to_vector<int64_t>(),
+            small.to_vector<int64_t>());
+  EXPECT_NE(describe_safetensors(read_safetensors_index(dir + "/narrow.safetensors")).find("I16"),
+            std::string::npos);
+  EXPECT_VQ_ERROR(safetensors_bytes({{"w", wide}}, {}, {{"w", "I16"}}),
+                  "tensor 'w' holds 70000, which I16 cannot");
+  EXPECT_VQ_ERROR(safetensors_bytes({{"f", ones({1})}}, {}, {{"f", "I32"}}),
+                  "tensor 'f' is float32; only int64 is stored as I32");
+  EXPECT_VQ_ERROR(safetensors_bytes({{"s", small}}, {}, {{"s", "U16"}}),
+                  "tensor 's' cannot be narrowed to 'U16'");
+}
+
 // One corrupt file per validation rule, each with the message it must produce.
 TEST(Safetensors, RejectsCorruptFilesWithClearErrors) {
   const std::string good_entry = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
@@ -229,10 +259,11 @@ TEST(Checkpoint, RefusesAMalformedTrainingState) {
 // Our file loads in Python's safetensors with the same values, and Python's file loads here.
 TEST(Safetensors, InteropWithPythonPackage) {
   const std::string dir = temp_dir();
-  save_safetensors(
-      dir + "/ours.safetensors",
-      {{"x", from_vector<float>({1.5f, -2.0f, 3.25f, 0.0f}, {2, 2})}, {"i", arange(0, 3)}},
-      {{"who", "vqgan.cpp"}});
+  save_safetensors(dir + "/ours.safetensors",
+                   {{"x", from_vector<float>({1.5f, -2.0f, 3.25f, 0.0f}, {2, 2})},
+                    {"i", arange(0, 3)},
+                    {"i16", from_vector<int64_t>({-7, 300}, {2})}},
+                   {{"who", "vqgan.cpp"}}, {{"i16", "I16"}});
   const std::string script = dir + "/interop.py";
   std::ofstream(script)
       << "import sys, numpy as np\n"
@@ -242,10 +273,11 @@ TEST(Safetensors, InteropWithPythonPackage) {
          "assert d['x'].dtype == np.float32 and d['x'].shape == (2, 2), d['x']\n"
          "assert d['x'].tolist() == [[1.5, -2.0], [3.25, 0.0]], d['x']\n"
          "assert d['i'].tolist() == [0, 1, 2]\n"
+         "assert d['i16'].dtype == np.int16 and d['i16'].tolist() == [-7, 300], d['i16']\n"
          "with safe_open(sys.argv[1] + '/ours.safetensors', 'np') as f:\n"
          "    assert f.metadata()['who'] == 'vqgan.cpp'\n"
          "save_file({'y': np.arange(6, dtype=np.float64).reshape(3, 2), 'h': np.array([0.5], "
-         "dtype=np.float16)},\n"
+         "dtype=np.float16), 'n': np.array([-5, 40000], dtype=np.int32)},\n"
          "          sys.argv[1] + '/theirs.safetensors', metadata={'from': 'python'})\n";
   const std::string cmd = fmt::format("{} {} {}", VQ_PYTHON, script, dir);
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
@@ -254,6 +286,8 @@ TEST(Safetensors, InteropWithPythonPackage) {
   for (const auto& [name, t] : f.tensors) {
     if (name == "y") {
       EXPECT_TRUE(allclose(t, arange(0, 6, DType::Float64).view({3, 2}), 0, 0));
+    } else if (name == "n") {  // I32 from numpy, read as int64
+      EXPECT_EQ(t.to_vector<int64_t>(), (std::vector<int64_t>{-5, 40000}));
     } else {
       EXPECT_EQ(t.to(DType::Float32).item(), 0.5);
     }

@@ -211,6 +211,8 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
     const nn::SafetensorsFile f = nn::load_safetensors(tokens + "/" + manifest.shards[k].first);
     ASSERT_EQ(f.tensors.size(), 1u);  // no flips or labels asked for
     EXPECT_EQ(f.tensors[0].first, "indices");
+    EXPECT_EQ(nn::read_safetensors_index(tokens + "/" + manifest.shards[k].first).entries[0].stored,
+              "I16");  // 16 codes fit int16
     EXPECT_EQ(f.metadata.at("first"), std::to_string(10 * k));
     shards.push_back(f.tensors[0].second);
   }

@@ -19,17 +19,12 @@ void write_token_manifest(const std::string& dir, const TokenManifest& m) {
   nlohmann::json shards = nlohmann::json::array();
   for (const auto& [file, images] : m.shards)
     shards.push_back({{"file", file}, {"images", images}});
-  const nlohmann::json j = {{"format", "vqgan.cpp tokens"},
-                            {"version", 1},
-                            {"num_images", m.num_images},
-                            {"latent_size", m.latent_size},
-                            {"num_codes", m.num_codes},
-                            {"shard_size", m.shard_size},
-                            {"flipped", m.flipped},
-                            {"labels", m.label_names},
-                            {"shards", shards},
-                            {"model_path", m.model_path},
-                            {"data", m.data}};
+  const nlohmann::json j = {{"format", "vqgan.cpp tokens"}, {"version", 1},
+                            {"num_images", m.num_images},   {"latent_size", m.latent_size},
+                            {"num_codes", m.num_codes},     {"index_dtype", m.index_dtype},
+                            {"shard_size", m.shard_size},   {"flipped", m.flipped},
+                            {"labels", m.label_names},      {"shards", shards},
+                            {"model_path", m.model_path},   {"data", m.data}};
   nn::write_file_atomically(dir + "/tokens.json", j.dump(2) + "\n");
 }
 
@@ -45,6 +40,7 @@ TokenManifest read_token_manifest(const std::string& dir) {
     m.num_images = j.at("num_images");
     m.latent_size = j.at("latent_size");
     m.num_codes = j.at("num_codes");
+    m.index_dtype = j.at("index_dtype");
     m.shard_size = j.at("shard_size");
     m.flipped = j.at("flipped");
     m.label_names = j.at("labels").get<std::vector<std::string>>();

@@ -2,10 +2,12 @@
 // model trains on.
 //   tokens.json                 the manifest (below)
 //   images.txt                  one image name per line, in token order
-//   tokens-00000.safetensors    shards of up to shard_size images each: "indices" int64 [n, h, w];
-//                               with flips "indices_flipped" (the same images mirrored left-right,
-//                               as LlamaGen's code extraction stores them); with labels "labels"
-//                               int64 [n]; metadata "first" (the shard's first image number)
+//   tokens-00000.safetensors    shards of up to shard_size images each: "indices" [n, h, w] (int16
+//                               up to 32768 codes, int32 beyond: index_dtype); with flips
+//                               "indices_flipped" (the same images mirrored left-right, as
+//                               LlamaGen's code extraction stores them); with labels "labels"
+//                               int32 [n]; metadata "first" (the shard's first image number).
+//                               Our reader widens them to int64.
 // The image list lives beside the shards, not in their headers, whose size safetensors limits.
 #pragma once
 
@@ -19,6 +21,7 @@ namespace vq::tools {
 
 struct TokenManifest {
   int64_t num_images = 0, latent_size = 0, num_codes = 0, shard_size = 0;
+  std::string index_dtype = "I16";  // how the shards store indices: I16 or I32
   bool flipped = false;
   std::vector<std::string> label_names;                 // empty without labels
   std::vector<std::pair<std::string, int64_t>> shards;  // file name, images

@@ -1,6 +1,7 @@
 // vq_encode: turns a whole data set into code indices, the tokens a downstream transformer or
 // diffusion model trains on: a token folder (tools/token_files.h) of shards of --shard_size
 // images, with optional left-right flipped copies and class labels, and the image list beside them.
+// Indices are stored as int16 for codebooks of up to 32768 codes, int32 beyond; labels as int32.
 #include <cstdio>
 #include <filesystem>
 
@@ -50,7 +51,11 @@ class ShardWriter {
     nn::NamedTensors tensors{{"indices", concat(indices_, 0)}};
     if (!flipped_.empty()) tensors.emplace_back("indices_flipped", concat(flipped_, 0));
     if (!labels_.empty()) tensors.emplace_back("labels", concat(labels_, 0));
-    nn::save_safetensors(dir_ + "/" + name, tensors, {{"first", std::to_string(written_)}});
+    const nn::Narrowed narrowed{{"indices", manifest_->index_dtype},
+                                {"indices_flipped", manifest_->index_dtype},
+                                {"labels", "I32"}};
+    nn::save_safetensors(dir_ + "/" + name, tensors, {{"first", std::to_string(written_)}},
+                         narrowed);
     manifest_->shards.emplace_back(name, pending_);
     written_ += pending_;
     pending_ = 0;
@@ -78,7 +83,8 @@ int main(int argc, char** argv) {
   flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
   flags.add_string("output", &output,
                    "the token folder to write: tokens.json, images.txt and shards "
-                   "tokens-NNNNN.safetensors (\"indices\", int64 [n, h, w])");
+                   "tokens-NNNNN.safetensors (\"indices\" [n, h, w], int16 up to 32768 codes, "
+                   "int32 beyond)");
   flags.add_int("batch_size", &batch_size, "images per batch", 1);
   flags.add_int("limit", &limit, "encode only the first N images; 0 = all", 0);
   flags.add_int("shard_size", &shard_size, "images per shard file", 1);
@@ -102,6 +108,7 @@ int main(int argc, char** argv) {
     tools::TokenManifest manifest;
     manifest.latent_size = loaded.config.model.latent_size();
     manifest.num_codes = loaded.model->quantizer().num_codes();
+    manifest.index_dtype = manifest.num_codes <= 32768 ? "I16" : "I32";
     manifest.shard_size = shard_size;
     manifest.flipped = flip;
     manifest.label_names = labels.names;
