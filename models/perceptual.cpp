@@ -70,9 +70,13 @@ Tensor layer_distance(const Tensor& fa, const Tensor& fb, const Tensor& lin_weig
 }
 
 std::string perceptual_weights_file(const std::string& name_or_path) {
-  if (name_or_path != "stlpips-vgg" && name_or_path != "stlpips-alex") return name_or_path;
-  const std::string file =
-      name_or_path == "stlpips-vgg" ? "stlpips_vgg.safetensors" : "stlpips_alex.safetensors";
+  if (name_or_path != "stlpips-vgg" && name_or_path != "stlpips-alex" &&
+      name_or_path != "lpips-vgg") {
+    return name_or_path;
+  }
+  // stlpips-vgg -> stlpips_vgg.safetensors, lpips-vgg -> lpips_vgg.safetensors
+  std::string file = name_or_path + ".safetensors";
+  file[file.find('-')] = '_';
   if (const char* dir = std::getenv("VQ_WEIGHTS_DIR"); dir != nullptr && *dir != '\0')
     return (std::filesystem::path(dir) / file).string();
   // Programs live in <build>/bin and scripts/setup.sh writes the weights to <build>/weights.
@@ -98,7 +102,13 @@ PerceptualLoss::PerceptualLoss(PerceptualNet net, Generator& gen) : kind_(net) {
 
 std::shared_ptr<PerceptualLoss> PerceptualLoss::from_weights(const std::string& name_or_path) {
   const std::string path = perceptual_weights_file(name_or_path);
-  if (path != name_or_path) {
+  if (path != name_or_path && name_or_path == "lpips-vgg") {
+    VQ_CHECK(std::filesystem::exists(path),
+             "perceptual weights 'lpips-vgg': {} does not exist; make it from your torchvision "
+             "VGG16 weights with `scripts/convert_lpips.py VGG16.pth {}` (nothing is downloaded), "
+             "or set VQ_WEIGHTS_DIR to the folder that holds lpips_vgg.safetensors",
+             path, std::filesystem::path(path).parent_path().string());
+  } else if (path != name_or_path) {
     VQ_CHECK(std::filesystem::exists(path),
              "perceptual weights '{}': {} does not exist; scripts/setup.sh installs the ST-LPIPS "
              "weights there (from PyPI's stlpips-pytorch), or set VQ_WEIGHTS_DIR to their folder",

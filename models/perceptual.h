@@ -9,6 +9,10 @@
 //   stlpips-vgg / stlpips-alex  the shift-tolerant LPIPS networks (ST-LPIPS) that
 //                               scripts/setup.sh installs from PyPI's stlpips-pytorch wheel and
 //                               converts into build/weights (scripts/convert_stlpips.py);
+//   lpips-vgg                   the standard LPIPS (Zhang et al. 2018, v0.1, VGG16): the user's
+//                               torchvision VGG16 weights with the lin layers of PyPI's lpips
+//                               wheel, converted by scripts/convert_lpips.py into
+//                               lpips_vgg.safetensors;
 //   FILE                        any safetensors file in those names, or the original LPIPS VGG16
 //                               in LPIPS names (net.slice1.0.weight, lin0.model.1.weight, ...) or
 //                               torchvision names (features.N.weight).
@@ -31,9 +35,9 @@ namespace vq::models {
 // lin_weight [1, C, 1, 1] and averaged over positions.
 Tensor layer_distance(const Tensor& fa, const Tensor& fb, const Tensor& lin_weight);
 
-// The file behind a weights name: stlpips-vgg and stlpips-alex resolve to
-// stlpips_{vgg,alex}.safetensors in $VQ_WEIGHTS_DIR or else in the build's weights folder (beside
-// the program's bin/); anything else is a path, returned as is.
+// The file behind a weights name: stlpips-vgg, stlpips-alex and lpips-vgg resolve to
+// stlpips_{vgg,alex}.safetensors and lpips_vgg.safetensors in $VQ_WEIGHTS_DIR or else in the
+// build's weights folder (beside the program's bin/); anything else is a path, returned as is.
 std::string perceptual_weights_file(const std::string& name_or_path);
 
 class PerceptualLoss : public nn::Module {

@@ -50,6 +50,13 @@ if [ ! -f "$WEIGHTS/stlpips_vgg.safetensors" ] || [ ! -f "$WEIGHTS/stlpips_alex.
   "$VENV/bin/python" scripts/convert_stlpips.py "$WEIGHTS"
   phase_done "installed the ST-LPIPS weights"
 fi
+# The standard LPIPS's lin layers travel in PyPI's lpips wheel (53 kB); scripts/convert_lpips.py
+# joins them to the user's own VGG16 weights, and the tests check our network against the package.
+if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('lpips') is None)" 2>/dev/null; then
+  echo "== setup: installing lpips 0.1.4 from PyPI into $VENV (its lin-layer weights)"
+  "$VENV/bin/pip" install -q --no-deps lpips==0.1.4
+  phase_done "installed lpips"
+fi
 
 # oneDNN 3.2 (Intel's own build on PyPI, GNU OpenMP like ours, no other runtime) instead of
 # Debian's 2.6: its bfloat16 backward convolutions are brgemm kernels, which make the --use_amp

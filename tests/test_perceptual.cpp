@@ -276,6 +276,19 @@ std::shared_ptr<PerceptualLoss> installed(const std::string& name) {
   return PerceptualLoss::from_weights(name);
 }
 
+// lpips-vgg is never downloaded: without the converted file the error says how to make it.
+TEST(Lpips, MissingWeightsSayHowToMakeThem) {
+  const std::string dir = temp_dir() + "/no_weights";
+  std::filesystem::create_directories(dir);
+  ::setenv("VQ_WEIGHTS_DIR", dir.c_str(), 1);
+  EXPECT_EQ(perceptual_weights_file("lpips-vgg"), dir + "/lpips_vgg.safetensors");
+  EXPECT_VQ_ERROR(PerceptualLoss::from_weights("lpips-vgg"),
+                  "make it from your torchvision VGG16 weights with `scripts/convert_lpips.py "
+                  "VGG16.pth " +
+                      dir + "`");
+  ::unsetenv("VQ_WEIGHTS_DIR");
+}
+
 // Distances the Python package (stlpips-pytorch 0.0.2, torch 1.13, float32 on the CPU) gives for
 // these images; float32 sums in another order differ in the 6th digit, hence rtol 1e-4.
 TEST(StLpips, InstalledNetworksGiveThePublishedPackagesDistances) {
@@ -360,6 +373,85 @@ TEST(StLpips, MatchesThePythonPackageOnRandomImages) {
     EXPECT_GT(min(expected).item(), 0.01) << name;
   }
   EXPECT_EQ(theirs.tensors.size(), 4u);
+}
+
+// The standard LPIPS (v0.1, VGG16) against PyPI's lpips package: its LPIPS(net='vgg',
+// pnet_rand=True) with the package's own lin weights and a VGG16 backbone drawn by PyTorch's
+// default initialisation under torch.manual_seed(0) (torchvision's VGG16 feature layers, rebuilt
+// in the script: Debian's torch has no torchvision). The backbone is saved as a torchvision VGG16
+// file, scripts/convert_lpips.py turns it into our weights, and both compute the distances of
+// random grey and RGB images (batches of 2) in float32 on the CPU: within 1e-4 relative.
+TEST(Lpips, MatchesThePythonPackageWithRandomBackboneWeights) {
+  const std::string dir = temp_dir();
+  const nn::NamedTensors images = {{"rgb_a", clamp(test::randn32({2, 3, 40, 48}, 21), -1.0, 1.0)},
+                                   {"rgb_b", clamp(test::randn32({2, 3, 40, 48}, 22), -1.0, 1.0)},
+                                   {"grey_a", tanh(test::randn32({2, 1, 36, 36}, 23))},
+                                   {"grey_b", tanh(test::randn32({2, 1, 36, 36}, 24))}};
+  nn::save_safetensors(dir + "/images.safetensors", images);
+  std::ofstream(dir + "/lpips_check.py")
+      << "import subprocess, sys, types\n"
+         "import torch, torch.nn as nn\n"
+         "def stub(name, **attrs):\n"
+         "    m = types.ModuleType(name); m.__dict__.update(attrs); sys.modules[name] = m; return "
+         "m\n"
+         "class VGG16(nn.Module):  # torchvision's VGG16 feature layers, same indices\n"
+         "    def __init__(self):\n"
+         "        super().__init__(); layers, c = [], 3\n"
+         "        for v in [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M',\n"
+         "                  512, 512, 512, 'M']:\n"
+         "            if v == 'M': layers.append(nn.MaxPool2d(2, 2))\n"
+         "            else: layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]; c = "
+         "v\n"
+         "        self.features = nn.Sequential(*layers)\n"
+         "def vgg16(pretrained=False, **kwargs):\n"
+         "    assert not pretrained; return VGG16()\n"
+         "tv = stub('torchvision'); tv.models = stub('torchvision.models', vgg16=vgg16)\n"
+         "stub('scipy'); sys.modules['scipy'].ndimage = stub('scipy.ndimage', zoom=None)\n"
+         "stub('tqdm', tqdm=None)\n"
+         "try:\n"
+         "    import lpips\n"
+         "except ImportError as e:\n"
+         "    print(e); sys.exit(77)\n"
+         "from safetensors.torch import load_file, save_file\n"
+         "out_dir, convert = sys.argv[1], sys.argv[2]\n"
+         "torch.manual_seed(0)\n"
+         "m = lpips.LPIPS(net='vgg', pretrained=True, pnet_rand=True, verbose=False).eval()\n"
+         "backbone = {}\n"
+         "for k in range(1, 6):\n"
+         "    for name, t in getattr(m.net, 'slice%d' % k).state_dict().items():\n"
+         "        backbone['features.' + name] = t\n"
+         "torch.save(backbone, out_dir + '/vgg16_random.pth')\n"
+         "subprocess.run([sys.executable, convert, out_dir + '/vgg16_random.pth', out_dir], "
+         "check=True)\n"
+         "d, out = load_file(out_dir + '/images.safetensors'), {}\n"
+         "with torch.no_grad():\n"
+         "    for k in ('rgb', 'grey'):\n"
+         "        a, b = d[k + '_a'], d[k + '_b']\n"
+         "        if a.shape[1] == 1: a, b = a.repeat(1, 3, 1, 1), b.repeat(1, 3, 1, 1)\n"
+         "        out[k] = m(a, b).reshape(-1).contiguous()\n"
+         "save_file(out, out_dir + '/distances.safetensors')\n";
+  const std::string cmd =
+      fmt::format("{} {}/lpips_check.py {} {}", VQ_PYTHON, dir, dir, VQ_CONVERT_LPIPS);
+  const int status = std::system(cmd.c_str());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+    GTEST_SKIP() << "the lpips package is not installed in " << VQ_PYTHON;
+  ASSERT_EQ(status, 0) << cmd;
+  const auto ours = PerceptualLoss::from_weights(dir + "/lpips_vgg.safetensors");
+  EXPECT_EQ(ours->net_kind(), PerceptualNet::Vgg16);
+  EXPECT_NE(ours->describe().find("lin from lpips 0.1.4"), std::string::npos) << ours->describe();
+  EXPECT_NE(ours->describe().find("(lin: from the file)"), std::string::npos) << ours->describe();
+  const nn::SafetensorsFile theirs = nn::load_safetensors(dir + "/distances.safetensors");
+  NoGradGuard no_grad;
+  for (const auto& [kind, expected] : theirs.tensors) {
+    Tensor a, b;
+    for (const auto& [image, t] : images) {
+      if (image == kind + "_a") a = t;
+      if (image == kind + "_b") b = t;
+    }
+    EXPECT_TRUE(allclose(ours->forward(a, b).reshape({-1}), expected, 0, 1e-4)) << kind;
+    EXPECT_GT(min(expected).item(), 1e-3) << kind;
+  }
+  EXPECT_EQ(theirs.tensors.size(), 2u);
 }
 #endif
 

@@ -125,7 +125,8 @@ int run(int argc, char** argv) {
                  "the JSON that --config reads, and exit without training");
   flags.add_string("perceptual_weights", &perceptual,
                    "perceptual net weights: stlpips-vgg (ST-LPIPS VGG16, installed by setup), "
-                   "stlpips-alex, a safetensors file, 'random', or empty (off)");
+                   "stlpips-alex, lpips-vgg (standard LPIPS VGG16, made from your VGG16 weights by "
+                   "scripts/convert_lpips.py), a safetensors file, 'random', or empty (off)");
   flags.add_double("perceptual_weight", &perceptual_weight, "weight of the perceptual term", 0);
   flags.add_int("disc_start", &disc_start, "generator steps before the discriminator starts", 0);
   flags.add_int("n_embed", &q.n_embed, "codebook size K", 2);
