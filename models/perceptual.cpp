@@ -105,8 +105,9 @@ std::shared_ptr<PerceptualLoss> PerceptualLoss::from_weights(const std::string& 
   if (path != name_or_path && name_or_path == "lpips-vgg") {
     VQ_CHECK(std::filesystem::exists(path),
              "perceptual weights 'lpips-vgg': {} does not exist; make it from your torchvision "
-             "VGG16 weights with `scripts/convert_lpips.py VGG16.pth {}` (nothing is downloaded), "
-             "or set VQ_WEIGHTS_DIR to the folder that holds lpips_vgg.safetensors",
+             "VGG16 weights with `scripts/convert_lpips.py VGG16.pth {}` (nothing is downloaded; "
+             "run it with build/venv/bin/python, which has the lpips package), or set "
+             "VQ_WEIGHTS_DIR to the folder that holds lpips_vgg.safetensors",
              path, std::filesystem::path(path).parent_path().string());
   } else if (path != name_or_path) {
     VQ_CHECK(std::filesystem::exists(path),

@@ -74,9 +74,8 @@ std::string narrow_bytes(const std::string& name, const Tensor& t, const Stored&
 // A tensor of the entry's shape and dtype from its bytes, widening I32 and I16 to int64.
 Tensor tensor_from_bytes(const SafetensorsEntry& e, const char* bytes) {
   Tensor t = Tensor::empty(e.shape, e.dtype);
-  const uint64_t n = e.end - e.begin;
-  if (n == static_cast<uint64_t>(t.numel()) * dtype_size(e.dtype)) {
-    std::memcpy(t.raw_data(), bytes, n);
+  if (e.stored != "I16" && e.stored != "I32") {
+    std::memcpy(t.raw_data(), bytes, e.end - e.begin);
     return t;
   }
   int64_t* out = t.data<int64_t>();
@@ -115,7 +114,12 @@ std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metad
     return stored(a.first, a.second).size > stored(b.first, b.second).size;
   });
   std::set<std::string> names;
-  std::vector<std::string> data;
+  // Each tensor's data: the tensor itself (copied once, into the result), or its narrowed bytes.
+  struct Part {
+    Tensor host;
+    std::string narrow;
+  };
+  std::vector<Part> parts;
   uint64_t offset = 0;
   for (const auto& [name, t] : ordered) {
     VQ_CHECK(name != "__metadata__" && names.insert(name).second,
@@ -123,11 +127,10 @@ std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metad
     VQ_CHECK(t.defined(), "safetensors: tensor '{}' is undefined", name);
     const Tensor host = t.detach().to(kCPU).contiguous();
     const Stored& as = stored(name, t);
-    data.push_back(as.name == safetensors_dtype(host.dtype())
-                       ? std::string(static_cast<const char*>(host.raw_data()),
-                                     host.numel() * dtype_size(host.dtype()))
-                       : narrow_bytes(name, host, as));
-    const uint64_t nbytes = data.back().size();
+    const bool own_dtype = as.name == safetensors_dtype(host.dtype());
+    parts.push_back({host, own_dtype ? std::string() : narrow_bytes(name, host, as)});
+    const uint64_t nbytes =
+        own_dtype ? host.numel() * dtype_size(host.dtype()) : parts.back().narrow.size();
     header[name] = {
         {"dtype", as.name}, {"shape", t.shape()}, {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
@@ -139,7 +142,14 @@ std::string safetensors_bytes(const NamedTensors& tensors, const Metadata& metad
   std::memcpy(out.data(), &n, 8);
   out += json;
   out.reserve(out.size() + offset);
-  for (const std::string& bytes : data) out += bytes;
+  for (const Part& p : parts) {
+    if (p.narrow.empty()) {
+      out.append(static_cast<const char*>(p.host.raw_data()),
+                 p.host.numel() * dtype_size(p.host.dtype()));
+    } else {
+      out += p.narrow;
+    }
+  }
   return out;
 }
 
@@ -333,7 +343,7 @@ SafetensorsFile load_safetensors(const std::string& path,
   file.metadata = index.metadata;
   for (const Entry& e : index.entries) {
     if (keep && !keep(e.name)) continue;
-    if (e.end - e.begin == static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype)) {
+    if (e.stored != "I16" && e.stored != "I32") {
       Tensor t = Tensor::empty(e.shape, e.dtype);  // straight into the tensor
       reader.read_at(index.data_start + e.begin, e.end - e.begin, t.raw_data());
       file.tensors.emplace_back(e.name, t);

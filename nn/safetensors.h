@@ -8,7 +8,8 @@
 // out of range, overlapping, gapped or misaligned ranges, shape/size disagreements, duplicate
 // names; and limits on what an untrusted file may make us allocate. Writing is atomic (see
 // file_io.h). dtypes: F32, F64, F16, BF16, I64, U8, and the narrow integers I32 and I16, which
-// are read into int64 tensors and written on request (`narrowed`: token indices, labels).
+// are read into int64 tensors (2 or 4 times their bytes in the file) and written on request
+// (`narrowed`: token indices, labels).
 #pragma once
 
 #include <functional>

@@ -22,6 +22,10 @@ from safetensors.torch import save_file
 from convert_stlpips import sha256  # the same digest for every source file we record
 
 VERSION = "0.1.4"
+# torchvision's IMAGENET1K_V1 VGG16 (vgg16-397923af.pth), the backbone LPIPS was calibrated on.
+# Other VGG16 files (e.g. IMAGENET1K_FEATURES, trained for other input scaling) convert too, but
+# their distances are not LPIPS's: the script says so.
+IMAGENET1K_V1_PREFIX = "397923af"
 # VGG16's convolutions by their torchvision index, in LPIPS's five slices (relu1_2 ... relu5_3).
 SLICES = [(1, [0, 2]), (2, [5, 7]), (3, [10, 12, 14]), (4, [17, 19, 21]), (5, [24, 26, 28])]
 TERMS = ("lin layers: lpips 0.1.4 (BSD-2-Clause, Copyright (c) 2018 Richard Zhang, Phillip Isola, "
@@ -74,18 +78,27 @@ def main():
                 tensors[f"net.slice{slice_index}.{i}.{kind}"] = features[(i, kind)]
     for k in range(5):
         tensors[f"lin{k}.model.1.weight"] = lins[f"lin{k}.model.1.weight"].float().contiguous()
+    vgg_sha = sha256(vgg_path)
+    if not vgg_sha.startswith(IMAGENET1K_V1_PREFIX):
+        print(f"convert_lpips: warning: {vgg_path} (sha256 {vgg_sha[:8]}...) is not torchvision's "
+              "IMAGENET1K_V1 VGG16 (vgg16-397923af.pth), the backbone LPIPS was calibrated on: the "
+              "distances will not be LPIPS's published ones", file=sys.stderr)
     os.makedirs(out_dir, exist_ok=True)
     out = os.path.join(out_dir, "lpips_vgg.safetensors")
     tmp = out + ".tmp"
-    save_file(tensors, tmp, metadata={
-        "vqgan.perceptual_net": "vgg16",
-        "vqgan.perceptual_source": f"LPIPS v0.1 VGG16: lin from lpips {VERSION}, VGG16 from "
-                                   f"{os.path.basename(vgg_path)}",
-        "vgg16_sha256": sha256(vgg_path),
-        "lin_sha256": sha256(lin_file()),
-        "terms": TERMS,
-    })
-    os.replace(tmp, out)
+    try:
+        save_file(tensors, tmp, metadata={
+            "vqgan.perceptual_net": "vgg16",
+            "vqgan.perceptual_source": f"LPIPS v0.1 VGG16: lin from lpips {VERSION}, VGG16 from "
+                                       f"{os.path.basename(vgg_path)}",
+            "vgg16_sha256": vgg_sha,
+            "lin_sha256": sha256(lin_file()),
+            "terms": TERMS,
+        })
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     print(f"convert_lpips: {len(tensors)} tensors -> {out}")
 
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Exports a vqgan.cpp model to taming-transformers: a Lightning-style checkpoint and its YAML.
+"""Exports a vqgan.cpp model to taming-transformers: a checkpoint and its model YAML.
 
-    python3 scripts/export_taming.py MODEL.safetensors OUT_DIR
+    python3 scripts/export_taming.py MODEL.safetensors OUT_DIR [--emavq]
 
 writes OUT_DIR/model.ckpt (a torch.save'd dict holding "state_dict", "global_step" and "epoch",
-what taming's `init_from_ckpt` and Lightning's `load_from_checkpoint` read) and OUT_DIR/model.yaml
-(the `model:` section of a taming config: `taming.models.vqgan.EMAVQ` for the EMA codebook,
-`taming.models.vqgan.VQModel` for a learned one, with the ddconfig of the model and
-`DummyLoss`, so loading builds no LPIPS or discriminator). Our state-dict keys are taming's own
-names already; the export drops what taming does not hold (the k-means flag) and refuses, with
-the reason, what taming cannot express: FSQ, a factorised codebook (codebook_dim > 0),
-l2-normalised codes, SimVQ's reparameterised codebook (the `best` preset uses the last two).
+what taming's `init_from_ckpt` reads) and OUT_DIR/model.yaml (the `model:` section of a taming
+config: `taming.models.vqgan.VQModel` with the ddconfig of the model and `DummyLoss`, so loading
+builds no LPIPS or discriminator). Our state-dict keys are taming's own names already. An EMA
+codebook exports as a VQModel too (its codes are the lookup table; the EMA statistics matter only
+to training): taming's own EMAVQ class fails to construct (a NameError in EMAVectorQuantizer,
+CompVis/taming-transformers issues #146 and #218, unmerged fixes #243 and #267); --emavq writes
+`taming.models.vqgan.EMAVQ` with the statistics for a copy of taming that has the fix. The
+export drops what taming does not hold (the k-means flag; a .last checkpoint's optimizer and
+discriminator) and refuses, with the reason, what taming cannot express: FSQ, a factorised
+codebook (codebook_dim > 0), l2-normalised codes, SimVQ's reparameterised codebook (the `best`
+preset uses the last two).
 Needs PyTorch (torch.save); reads the .safetensors file itself. Load it in taming with e.g.
 
     config = OmegaConf.load("OUT_DIR/model.yaml")
@@ -26,7 +30,8 @@ import tempfile
 
 import numpy as np
 
-NUMPY_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "U8": np.uint8}
+NUMPY_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+                "I16": np.int16, "U8": np.uint8}
 TAMING_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize.embedding.")
 
 
@@ -45,21 +50,23 @@ def read_safetensors(path):
         raise ExportError(f"{path}: header of {n} bytes runs past the end of the file")
     try:
         header = json.loads(data[8:8 + n])
-    except ValueError as e:
-        raise ExportError(f"{path}: malformed header ({e})")
-    metadata = header.pop("__metadata__", {})
-    body = memoryview(data)[8 + n:]
-    tensors = {}
-    for name, entry in header.items():
-        begin, end = entry["data_offsets"]
-        if entry["dtype"] == "BF16":  # the upper half of a float32
-            raw = np.frombuffer(body[begin:end], dtype=np.uint16).astype(np.uint32) << 16
-            array = raw.view(np.float32)
-        elif entry["dtype"] in NUMPY_DTYPES:
-            array = np.frombuffer(body[begin:end], dtype=NUMPY_DTYPES[entry["dtype"]])
-        else:
-            raise ExportError(f"{path}: tensor {name} has dtype {entry['dtype']}, which this export does not read")
-        tensors[name] = array.reshape(entry["shape"]).copy()
+        metadata = header.pop("__metadata__", {})
+        body = memoryview(data)[8 + n:]
+        tensors = {}
+        for name, entry in header.items():
+            begin, end = entry["data_offsets"]
+            if not 0 <= begin <= end <= len(body):
+                raise ValueError(f"tensor {name}'s data [{begin}, {end}) lies outside the file")
+            if entry["dtype"] == "BF16":  # the upper half of a float32
+                raw = np.frombuffer(body[begin:end], dtype=np.uint16).astype(np.uint32) << 16
+                array = raw.view(np.float32)
+            elif entry["dtype"] in NUMPY_DTYPES:
+                array = np.frombuffer(body[begin:end], dtype=NUMPY_DTYPES[entry["dtype"]])
+            else:
+                raise ValueError(f"tensor {name} has dtype {entry['dtype']}, which this export does not read")
+            tensors[name] = array.reshape(entry["shape"]).copy()
+    except (ValueError, KeyError, TypeError) as e:
+        raise ExportError(f"{path}: not a readable safetensors file ({e})")
     return tensors, metadata
 
 
@@ -79,9 +86,9 @@ def refusal(quantizer):
     return None
 
 
-def taming_yaml(model, quantizer, n_embed):
+def taming_yaml(model, n_embed, emavq):
     """The model: section of a taming config, as YAML text (flow lists, no anchors)."""
-    target = "taming.models.vqgan.EMAVQ" if quantizer["codebook"] == "ema" else "taming.models.vqgan.VQModel"
+    target = "taming.models.vqgan.EMAVQ" if emavq else "taming.models.vqgan.VQModel"
     ddconfig = {
         "double_z": "False",
         "z_channels": model["z_channels"],
@@ -110,10 +117,15 @@ def taming_yaml(model, quantizer, n_embed):
     return "\n".join(lines)
 
 
-def taming_state_dict(tensors, quantizer):
+# What a .last checkpoint holds besides the model (our names), and what no export keeps.
+TRAINING_GROUPS = ("loss.", "optimizer.", "pending_maintenance")
+
+
+def taming_state_dict(tensors, emavq):
     """Our tensors under taming's names, without what taming does not hold."""
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(TRAINING_GROUPS)}
     dropped = {"quantize.initialized"}
-    if quantizer["codebook"] == "learned":
+    if not emavq:
         dropped |= {"quantize.embedding.cluster_size", "quantize.embedding.embed_avg"}
     unknown = sorted(k for k in tensors if k not in dropped and not k.startswith(TAMING_PREFIXES))
     if unknown:
@@ -138,16 +150,21 @@ def write_atomically(path, write):
         raise
 
 
-def export(model_path, out_dir):
+def export(model_path, out_dir, emavq=False):
     tensors, metadata = read_safetensors(model_path)
     if "vqgan.config" not in metadata:
         raise ExportError(f"{model_path} has no vqgan.cpp config in its metadata (not written by train_vqvae_improved)")
-    config = json.loads(metadata["vqgan.config"])
-    model, quantizer = config["model"], config["quantizer"]
+    try:
+        config = json.loads(metadata["vqgan.config"])
+        model, quantizer = config["model"], config["quantizer"]
+    except (ValueError, KeyError) as e:
+        raise ExportError(f"{model_path}: its vqgan.config metadata is malformed ({e})")
     why = refusal(quantizer)
     if why:
         raise ExportError(f"taming-transformers cannot express this model: {why}")
-    state_dict = taming_state_dict(tensors, quantizer)
+    if emavq and quantizer["codebook"] != "ema":
+        raise ExportError("--emavq: the model's codebook is learned, not an EMA codebook")
+    state_dict = taming_state_dict(tensors, emavq)
     n_embed = state_dict["quantize.embedding.weight"].shape[0]  # after any codebook expansion
     training = json.loads(metadata.get("vqgan.training_state", "{}"))
 
@@ -160,7 +177,7 @@ def export(model_path, out_dir):
         "epoch": int(training.get("epoch", 0)),
     }
     ckpt, yaml = os.path.join(out_dir, "model.ckpt"), os.path.join(out_dir, "model.yaml")
-    text = taming_yaml(model, quantizer, n_embed)
+    text = taming_yaml(model, n_embed, emavq)
 
     def save_checkpoint(path):
         with open(path, "wb") as f:
@@ -172,7 +189,7 @@ def export(model_path, out_dir):
 
     write_atomically(ckpt, save_checkpoint)
     write_atomically(yaml, save_yaml)
-    kind = "EMAVQ" if quantizer["codebook"] == "ema" else "VQModel"
+    kind = "EMAVQ" if emavq else "VQModel"
     print(f"export_taming: {len(state_dict)} tensors ({kind}, {n_embed} codes of {model['embed_dim']}) -> {ckpt}, {yaml}")
 
 
@@ -180,9 +197,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a vqgan.cpp model or checkpoint (.safetensors)")
     parser.add_argument("out_dir", help="where model.ckpt and model.yaml go")
+    parser.add_argument("--emavq", action="store_true",
+                        help="an EMA codebook as taming's EMAVQ with its statistics (needs the upstream "
+                             "EMAVectorQuantizer fix); VQModel otherwise")
     args = parser.parse_args()
     try:
-        export(args.model, args.out_dir)
+        export(args.model, args.out_dir, args.emavq)
     except (ExportError, OSError) as e:
         print(f"export_taming: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -25,4 +25,4 @@ run "$BIN/vq_reconstruct" --model_path "$W/run/tiny.safetensors" --num 8 --save_
   --stlpips_images 0 --output_dir "$W/rec"
 mkdir -p "$W/export"
 "$PY" "$(dirname "$0")/taming_export_check.py" "$W/run/tiny.safetensors" \
-  "$W/rec/reconstructions.safetensors" "$W/export"
+  "$W/rec/reconstructions.safetensors" "$W/export" "$W/run/tiny.last.safetensors"

@@ -7,10 +7,11 @@ wrote for it (inputs, reconstructions, indices). The export is loaded, strictly 
 shape), into a PyTorch reimplementation of taming's Encoder, Decoder, VQModel/EMAVQ quantizers
 (taming/modules/diffusionmodules/model.py and vqvae/quantize.py: the same module names, the same
 forward passes), built from the exported YAML; its codes must be ours (a flip is allowed only at a
-near tie between two codes) and its reconstructions of our codes ours within 1e-4. The same model
-relabelled as a learned codebook exports as VQModel and checks the same way; relabelled as FSQ,
-factorised, l2-normalised or SimVQ it must be refused with the reason. Prints one line per check;
-exits 1 on the first failure.
+near tie between two codes) and its reconstructions of our codes ours within 1e-4. Checked: the
+default export (VQModel), the --emavq one (EMAVQ with the EMA statistics), the same model
+relabelled as a learned codebook (VQModel; --emavq refused), and a .last checkpoint (its optimizer
+and discriminator dropped); relabelled as FSQ, factorised, l2-normalised or SimVQ it must be
+refused with the reason. Prints one line per check; exits 1 on the first failure.
 """
 import json
 import os
@@ -236,13 +237,13 @@ def relabel(model_path, out_path, change):
         f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
 
 
-def export(model_path, out_dir):
-    r = subprocess.run([sys.executable, EXPORT, model_path, out_dir], capture_output=True, text=True)
+def export(model_path, out_dir, *flags):
+    r = subprocess.run([sys.executable, EXPORT, model_path, out_dir, *flags], capture_output=True, text=True)
     return r.returncode, (r.stdout + r.stderr).strip()
 
 
-def check_export(model_path, recon, out_dir, expected_target):
-    rc, text = export(model_path, out_dir)
+def check_export(model_path, recon, out_dir, expected_target, *flags):
+    rc, text = export(model_path, out_dir, *flags)
     if rc != 0:
         fail(f"export of {model_path} failed: {text}")
     config = yaml.safe_load(open(os.path.join(out_dir, "model.yaml")))["model"]
@@ -276,12 +277,17 @@ def check_export(model_path, recon, out_dir, expected_target):
 
 
 def main():
-    model_path, recon_path, work = sys.argv[1:4]
+    model_path, recon_path, work, last_path = sys.argv[1:5]
     recon, _ = read_safetensors(recon_path)
-    check_export(model_path, recon, os.path.join(work, "ema"), "taming.models.vqgan.EMAVQ")
+    check_export(model_path, recon, os.path.join(work, "ema"), "taming.models.vqgan.VQModel")
+    check_export(model_path, recon, os.path.join(work, "emavq"), "taming.models.vqgan.EMAVQ", "--emavq")
+    check_export(last_path, recon, os.path.join(work, "last"), "taming.models.vqgan.VQModel")
     learned = os.path.join(work, "learned.safetensors")
     relabel(model_path, learned, {"codebook": "learned"})
     check_export(learned, recon, os.path.join(work, "learned"), "taming.models.vqgan.VQModel")
+    rc, text = export(learned, os.path.join(work, "learned_emavq"), "--emavq")
+    if rc != 1 or "the model's codebook is learned" not in text:
+        fail(f"--emavq on a learned codebook was not refused: exit {rc}: {text}")
     refused = {"fsq": ({"kind": "fsq"}, "finite scalar quantization"),
                "factorised": ({"codebook_dim": 4}, "codebook is factorised"),
                "l2": ({"l2_normalize": True}, "l2-normalised"),

@@ -310,6 +310,11 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
   const nn::SafetensorsFile shard = nn::load_safetensors(dir + "/tokens/" + shard_file_name(1));
   std::map<std::string, Tensor> s(shard.tensors.begin(), shard.tensors.end());
   EXPECT_EQ(s.at("labels").to_vector<int64_t>(), std::vector<int64_t>(8, 1));  // images 16-23: b
+  // A folder that holds tokens is not written over unless asked.
+  EXPECT_NE(run_tool("vq_encode", model, classes, "--output " + dir + "/tokens", &text), 0);
+  EXPECT_NE(text.find("already holds tokens (4 files); pass --overwrite to replace them"),
+            std::string::npos)
+      << text;
   // Without class folders there are no labels to take.
   EXPECT_NE(run_tool("vq_encode", model, images_, "--labels --output " + dir + "/x", &text), 0);
   EXPECT_NE(text.find("is not in a class folder"), std::string::npos) << text;
@@ -353,6 +358,17 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
         clamp(loaded.model->decode_indices(loaded.model->encode_indices(mirrored)), -1.0, 1.0);
     const Tensor got = nn::load_safetensors(dir + "/decoded.safetensors").tensors[0].second;
     EXPECT_TRUE(test::allclose(got, expected, 0, 0)) << "flipped copies";
+  }
+  // A manifest that disagrees with its shards is refused (names would shift).
+  {
+    auto m = nlohmann::json::parse(std::ifstream(dir + "/tokens/tokens.json"));
+    m["shards"][0]["images"] = 15;
+    m["num_images"] = 23;
+    std::filesystem::create_directories(dir + "/mismatch");
+    std::filesystem::copy(dir + "/tokens", dir + "/mismatch");
+    std::ofstream(dir + "/mismatch/tokens.json") << m.dump();
+    EXPECT_EQ(decode(dir + "/mismatch", "--output_dir " + dir), 1 << 8);
+    EXPECT_NE(text.find("holds 16 token maps, but tokens.json says 15"), std::string::npos) << text;
   }
   // One shard file decodes on its own; a value outside the model's 16 codes, another latent
   // size, and --flipped on tokens without flips are refused.

@@ -1,8 +1,8 @@
 // vq_decode: turns tokens back into images through the model's decoder: a token folder vq_encode
-// wrote (tools/token_files.h; --flipped for the mirrored copies) or one token file (int64
-// "indices" [N, h, w], e.g. one shard, or a generative model's samples). Writes decoded.png (a
-// grid of the first 64) and, with --save_tensors, decoded.safetensors (the images, float32
-// [N, C, H, W] in [-1, 1], with their image names where the tokens have them).
+// wrote (tools/token_files.h; --flipped for the mirrored copies) or one token file ("indices"
+// [N, h, w], int16/int32/int64, e.g. one shard, or a generative model's samples). Writes
+// decoded.png (a grid of the first 64) and, with --save_tensors, decoded.safetensors (the images,
+// float32 [N, C, H, W] in [-1, 1], with their image names where the tokens have them).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -46,8 +46,8 @@ Tensor checked_indices(const std::string& path, const nn::SafetensorsFile& file,
            "{} holds tokens of a {}-code codebook, but this model has {} codes", path, meta->second,
            K);
   if (indices.numel() > 0) {
-    const int64_t lo = static_cast<int64_t>(min(indices).item()),
-                  hi = static_cast<int64_t>(max(indices).item());
+    const int64_t lo = min(indices).to_vector<int64_t>()[0],
+                  hi = max(indices).to_vector<int64_t>()[0];
     VQ_CHECK(lo >= 0 && hi < K,
              "{}: token values run from {} to {}, outside the model's codes 0..{}", path, lo, hi,
              K - 1);
@@ -75,7 +75,9 @@ Tokens read_tokens(const std::string& path, bool flipped, int64_t num,
       const nn::SafetensorsFile f =
           nn::load_safetensors(shard, [&](const std::string& t) { return t == name; });
       parts.push_back(checked_indices(shard, f, name, loaded));
-      have += parts.back().size(0);
+      VQ_CHECK(parts.back().size(0) == images, "{} holds {} token maps, but tokens.json says {}",
+               shard, parts.back().size(0), images);
+      have += images;
     }
     std::ifstream list(path + "/images.txt");
     for (std::string line; std::getline(list, line);) out.names.push_back(line);
@@ -105,11 +107,14 @@ int main(int argc, char** argv) {
   train::Flags flags("vq_decode", "Decodes tokens (vq_encode's code indices) back into images.");
   model_flags.add_to(flags);
   flags.add_string("tokens", &tokens_path,
-                   "the token folder vq_encode wrote, or one token file (.safetensors with int64 "
-                   "\"indices\" [N, h, w])");
+                   "the token folder vq_encode wrote, or one token file (.safetensors with "
+                   "integer \"indices\" [N, h, w])");
   flags.add_bool("flipped", &flipped, "decode the left-right flipped copies (vq_encode --flip)");
   flags.add_string("output_dir", &output_dir, "where decoded.png (and decoded.safetensors) go");
-  flags.add_int("num", &num, "decode only the first N token maps; 0 = all", 0);
+  flags.add_int("num", &num,
+                "decode only the first N token maps; 0 = all (without --save_tensors at most the "
+                "grid's 64)",
+                0);
   flags.add_int("batch_size", &batch_size, "token maps per batch", 1);
   flags.add_bool("save_tensors", &save_tensors,
                  "also write the images (float32, [-1, 1]) to decoded.safetensors");
@@ -117,6 +122,9 @@ int main(int argc, char** argv) {
     if (!flags.parse(argc, argv)) return 0;
     VQ_CHECK(!tokens_path.empty(), "--tokens is required (a token folder vq_encode wrote)");
     const train::LoadedModel loaded = model_flags.load();
+    // Without --save_tensors only the grid's 64 images are needed: a whole data set's tokens
+    // would take hours to decode for one PNG.
+    if (!save_tensors) num = num > 0 ? std::min<int64_t>(num, 64) : 64;
     const Tokens tokens = read_tokens(tokens_path, flipped, num, loaded);
     const Tensor& indices = tokens.indices;
     const int64_t N = indices.size(0);

@@ -25,6 +25,28 @@ Tensor flipped(const Tensor& images) {
       sub(scalar_tensor(W - 1, DType::Int64), arange(0, W, DType::Int64)).to(images.device()));
 }
 
+// An empty or new token folder: one that already holds tokens is refused, or with --overwrite
+// emptied of them first, manifest first (a folder whose tokens.json exists is complete, so a
+// re-run cut short must not leave the old one beside new shards).
+void prepare_token_folder(const std::string& dir, bool overwrite) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  std::vector<fs::path> ours;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "tokens.json" || name == "images.txt" ||
+        (name.rfind("tokens-", 0) == 0 && entry.path().extension() == ".safetensors")) {
+      ours.push_back(entry.path());
+    }
+  }
+  if (ours.empty()) return;
+  VQ_CHECK(overwrite,
+           "--output {} already holds tokens ({} files); pass --overwrite to replace them", dir,
+           ours.size());
+  fs::remove(fs::path(dir) / "tokens.json");
+  for (const fs::path& p : ours) fs::remove(p);
+}
+
 // Collects token rows and writes them out a shard at a time.
 class ShardWriter {
  public:
@@ -77,7 +99,7 @@ int main(int argc, char** argv) {
   tools::ModelFlags model_flags;
   std::string data_dir = "fashion-mnist:test", output;
   int64_t batch_size = 64, limit = 0, shard_size = 10000;
-  bool flip = false, with_labels = false;
+  bool flip = false, with_labels = false, overwrite = false;
   train::Flags flags("vq_encode", "Encodes a data set into VQ code indices (tokens).");
   model_flags.add_to(flags);
   flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
@@ -91,8 +113,10 @@ int main(int argc, char** argv) {
   flags.add_bool("flip", &flip,
                  "also encode every image mirrored left-right (\"indices_flipped\" in each shard)");
   flags.add_bool("labels", &with_labels,
-                 "also store class labels (\"labels\", int64 [n]): the first folder level under "
+                 "also store class labels (\"labels\", int32 [n]): the first folder level under "
                  "--data_dir (class names in tokens.json), or Fashion-MNIST's own");
+  flags.add_bool("overwrite", &overwrite,
+                 "replace the tokens already in --output (otherwise such a folder is refused)");
   try {
     if (!flags.parse(argc, argv)) return 0;
     VQ_CHECK(!output.empty(), "--output is required (a folder for the tokens)");
@@ -103,7 +127,7 @@ int main(int argc, char** argv) {
     const train::Dataset& data = loader.dataset();
     tools::Labels labels;
     if (with_labels) labels = tools::data_set_labels(data_dir, data);
-    std::filesystem::create_directories(output);
+    prepare_token_folder(output, overwrite);
 
     tools::TokenManifest manifest;
     manifest.latent_size = loaded.config.model.latent_size();

@@ -48,6 +48,8 @@ def safetensors_seeds():
     write("safetensors", "valid_every_dtype", safetensors(
         [("d", "F64", [1], struct.pack("<d", 1.5)), ("h", "F16", [2], b"\x00\x3c\x00\xc0"),
          ("bf", "BF16", [2], b"\x80\x3f\x00\x40"), ("e", "F32", [0, 3], b"")]))
+    write("safetensors", "valid_narrow_integers", safetensors(
+        [("t", "I32", [2], struct.pack("<2i", -3, 70000)), ("s", "I16", [3], struct.pack("<3h", 1, -2, 32767))]))
     write("safetensors", "bad_truncated", safetensors([("w", "F32", [2, 2], f32)])[:-3])
     write("safetensors", "bad_header_length", struct.pack("<Q", 1 << 40) + b"{}")
     write("safetensors", "bad_overlap", struct.pack("<Q", 96) + json.dumps(
