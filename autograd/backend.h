@@ -123,16 +123,19 @@ class Backend {
   // ---- resampling (NCHW contiguous) ----
   virtual void upsample_nearest2d(const Tensor& x, int64_t scale, const Tensor& y) = 0;
   virtual void upsample_nearest2d_backward(const Tensor& dy, int64_t scale, const Tensor& dx) = 0;
-  virtual void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+  // count_pad: every window divides by k*k (PyTorch's count_include_pad); otherwise by the number
+  // of its positions inside the image.
+  virtual void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool count_pad,
                           const Tensor& y) = 0;
   virtual void avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
-                                   const Tensor& dx) = 0;
-  // indices: int64 [N, C, OH, OW], flat positions within each H*W plane.
-  virtual void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
+                                   bool count_pad, const Tensor& dx) = 0;
+  // indices: int64 [N, C, OH, OW], flat positions within each H*W plane; padded positions never
+  // win (they are -inf).
+  virtual void max_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, const Tensor& y,
                           const Tensor& indices) = 0;
-  // k and stride as in forward: windows overlap when k > stride.
+  // k, stride and pad as in forward: windows overlap when k > stride.
   virtual void max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k,
-                                   int64_t stride, const Tensor& dx) = 0;
+                                   int64_t stride, int64_t pad, const Tensor& dx) = 0;
 
   // ---- normalisation (contiguous) ----
   // x [N, C, S] (S = H*W); mean/rstd [N, G]; weight/bias [C] or undefined. With `silu`, y is

@@ -123,9 +123,12 @@ struct Conv2dOptions {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               const Conv2dOptions& options = {}, const Tensor& residual = Tensor());
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale);
-// count_include_pad, like PyTorch's default.
-Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride);
+// count_include_pad: the padding counts in every window's divisor (PyTorch's default); without
+// it, a window divides by its positions inside the image (the FID Inception network's pools).
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0,
+                  bool count_include_pad = true);
+// padding (at most kernel/2) adds -inf borders: they never win.
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
 // Constant padding; `pads` lists (before, after) pairs starting at the LAST dim, like
 // torch.nn.functional.pad: {left, right, top, bottom} pads W then H.
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value = 0.0);

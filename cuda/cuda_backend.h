@@ -74,14 +74,14 @@ class CudaBackend final : public Backend {
 
   void upsample_nearest2d(const Tensor& x, int64_t scale, const Tensor& y) override;
   void upsample_nearest2d_backward(const Tensor& dy, int64_t scale, const Tensor& dx) override;
-  void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+  void avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool count_pad,
                   const Tensor& y) override;
-  void avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
+  void avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad, bool count_pad,
                            const Tensor& dx) override;
-  void max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
+  void max_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, const Tensor& y,
                   const Tensor& indices) override;
   void max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k, int64_t stride,
-                           const Tensor& dx) override;
+                           int64_t pad, const Tensor& dx) override;
 
   void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G, double eps,
                   bool silu, const Tensor& y, const Tensor& mean, const Tensor& rstd) override;

@@ -103,26 +103,27 @@ void CudaBackend::upsample_nearest2d_backward(const Tensor& dy, int64_t scale, c
 }
 
 void CudaBackend::avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
-                             const Tensor& y) {
-  launch_avg_pool2d(x.dtype(), x.raw_data(), y.raw_data(), planes_of(x, y), k, stride, pad);
+                             bool count_pad, const Tensor& y) {
+  launch_avg_pool2d(x.dtype(), x.raw_data(), y.raw_data(), planes_of(x, y), k, stride, pad,
+                    count_pad);
 }
 
 void CudaBackend::avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
-                                      const Tensor& dx) {
+                                      bool count_pad, const Tensor& dx) {
   launch_avg_pool2d_backward(dy.dtype(), dy.raw_data(), dx.raw_data(), planes_of(dx, dy), k, stride,
-                             pad);
+                             pad, count_pad);
 }
 
-void CudaBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
-                             const Tensor& indices) {
+void CudaBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+                             const Tensor& y, const Tensor& indices) {
   launch_max_pool2d(x.dtype(), x.raw_data(), y.raw_data(), indices.data<int64_t>(), planes_of(x, y),
-                    k, stride);
+                    k, stride, pad);
 }
 
 void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t k,
-                                      int64_t stride, const Tensor& dx) {
+                                      int64_t stride, int64_t pad, const Tensor& dx) {
   launch_max_pool2d_backward(dy.dtype(), dy.raw_data(), indices.data<int64_t>(), dx.raw_data(),
-                             planes_of(dx, dy), k, stride, deterministic());
+                             planes_of(dx, dy), k, stride, pad, deterministic());
 }
 
 // ---- normalisation ----

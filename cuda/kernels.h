@@ -94,13 +94,14 @@ void launch_upsample_nearest2d(DType dtype, const void* x, void* y, Planes d, in
 void launch_upsample_nearest2d_backward(DType dtype, const void* dy, void* dx, Planes d,
                                         int64_t scale);
 void launch_avg_pool2d(DType dtype, const void* x, void* y, Planes d, int64_t k, int64_t stride,
-                       int64_t pad);
+                       int64_t pad, bool count_pad);
 void launch_avg_pool2d_backward(DType dtype, const void* dy, void* dx, Planes d, int64_t k,
-                                int64_t stride, int64_t pad);
+                                int64_t stride, int64_t pad, bool count_pad);
 void launch_max_pool2d(DType dtype, const void* x, void* y, int64_t* indices, Planes d, int64_t k,
-                       int64_t stride);
+                       int64_t stride, int64_t pad);
 void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indices, void* dx,
-                                Planes d, int64_t k, int64_t stride, bool deterministic);
+                                Planes d, int64_t k, int64_t stride, int64_t pad,
+                                bool deterministic);
 
 // ---- norm.cu (w, b, dx, dweight, dbias may be null: absent) ----
 void launch_group_norm(DType dtype, const void* x, const void* w, const void* b, int64_t N,

@@ -34,10 +34,21 @@ __global__ void upsample_backward_kernel(const T* dy, T* dx, Planes d, int64_t s
   }
 }
 
-// count_include_pad: every window divides by k*k.
+// A window's divisor, as the CPU computes it: k*k with count_pad, else its positions inside the
+// image.
+template <class T>
+__device__ __forceinline__ T window_divisor(int64_t oh, int64_t ow, int64_t k, int64_t s,
+                                            int64_t pad, bool count_pad, const Planes& d) {
+  if (count_pad) return static_cast<T>(k * k);
+  const int64_t h0 = oh * s - pad, w0 = ow * s - pad;
+  const int64_t rows = (h0 + k < d.H ? h0 + k : d.H) - (h0 > 0 ? h0 : 0);
+  const int64_t cols = (w0 + k < d.W ? w0 + k : d.W) - (w0 > 0 ? w0 : 0);
+  return static_cast<T>(rows * cols);
+}
+
 template <class T>
 __global__ void avg_pool_kernel(const T* x, T* y, Planes d, int64_t k, int64_t s, int64_t pad,
-                                T inv) {
+                                bool count_pad) {
   VQ_GRID_LOOP(o, d.P * d.OH * d.OW) {
     const int64_t ow = o % d.OW, oh = (o / d.OW) % d.OH, p = o / (d.OW * d.OH);
     const T* plane = x + p * d.H * d.W;
@@ -50,7 +61,7 @@ __global__ void avg_pool_kernel(const T* x, T* y, Planes d, int64_t k, int64_t s
         if (w >= 0 && w < d.W) acc += plane[h * d.W + w];
       }
     }
-    y[o] = acc * inv;
+    y[o] = acc * (T(1) / window_divisor<T>(oh, ow, k, s, pad, count_pad, d));
   }
 }
 
@@ -65,7 +76,7 @@ __device__ __forceinline__ void covering(int64_t h, int64_t k, int64_t s, int64_
 
 template <class T>
 __global__ void avg_pool_backward_kernel(const T* dy, T* dx, Planes d, int64_t k, int64_t s,
-                                         int64_t pad, T inv) {
+                                         int64_t pad, bool count_pad) {
   VQ_GRID_LOOP(e, d.P * d.H * d.W) {
     const int64_t w = e % d.W, h = (e / d.W) % d.H, p = e / (d.W * d.H);
     int64_t oh0, oh1, ow0, ow1;
@@ -74,24 +85,31 @@ __global__ void avg_pool_backward_kernel(const T* dy, T* dx, Planes d, int64_t k
     const T* g = dy + p * d.OH * d.OW;
     T acc = T(0);
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      for (int64_t ow = ow0; ow <= ow1; ++ow) acc += mul_rn(g[oh * d.OW + ow], inv);
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const T inv = T(1) / window_divisor<T>(oh, ow, k, s, pad, count_pad, d);
+        acc += mul_rn(g[oh * d.OW + ow], inv);
+      }
     }
     dx[e] = acc;
   }
 }
 
 // NOTE: ties keep the first position in row-major window order; NaN never wins (as on the CPU).
+// Padded positions are skipped (-inf): the first position inside the image starts the search.
 template <class T>
-__global__ void max_pool_kernel(const T* x, T* y, int64_t* indices, Planes d, int64_t k,
-                                int64_t s) {
+__global__ void max_pool_kernel(const T* x, T* y, int64_t* indices, Planes d, int64_t k, int64_t s,
+                                int64_t pad) {
   VQ_GRID_LOOP(o, d.P * d.OH * d.OW) {
     const int64_t ow = o % d.OW, oh = (o / d.OW) % d.OH, p = o / (d.OW * d.OH);
     const T* plane = x + p * d.H * d.W;
+    const int64_t h0 = oh * s - pad, w0 = ow * s - pad;
+    const int64_t h_lo = h0 > 0 ? h0 : 0, h_hi = h0 + k < d.H ? h0 + k : d.H;
+    const int64_t w_lo = w0 > 0 ? w0 : 0, w_hi = w0 + k < d.W ? w0 + k : d.W;
     T best = -static_cast<T>(INFINITY);
-    int64_t best_i = (oh * s) * d.W + ow * s;
-    for (int64_t i = 0; i < k; ++i) {
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t pos = (oh * s + i) * d.W + ow * s + j;
+    int64_t best_i = h_lo * d.W + w_lo;
+    for (int64_t h = h_lo; h < h_hi; ++h) {
+      for (int64_t w = w_lo; w < w_hi; ++w) {
+        const int64_t pos = h * d.W + w;
         if (plane[pos] > best) {
           best = plane[pos];
           best_i = pos;
@@ -115,12 +133,12 @@ __global__ void max_pool_backward_kernel(const T* dy, const int64_t* indices, T*
 // gradients of the windows that contain it and chose it (no atomics).
 template <class T>
 __global__ void max_pool_backward_ordered_kernel(const T* dy, const int64_t* indices, T* dx,
-                                                 Planes d, int64_t k, int64_t s) {
+                                                 Planes d, int64_t k, int64_t s, int64_t pad) {
   VQ_GRID_LOOP(e, d.P * d.H * d.W) {
     const int64_t p = e / (d.H * d.W), hw = e % (d.H * d.W), h = hw / d.W, w = hw % d.W;
-    // Windows oh with oh s <= h < oh s + k: oh in [ceil((h - k + 1) / s), floor(h / s)].
-    const int64_t oh0 = h >= k ? (h - k) / s + 1 : 0, oh1 = h / s < d.OH ? h / s : d.OH - 1;
-    const int64_t ow0 = w >= k ? (w - k) / s + 1 : 0, ow1 = w / s < d.OW ? w / s : d.OW - 1;
+    int64_t oh0, oh1, ow0, ow1;
+    covering(h, k, s, pad, d.OH, oh0, oh1);
+    covering(w, k, s, pad, d.OW, ow0, ow1);
     T acc = 0;
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
@@ -152,35 +170,35 @@ void launch_upsample_nearest2d_backward(DType dtype, const void* dy, void* dx, P
 }
 
 void launch_avg_pool2d(DType dtype, const void* x, void* y, Planes d, int64_t k, int64_t stride,
-                       int64_t pad) {
+                       int64_t pad, bool count_pad) {
   dispatch_floating(dtype, "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
     launch_1d("avg_pool_kernel", d.P * d.OH * d.OW, avg_pool_kernel<T>, static_cast<const T*>(x),
-              static_cast<T*>(y), d, k, stride, pad, T(1) / static_cast<T>(k * k));
+              static_cast<T*>(y), d, k, stride, pad, count_pad);
   });
 }
 
 void launch_avg_pool2d_backward(DType dtype, const void* dy, void* dx, Planes d, int64_t k,
-                                int64_t stride, int64_t pad) {
+                                int64_t stride, int64_t pad, bool count_pad) {
   dispatch_floating(dtype, "avg_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
     launch_1d("avg_pool_backward_kernel", d.P * d.H * d.W, avg_pool_backward_kernel<T>,
-              static_cast<const T*>(dy), static_cast<T*>(dx), d, k, stride, pad,
-              T(1) / static_cast<T>(k * k));
+              static_cast<const T*>(dy), static_cast<T*>(dx), d, k, stride, pad, count_pad);
   });
 }
 
 void launch_max_pool2d(DType dtype, const void* x, void* y, int64_t* indices, Planes d, int64_t k,
-                       int64_t stride) {
+                       int64_t stride, int64_t pad) {
   dispatch_floating(dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     launch_1d("max_pool_kernel", d.P * d.OH * d.OW, max_pool_kernel<T>, static_cast<const T*>(x),
-              static_cast<T*>(y), indices, d, k, stride);
+              static_cast<T*>(y), indices, d, k, stride, pad);
   });
 }
 
 void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indices, void* dx,
-                                Planes d, int64_t k, int64_t stride, bool deterministic) {
+                                Planes d, int64_t k, int64_t stride, int64_t pad,
+                                bool deterministic) {
   dispatch_floating(dtype, "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
     // Windows that do not overlap give each input element at most one gradient: the atomics
@@ -188,7 +206,7 @@ void launch_max_pool2d_backward(DType dtype, const void* dy, const int64_t* indi
     if (deterministic && k > stride) {
       launch_1d("max_pool_backward_ordered_kernel", d.P * d.H * d.W,
                 max_pool_backward_ordered_kernel<T>, static_cast<const T*>(dy), indices,
-                static_cast<T*>(dx), d, k, stride);
+                static_cast<T*>(dx), d, k, stride, pad);
       return;
     }
     VQ_CUDA_CHECK(cudaMemsetAsync(dx, 0, d.P * d.H * d.W * sizeof(T)));

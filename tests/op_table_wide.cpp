@@ -358,6 +358,24 @@ void add_convolution_and_resampling(std::vector<OpCase>& c) {
                .label = "2x2 stride 2",
                .inputs = {normal({2, 3, 8, 6}, 201)},
                .fn = [](const auto& in) { return avg_pool2d(in[0], 2, 2); }});
+  // The FID Inception network's pools: padding left out of the average's divisor; a padded
+  // max-pool (3x3 stride 1 pad 1) whose borders never win.
+  c.push_back({.op = "avg_pool2d",
+               .label = "3x3 stride 1 pad 1, padding not counted",
+               .inputs = {normal({2, 3, 7, 6}, 205)},
+               .fn = [](const auto& in) { return avg_pool2d(in[0], 3, 1, 1, false); }});
+  c.push_back({.op = "avg_pool2d",
+               .label = "3x3 stride 2 pad 1, padding not counted",
+               .inputs = {normal({1, 2, 8, 7}, 206)},
+               .fn = [](const auto& in) { return avg_pool2d(in[0], 3, 2, 1, false); }});
+  c.push_back({.op = "max_pool2d",
+               .label = "3x3 stride 1 pad 1, no ties",
+               .inputs = {distinct({2, 3, 7, 6}, 207)},
+               .fn = [](const auto& in) { return max_pool2d(in[0], 3, 1, 1); }});
+  c.push_back({.op = "max_pool2d",
+               .label = "3x3 stride 2 pad 1, negative values (the border must not win)",
+               .inputs = {sub(distinct({1, 2, 8, 7}, 208), 100.0)},
+               .fn = [](const auto& in) { return max_pool2d(in[0], 3, 2, 1); }});
   c.push_back({.op = "max_pool2d",
                .label = "2x2 stride 2, no ties",
                .inputs = {distinct({2, 3, 8, 6}, 202)},

@@ -298,6 +298,22 @@ TEST(Resample, AvgPoolValuesAndGradcheck) {
   EXPECT_NEAR(avg_pool2d(x, 3, 1, 1).to_vector<float>()[0], (0 + 1 + 4 + 5) / 9.0, 1e-6);
   EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return avg_pool2d(in[0], 3, 2, 1); },
                        {randn64({2, 2, 5, 6})}));
+  // Without count_include_pad (PyTorch's False, the FID Inception network's pools) the corner
+  // divides by its 4 real cells, an edge window by 6, the centre by 9.
+  const auto means = avg_pool2d(x, 3, 1, 1, false).to_vector<float>();
+  EXPECT_NEAR(means[0], (0 + 1 + 4 + 5) / 4.0, 1e-6);
+  EXPECT_NEAR(means[1], (0 + 1 + 2 + 4 + 5 + 6) / 6.0, 1e-6);
+  EXPECT_NEAR(means[5], (0 + 1 + 2 + 4 + 5 + 6 + 8 + 9 + 10) / 9.0, 1e-6);
+  // Its gradient: each window's output spreads over its real cells only.
+  Tensor xg = x.clone().requires_grad_();
+  sum(avg_pool2d(xg, 3, 2, 1, false)).backward();  // windows at rows/cols -1 and 1: 2x2 of them
+  // cell (0, 0) is in the corner window (4 cells) only: 1/4
+  EXPECT_NEAR(xg.grad().to_vector<float>()[0], 0.25, 1e-6);
+  // cell (1, 1) is in all four windows: 1/4 + 1/6 + 1/6 + 1/9
+  EXPECT_NEAR(xg.grad().to_vector<float>()[5], 0.25 + 1 / 6.0 + 1 / 6.0 + 1 / 9.0, 1e-6);
+  EXPECT_TRUE(
+      grads_ok([](const std::vector<Tensor>& in) { return avg_pool2d(in[0], 3, 2, 1, false); },
+               {randn64({2, 2, 5, 6})}));
 }
 
 TEST(Resample, MaxPoolValuesAndGradcheck) {
@@ -316,6 +332,11 @@ TEST(Resample, MaxPoolValuesAndGradcheck) {
             (std::vector<float>{0, 1, 0, 0, 0, 0, 4, 0, 2, 1, 0, 0, 0, 0, 0, 1}));
   EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return max_pool2d(in[0], 2, 1); },
                        {randn64({2, 3, 5, 6})}));
+  // Padding 1 (3x3 stride 2): the borders are -inf, so an all-negative image keeps its own values.
+  const Tensor neg = sub(x, 100.0);
+  EXPECT_EQ(max_pool2d(neg, 3, 2, 1).to_vector<float>(),
+            (std::vector<float>{-95, -91, -93, -91}));  // windows of rows 0-1 / 1-3, cols 0-1 / 1-3
+  EXPECT_VQ_ERROR(max_pool2d(x, 3, 1, 2), "0 <= padding <= kernel/2");
 }
 
 TEST(Resample, PadValuesAndGradcheck) {

@@ -1,6 +1,7 @@
 // Nearest upsampling and 2-D pooling on contiguous NCHW tensors. Parallel over N*C planes;
 // backward kernels gather per input pixel (no write races, deterministic).
 // Size letters: P = N*C planes, H W input, OH OW output, k kernel, s stride.
+#include <algorithm>
 #include <limits>
 
 #include "autograd/cpu/cpu_backend.h"
@@ -64,14 +65,29 @@ void CpuBackend::upsample_nearest2d_backward(const Tensor& dy, int64_t scale, co
   });
 }
 
-void CpuBackend::avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+namespace {
+
+// A window's divisor: k*k with count_pad, else its positions inside the [0, H) x [0, W) image.
+template <class T>
+T window_divisor(int64_t oh, int64_t ow, int64_t k, int64_t stride, int64_t pad, bool count_pad,
+                 const Planes& d) {
+  if (count_pad) return static_cast<T>(k * k);
+  auto inside = [&](int64_t o, int64_t n) {
+    const int64_t start = o * stride - pad;
+    return std::min(start + k, n) - std::max<int64_t>(start, 0);
+  };
+  return static_cast<T>(inside(oh, d.H) * inside(ow, d.W));
+}
+
+}  // namespace
+
+void CpuBackend::avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad, bool count_pad,
                             const Tensor& y) {
   const Planes d = planes_of(x, y);
   dispatch_floating(x.dtype(), "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
     const T* in = x.data<T>();
     T* out = y.data<T>();
-    const T inv = T(1) / static_cast<T>(k * k);  // count_include_pad
     for_each_plane(d.P, d.OH * d.OW, [&](int64_t p) {
       for (int64_t oh = 0; oh < d.OH; ++oh) {
         for (int64_t ow = 0; ow < d.OW; ++ow) {
@@ -84,6 +100,7 @@ void CpuBackend::avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t 
               if (w >= 0 && w < d.W) acc += in[(p * d.H + h) * d.W + w];
             }
           }
+          const T inv = T(1) / window_divisor<T>(oh, ow, k, stride, pad, count_pad, d);
           out[(p * d.OH + oh) * d.OW + ow] = acc * inv;
         }
       }
@@ -92,18 +109,18 @@ void CpuBackend::avg_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t 
 }
 
 void CpuBackend::avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride, int64_t pad,
-                                     const Tensor& dx) {
+                                     bool count_pad, const Tensor& dx) {
   const Planes d = planes_of(dx, dy);
   dispatch_floating(dy.dtype(), "avg_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
     const T* g = dy.data<T>();
     T* out = dx.data<T>();
-    const T inv = T(1) / static_cast<T>(k * k);
     for_each_plane(d.P, d.H * d.W, [&](int64_t p) {
       T* plane = out + p * d.H * d.W;
       for (int64_t i = 0; i < d.H * d.W; ++i) plane[i] = T(0);
       for (int64_t oh = 0; oh < d.OH; ++oh) {
         for (int64_t ow = 0; ow < d.OW; ++ow) {
+          const T inv = T(1) / window_divisor<T>(oh, ow, k, stride, pad, count_pad, d);
           const T v = g[(p * d.OH + oh) * d.OW + ow] * inv;
           for (int64_t i = 0; i < k; ++i) {
             const int64_t h = oh * stride - pad + i;
@@ -119,8 +136,8 @@ void CpuBackend::avg_pool2d_backward(const Tensor& dy, int64_t k, int64_t stride
   });
 }
 
-void CpuBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Tensor& y,
-                            const Tensor& indices) {
+void CpuBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, int64_t pad,
+                            const Tensor& y, const Tensor& indices) {
   const Planes d = planes_of(x, y);
   dispatch_floating(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
@@ -131,11 +148,13 @@ void CpuBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Te
       const T* plane = in + p * d.H * d.W;
       for (int64_t oh = 0; oh < d.OH; ++oh) {
         for (int64_t ow = 0; ow < d.OW; ++ow) {
+          const int64_t h0 = oh * stride - pad, w0 = ow * stride - pad;
           T best = -std::numeric_limits<T>::infinity();
-          int64_t best_i = (oh * stride) * d.W + ow * stride;
-          for (int64_t i = 0; i < k; ++i) {
-            for (int64_t j = 0; j < k; ++j) {
-              const int64_t pos = (oh * stride + i) * d.W + ow * stride + j;
+          // The window's first position inside the image (padding <= k/2 leaves one).
+          int64_t best_i = std::max<int64_t>(h0, 0) * d.W + std::max<int64_t>(w0, 0);
+          for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + k, d.H); ++h) {
+            for (int64_t w = std::max<int64_t>(w0, 0); w < std::min(w0 + k, d.W); ++w) {
+              const int64_t pos = h * d.W + w;
               if (plane[pos] > best) {  // NOTE: ties keep the first position
                 best = plane[pos];
                 best_i = pos;
@@ -151,7 +170,7 @@ void CpuBackend::max_pool2d(const Tensor& x, int64_t k, int64_t stride, const Te
 }
 
 void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, int64_t /*k*/,
-                                     int64_t /*stride*/, const Tensor& dx) {
+                                     int64_t /*stride*/, int64_t /*pad*/, const Tensor& dx) {
   const Planes d = planes_of(dx, dy);
   dispatch_floating(dy.dtype(), "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);

@@ -30,7 +30,8 @@ Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
   return y;
 }
 
-Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding,
+                  bool count_include_pad) {
   check_nchw("avg_pool2d", x);
   VQ_CHECK(
       kernel >= 1 && stride >= 1 && padding >= 0 && padding * 2 <= kernel,
@@ -42,36 +43,41 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
            shape_str(x.shape()), kernel);
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW}, x.dtype(), x.device());
-  backend_for(x).avg_pool2d(xc, kernel, stride, padding, y);
+  backend_for(x).avg_pool2d(xc, kernel, stride, padding, count_include_pad, y);
   if (needs_graph({x})) {
     attach_grad_fn(y, "avg_pool2d", {x},
-                   [kernel, stride, padding, shape = x.shape()](const Tensor& dout, Grads& g) {
+                   [kernel, stride, padding, count_include_pad, shape = x.shape()](
+                       const Tensor& dout, Grads& g) {
                      g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
                      backend_for(dout).avg_pool2d_backward(dout.contiguous(), kernel, stride,
-                                                           padding, g[0]);
+                                                           padding, count_include_pad, g[0]);
                    });
   }
   return y;
 }
 
-Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding) {
   check_nchw("max_pool2d", x);
-  VQ_CHECK(kernel >= 1 && stride >= 1, "max_pool2d: kernel and stride must be >= 1 (got {}, {})",
-           kernel, stride);
-  const int64_t OH = (x.size(2) - kernel) / stride + 1, OW = (x.size(3) - kernel) / stride + 1;
-  VQ_CHECK(x.size(2) >= kernel && x.size(3) >= kernel,
+  VQ_CHECK(
+      kernel >= 1 && stride >= 1 && padding >= 0 && padding * 2 <= kernel,
+      "max_pool2d: need kernel >= 1, stride >= 1 and 0 <= padding <= kernel/2 (got {}, {}, {})",
+      kernel, stride, padding);
+  VQ_CHECK(x.size(2) + 2 * padding >= kernel && x.size(3) + 2 * padding >= kernel,
            "max_pool2d: input {} is smaller than the kernel {}", shape_str(x.shape()), kernel);
+  const int64_t OH = (x.size(2) + 2 * padding - kernel) / stride + 1;
+  const int64_t OW = (x.size(3) + 2 * padding - kernel) / stride + 1;
   const Tensor xc = x.contiguous();
   Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW}, x.dtype(), x.device());
   Tensor indices = Tensor::empty(y.shape(), DType::Int64, x.device());
-  backend_for(x).max_pool2d(xc, kernel, stride, y, indices);
+  backend_for(x).max_pool2d(xc, kernel, stride, padding, y, indices);
   if (needs_graph({x})) {
-    attach_grad_fn(y, "max_pool2d", {x},
-                   [indices, kernel, stride, shape = x.shape()](const Tensor& dout, Grads& g) {
-                     g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
-                     backend_for(dout).max_pool2d_backward(dout.contiguous(), indices, kernel,
-                                                           stride, g[0]);
-                   });
+    attach_grad_fn(
+        y, "max_pool2d", {x},
+        [indices, kernel, stride, padding, shape = x.shape()](const Tensor& dout, Grads& g) {
+          g[0] = Tensor::empty(shape, dout.dtype(), dout.device());
+          backend_for(dout).max_pool2d_backward(dout.contiguous(), indices, kernel, stride, padding,
+                                                g[0]);
+        });
   }
   return y;
 }
