@@ -80,9 +80,12 @@ Tensor cached_low_precision_copy(const Tensor& weight, DType dtype, bool channel
       it->second.version == storage->version()) {
     return it->second.copy;
   }
-  // A miss: forget the entries of freed storages first, so the cache holds live weights only.
-  for (auto e = c.entries.begin(); e != c.entries.end();) {
-    e = e->second.storage.expired() ? c.entries.erase(e) : std::next(e);
+  // A new weight (not a new version of a cached one, the common miss after every optimizer
+  // step): forget the entries of freed storages first, so the cache holds live weights only.
+  if (it == c.entries.end()) {
+    for (auto e = c.entries.begin(); e != c.entries.end();) {
+      e = e->second.storage.expired() ? c.entries.erase(e) : std::next(e);
+    }
   }
   ++copies_made;
   Entry entry{storage, storage->version(), low_precision_copy(weight, dtype, channels_last)};

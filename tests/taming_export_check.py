@@ -301,6 +301,15 @@ def main():
         if os.path.exists(os.path.join(work, name, "model.ckpt")):
             fail(f"the refused {name} export left a checkpoint")
     print(f"ok: FSQ, factorised, l2-normalised and SimVQ models are refused with the reason")
+    damaged = os.path.join(work, "damaged.safetensors")
+    with open(model_path, "rb") as f:
+        head = f.read(4096)
+    with open(damaged, "wb") as f:
+        f.write(head)  # the header promises data the file does not hold
+    rc, text = export(damaged, os.path.join(work, "damaged"))
+    if rc != 1 or "export_taming: error:" not in text or "Traceback" in text:
+        fail(f"a cut file was not refused with a message: exit {rc}: {text}")
+    print("ok: a cut model file is refused with a message, not a traceback")
 
 
 if __name__ == "__main__":

@@ -391,6 +391,19 @@ TEST_F(Tool, DecodedTokensAreTheReconstructions) {
   EXPECT_NE(text.find("has no tensor 'indices_flipped' (encoded without --flip)"),
             std::string::npos)
       << text;
+  // --overwrite replaces the tokens (one shard now: the old second one is gone); a folder
+  // encoded without --flip refuses --flipped; a damaged manifest is named.
+  ASSERT_EQ(run_tool("vq_encode", model, classes, "--overwrite --output " + dir + "/tokens", &text),
+            0)
+      << text;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/tokens/" + shard_file_name(1)));
+  EXPECT_EQ(read_token_manifest(dir + "/tokens").shards.size(), 1u);
+  EXPECT_EQ(decode(dir + "/tokens", "--flipped --output_dir " + dir), 1 << 8);
+  EXPECT_NE(text.find("--flipped, but the tokens were encoded without --flip"), std::string::npos)
+      << text;
+  std::ofstream(dir + "/tokens/tokens.json") << "{";
+  EXPECT_EQ(decode(dir + "/tokens", "--output_dir " + dir), 1 << 8);
+  EXPECT_NE(text.find("malformed token manifest"), std::string::npos) << text;
 }
 
 }  // namespace
