@@ -129,6 +129,12 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
                   bool count_include_pad = true);
 // padding (at most kernel/2) adds -inf borders: they never win.
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding = 0);
+// Bilinear resampling to [N, C, height, width] as torch.nn.functional.interpolate(mode=
+// "bilinear", align_corners=False) does it, without antialiasing: each output pixel blends the two
+// nearest input rows and columns, at source position (i + 0.5) * in / out - 0.5 clamped to the
+// image. Built from index_select and a weighted sum (W first, then H), so it runs and
+// differentiates on every device; the same size returns x unchanged.
+Tensor resize_bilinear(const Tensor& x, int64_t height, int64_t width);
 // Constant padding; `pads` lists (before, after) pairs starting at the LAST dim, like
 // torch.nn.functional.pad: {left, right, top, bottom} pads W then H.
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value = 0.0);

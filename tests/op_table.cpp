@@ -196,6 +196,12 @@ std::vector<OpCase> build_cases() {
             "overlapping 3x3 stride 1, no ties",
             {distinct({1, 2, 6, 5}, 65)},
             [](const auto& in) { return max_pool2d(in[0], 3, 1); }});
+  add_case({"resize_bilinear", "up 3x4 to 5x7", {normal({2, 3, 3, 4}, 260)}, [](const auto& in) {
+              return resize_bilinear(in[0], 5, 7);
+            }});
+  add_case({"resize_bilinear", "down 7x6 to 3x4", {normal({1, 2, 7, 6}, 261)}, [](const auto& in) {
+              return resize_bilinear(in[0], 3, 4);
+            }});
   add_case({"pad", "right/bottom, value 0.5", {normal({2, 3, 4, 5}, 66)}, [](const auto& in) {
               return pad(in[0], {0, 1, 2, 1}, 0.5);
             }});

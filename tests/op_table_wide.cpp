@@ -320,6 +320,9 @@ void add_convolution_and_resampling(std::vector<OpCase>& c) {
        {1, 2, 11, 11},
        {3, 2, 3, 3},
        {{1, 2}, {2, 1}, {2, 1}}},
+      // The FID Inception network's factorised kernels.
+      {"1x7 pad 0x3", {2, 3, 5, 9}, {4, 3, 1, 7}, {{1, 1}, {0, 3}, {1, 1}}},
+      {"3x1 pad 1x0, stride 2x1", {1, 4, 7, 5}, {3, 4, 3, 1}, {{2, 1}, {1, 0}, {1, 1}}},
   };
   uint64_t seed = 190;
   for (const Geometry& g : geometries) {
@@ -368,6 +371,16 @@ void add_convolution_and_resampling(std::vector<OpCase>& c) {
                .label = "3x3 stride 2 pad 1, padding not counted",
                .inputs = {normal({1, 2, 8, 7}, 206)},
                .fn = [](const auto& in) { return avg_pool2d(in[0], 3, 2, 1, false); }});
+  // The FID network's input: a grey 28x28 image up to 299x299, and a photo's size down.
+  c.push_back({.op = "resize_bilinear",
+               .label = "28x28 up to 299x299",
+               .inputs = {normal({1, 3, 28, 28}, 262)},
+               .fn = [](const auto& in) { return resize_bilinear(in[0], 299, 299); },
+               .finite_differences = false});
+  c.push_back({.op = "resize_bilinear",
+               .label = "45x38 down to 13x11",
+               .inputs = {normal({2, 3, 45, 38}, 263)},
+               .fn = [](const auto& in) { return resize_bilinear(in[0], 13, 11); }});
   c.push_back({.op = "max_pool2d",
                .label = "3x3 stride 1 pad 1, no ties",
                .inputs = {distinct({2, 3, 7, 6}, 207)},

@@ -339,6 +339,43 @@ TEST(Resample, MaxPoolValuesAndGradcheck) {
   EXPECT_VQ_ERROR(max_pool2d(x, 3, 1, 2), "0 <= padding <= kernel/2");
 }
 
+TEST(Resample, BilinearResizeValuesAndGradcheck) {
+  // Hand-checked: 2x2 to 3x3 puts the middle row and column halfway (source position 0.5) and
+  // clamps the first (-1/6) and the last (7/6) to the edges.
+  const Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2});
+  EXPECT_EQ(resize_bilinear(x, 3, 3).to_vector<float>(),
+            (std::vector<float>{1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4}));
+  // 2 to 5 columns: source positions -0.3 (clamped), 0.1, 0.5, 0.9, 1.3 (the last column twice).
+  const auto row = resize_bilinear(from_vector<float>({0, 10}, {1, 1, 1, 2}), 1, 5);
+  const std::vector<float> expected_row = {0, 1, 5, 9, 10};
+  for (size_t i = 0; i < expected_row.size(); ++i)
+    EXPECT_NEAR(row.to_vector<float>()[i], expected_row[i], 1e-5) << i;
+  // 4 to 2 (no antialiasing): the means of columns 0-1 and 2-3.
+  EXPECT_EQ(
+      resize_bilinear(arange(0, 4, DType::Float32).view({1, 1, 1, 4}), 1, 2).to_vector<float>(),
+      (std::vector<float>{0.5, 2.5}));
+  // PyTorch 1.13's F.interpolate(x, size, mode="bilinear", align_corners=False) of
+  // arange(12).view(1, 1, 3, 4) ** 1.5, up to 5x7 (first row) and down to 2x3.
+  const Tensor grid = pow(arange(0, 12, DType::Float32).view({1, 1, 3, 4}), 1.5);
+  const std::vector<float> up_row = {0.0f,        0.35714290f, 0.92857146f, 1.91421378f,
+                                     2.99755073f, 4.35053635f, 5.19615221f};
+  const auto up = resize_bilinear(grid, 5, 7).to_vector<float>();
+  for (size_t i = 0; i < up_row.size(); ++i) EXPECT_NEAR(up[i], up_row[i], 1e-5) << i;
+  const std::vector<float> down = {2.25751424f,  4.67032003f,  8.07190895f,
+                                   19.64965057f, 25.21820068f, 31.22540092f};
+  const auto ours_down = resize_bilinear(grid, 2, 3).to_vector<float>();
+  for (size_t i = 0; i < down.size(); ++i) EXPECT_NEAR(ours_down[i], down[i], 1e-5) << i;
+  // The gradient of the sum: each input pixel collects its weights, 1.5 per dim here.
+  Tensor xg = x.clone().requires_grad_();
+  sum(resize_bilinear(xg, 3, 3)).backward();
+  EXPECT_EQ(xg.grad().to_vector<float>(), (std::vector<float>{2.25, 2.25, 2.25, 2.25}));
+  EXPECT_TRUE(grads_ok([](const std::vector<Tensor>& in) { return resize_bilinear(in[0], 5, 3); },
+                       {randn64({2, 2, 3, 4})}));
+  EXPECT_EQ(resize_bilinear(x, 2, 2).to_vector<float>(), x.to_vector<float>());
+  EXPECT_VQ_ERROR(resize_bilinear(x, 0, 3), "the size must be positive, got 0x3");
+  EXPECT_VQ_ERROR(resize_bilinear(zeros({2, 2}), 3, 3), "resize_bilinear");
+}
+
 TEST(Resample, PadValuesAndGradcheck) {
   const Tensor x = from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2});
   // taming's downsample pads right and bottom by one.

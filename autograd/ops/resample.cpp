@@ -1,5 +1,8 @@
-// Resampling and padding on NCHW tensors: nearest upsampling, average and max pooling, and
-// constant padding (a copy into the middle of a filled tensor; backward narrows the gradient).
+// Resampling and padding on NCHW tensors: nearest upsampling, average and max pooling, bilinear
+// resizing, and constant padding (a copy into the middle of a filled tensor; backward narrows the
+// gradient).
+#include <algorithm>
+
 #include "autograd/ops/op_util.h"
 
 namespace vq {
@@ -11,7 +14,56 @@ void check_nchw(const char* op, const Tensor& x) {
   check_rank(op, x, 4, "[N, C, H, W]");
 }
 
+// The two taps of every output position when one dim of `n` positions is resized to `m`,
+// computed in T (float for float32 tensors, so the weights round as PyTorch's do): the source
+// position s = (i + 0.5) * n / m - 0.5, clamped at 0; taps floor(s) and the next one (the same at
+// the last position), weights 1 - frac(s) and frac(s).
+template <typename T>
+void bilinear_taps(int64_t n, int64_t m, std::vector<int64_t>& lo, std::vector<int64_t>& hi,
+                   std::vector<double>& w_lo, std::vector<double>& w_hi) {
+  const T scale = static_cast<T>(n) / static_cast<T>(m);
+  for (int64_t i = 0; i < m; ++i) {
+    const T source = std::max(scale * (static_cast<T>(i) + T(0.5)) - T(0.5), T(0));
+    const int64_t first = std::min(static_cast<int64_t>(source), n - 1);
+    const T frac = std::min(std::max(source - static_cast<T>(first), T(0)), T(1));
+    lo.push_back(first);
+    hi.push_back(first < n - 1 ? first + 1 : first);
+    w_lo.push_back(static_cast<double>(T(1) - frac));
+    w_hi.push_back(static_cast<double>(frac));
+  }
+}
+
+// x resized along dim (2 or 3 of NCHW) to `size` positions: w_lo * x[lo] + w_hi * x[hi].
+Tensor lerp_along(const Tensor& x, int64_t dim, int64_t size) {
+  std::vector<int64_t> lo, hi;
+  std::vector<double> w_lo, w_hi;
+  if (x.dtype() == DType::Float64) {
+    bilinear_taps<double>(x.size(dim), size, lo, hi, w_lo, w_hi);
+  } else {
+    bilinear_taps<float>(x.size(dim), size, lo, hi, w_lo, w_hi);
+  }
+  const Shape weight_shape = dim == 3 ? Shape{size} : Shape{size, 1};
+  auto indices = [&](const std::vector<int64_t>& v) {
+    return from_vector<int64_t>(v, {size}).to(x.device());
+  };
+  auto weights = [&](const std::vector<double>& v) {
+    return from_vector<double>(v, weight_shape).to(x.dtype()).to(x.device());
+  };
+  return add(mul(index_select(x, dim, indices(lo)), weights(w_lo)),
+             mul(index_select(x, dim, indices(hi)), weights(w_hi)));
+}
+
 }  // namespace
+
+Tensor resize_bilinear(const Tensor& x, int64_t height, int64_t width) {
+  check_nchw("resize_bilinear", x);
+  VQ_CHECK(height >= 1 && width >= 1, "resize_bilinear: the size must be positive, got {}x{}",
+           height, width);
+  VQ_CHECK(x.size(2) >= 1 && x.size(3) >= 1, "resize_bilinear: cannot resize an empty image {}",
+           shape_str(x.shape()));
+  const Tensor wide = x.size(3) == width ? x : lerp_along(x, 3, width);
+  return wide.size(2) == height ? wide : lerp_along(wide, 2, height);
+}
 
 Tensor upsample_nearest2d(const Tensor& x, int64_t scale) {
   check_nchw("upsample_nearest2d", x);
