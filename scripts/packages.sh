@@ -4,14 +4,15 @@
 
 # Compilers and build tools; the libraries (libdnnl-dev's CMake config needs the OpenCL headers
 # and loader of ocl-icd-opencl-dev, which it only recommends); Open MPI for data-parallel
-# training; the default data set; Python for the interop tests and the PyTorch comparison.
+# training; the default data set; LAPACK for rFID; Python for the interop tests, the PyTorch
+# comparison and the checks against pytorch-fid (which needs scipy and torchvision).
 VQ_PACKAGES=(
   build-essential cmake ninja-build ccache
   libfmt-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
-  libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libstb-dev
+  libdnnl-dev ocl-icd-opencl-dev zlib1g-dev libstb-dev liblapack-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
-  python3 python3-venv python3-numpy python3-torch
+  python3 python3-venv python3-numpy python3-torch python3-scipy python3-torchvision
 )
 
 ensure_packages() {

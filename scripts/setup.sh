@@ -58,6 +58,14 @@ if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.
   phase_done "installed lpips"
 fi
 
+# pytorch-fid, the reference our rFID is checked against (tests/fid_check.py); its own imports
+# (torchvision, scipy) are Debian's packages, so --no-deps.
+if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytorch_fid') is None)" 2>/dev/null; then
+  echo "== setup: installing pytorch-fid 0.3.0 from PyPI into $VENV (the rFID reference)"
+  "$VENV/bin/pip" install -q --no-deps pytorch-fid==0.3.0
+  phase_done "installed pytorch-fid"
+fi
+
 # oneDNN 3.2 (Intel's own build on PyPI, GNU OpenMP like ours, no other runtime) instead of
 # Debian's 2.6: its bfloat16 backward convolutions are brgemm kernels, which make the --use_amp
 # step 14% faster (docs/mixed_precision.md). It lands in the venv (lib/, include/,
