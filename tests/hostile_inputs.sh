@@ -117,6 +117,13 @@ check checkpoint "NaN in the codebook, --allow_nonfinite" 0 \
   --data_dir "$W/good" --output_dir "$W/nan_out"
 check checkpoint "NaN in the codebook, vq_reconstruct" 1 "holds 1 non-finite values" \
   "$BIN/vq_reconstruct" --model_path "$W/nan.safetensors" --output_dir "$W/rec"
+check checkpoint "--fid_weights given a model checkpoint" 1 \
+  "is not the FID Inception network: Conv2d_1a_3x3.conv.weight is missing" \
+  "$CHECK" --model_path "$BEST" --fid_weights "$BEST" --data_dir "$W/good" --output_dir "$W/fid_out"
+head -c 1000 "$BEST" > "$W/cut_fid.safetensors"
+check checkpoint "--fid_weights file cut short" 1 "cut_fid.safetensors: the header length" \
+  "$BIN/vq_reconstruct" --model_path "$BEST" --fid_weights "$W/cut_fid.safetensors" \
+  --data_dir "$W/good" --output_dir "$W/rec"
 edit "$LAST" "$W/nan.last.safetensors" <<'EOF'
 import json, struct, sys
 b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]

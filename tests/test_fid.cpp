@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "autograd/node.h"
+#include "fid_weights.h"
 #include "models/fid_inception.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
@@ -20,33 +21,8 @@ std::string temp_dir() {
   return dir;
 }
 
-// Every weight of the network: He-scaled random convolutions and identity batch norms (what
-// `skip` names is left out, what `reshape` names gets that shape instead).
-nn::NamedTensors inception_weights(const std::string& skip = "", const std::string& reshape = "",
-                                   const Shape& shape = {}) {
-  nn::NamedTensors out;
-  uint64_t seed = 1;
-  for (const auto& [name, s] : models::FidInception::weight_shapes()) {
-    if (name == skip) continue;
-    const Shape use = name == reshape ? shape : s;
-    Tensor t;
-    if (name.ends_with("conv.weight")) {
-      t = mul(test::randn32(use, ++seed), std::sqrt(2.0 / static_cast<double>(s[1] * s[2] * s[3])));
-    } else {
-      t = name.ends_with("bn.weight") || name.ends_with("running_var") ? ones(use) : zeros(use);
-    }
-    out.emplace_back(name, t);
-  }
-  return out;
-}
-
 const std::string& random_weights_file() {
-  static const std::string path = [] {
-    const std::string p = temp_dir() + "/random_inception.safetensors";
-    nn::save_safetensors(p, inception_weights());
-    return p;
-  }();
-  return path;
+  return test::random_fid_weights_file(temp_dir() + "/random_inception.safetensors");
 }
 
 TEST(FeatureStatistics, MatchTwoPassMeanAndCovariance) {
@@ -95,12 +71,13 @@ TEST(FidInception, MissingOrMisshapenWeightsSayWhich) {
   EXPECT_VQ_ERROR(models::FidInception(dir + "/absent.safetensors", kCPU),
                   "scripts/convert_fid_inception.py");
   nn::save_safetensors(dir + "/missing.safetensors",
-                       inception_weights("Mixed_7c.branch_pool.bn.running_var"));
+                       test::random_fid_weights("Mixed_7c.branch_pool.bn.running_var"));
   EXPECT_VQ_ERROR(models::FidInception(dir + "/missing.safetensors", kCPU),
                   "Mixed_7c.branch_pool.bn.running_var is missing");
   // A 7x1 kernel where the network has 1x7: same element count, wrong shape.
-  nn::save_safetensors(dir + "/misshapen.safetensors",
-                       inception_weights("", "Mixed_6b.branch7x7_2.conv.weight", {128, 128, 7, 1}));
+  nn::save_safetensors(
+      dir + "/misshapen.safetensors",
+      test::random_fid_weights("", "Mixed_6b.branch7x7_2.conv.weight", {128, 128, 7, 1}));
   EXPECT_VQ_ERROR(models::FidInception(dir + "/misshapen.safetensors", kCPU),
                   "Mixed_6b.branch7x7_2.conv.weight is float32 [128, 128, 7, 1], the FID Inception "
                   "network needs a float32 or float64 [128, 128, 1, 7]");

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "autograd/node.h"
+#include "fid_weights.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
 #include "tools/codebook_analysis.h"
@@ -32,6 +33,7 @@ class Tool : public ::testing::Test {
     train::train(test::tiny_config(images_, out_), "");
   }
   static std::string images_, out_;
+  FidMeter no_fid_{"", kCPU};
 };
 std::string Tool::images_, Tool::out_;
 
@@ -40,7 +42,7 @@ TEST_F(Tool, ReportIsConsistentWithAnIndependentCount) {
   train::LoaderOptions lo = train::LoaderOptions::single_pass(5);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
   train::QualityMeter quality(-1, 16, kCPU);
-  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality, no_fid_);
   EXPECT_EQ(r.num_images, 24);
   EXPECT_EQ(r.num_vectors, 24 * 8 * 8);
   EXPECT_EQ(r.num_codes, 16);
@@ -86,8 +88,8 @@ TEST_F(Tool, SampledAssignmentUsesTheTemperature) {
   train::DataLoader a(train::open_dataset(images_, 1, 16), 1, 16, lo),
       b(train::open_dataset(images_, 1, 16), 1, 16, lo);
   train::QualityMeter quality(0, 16, kCPU);
-  const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0, quality);
-  const CodebookReport hot = analyze_codebook(*loaded.model, b, 1e6, 1.0, 0, quality);
+  const CodebookReport argmin = analyze_codebook(*loaded.model, a, 0.0, 1.0, 0, quality, no_fid_);
+  const CodebookReport hot = analyze_codebook(*loaded.model, b, 1e6, 1.0, 0, quality, no_fid_);
   // At a huge temperature the sampling is nearly uniform over the 16 codes.
   EXPECT_GT(hot.normalized_entropy, 0.95);
   EXPECT_EQ(hot.used_codes, 16);
@@ -99,7 +101,7 @@ TEST_F(Tool, PlotsAreWritten) {
   train::LoaderOptions lo = train::LoaderOptions::single_pass(8);
   train::DataLoader loader(train::open_dataset(images_, 1, 16), 1, 16, lo);
   train::QualityMeter quality(0, 16, kCPU);
-  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality);
+  const CodebookReport r = analyze_codebook(*loaded.model, loader, 0.0, 1.0, 0, quality, no_fid_);
   const std::string dir = test::temp_path("plots");
   write_plots(r, dir);
   for (const char* f : {"usage_sorted.png", "usage_histogram.png", "codebook_pca.png"}) {
@@ -280,6 +282,43 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
   EXPECT_NE(text.find("--image_size 32 disagrees with the model, which was trained at 16x16"),
             std::string::npos)
       << text;
+}
+
+// rFID in both programs: the number with its image count in codebook_utilization_check's table
+// and summary.json (random Inception weights, the first 8 images), why it is missing without
+// --fid_weights, and a clear error for a weights file that is not there.
+TEST_F(Tool, RfidIsReportedWithItsImageCount) {
+  const std::string model = out_ + "/tiny.safetensors", dir = test::temp_path("rfid");
+  const std::string weights = test::random_fid_weights_file(dir + "/inception.safetensors");
+  std::string text;
+  ASSERT_EQ(run_tool("codebook_utilization_check", model, images_,
+                     "--limit 8 --fid_weights " + weights + " --output_dir " + dir, &text),
+            0)
+      << text;
+  EXPECT_NE(text.find("(8 images; FID is biased upwards on small sets)"), std::string::npos)
+      << text;
+  auto summary = nlohmann::json::parse(std::ifstream(dir + "/summary.json"));
+  EXPECT_GT(summary.at("rfid").get<double>(), 0.0);
+  EXPECT_EQ(summary.at("rfid_images").get<int64_t>(), 8);
+  EXPECT_NE(summary.at("rfid_note").get<std::string>().find("rFID over 8 images"),
+            std::string::npos);
+
+  ASSERT_EQ(run_tool("codebook_utilization_check", model, images_, "--limit 4 --output_dir " + dir,
+                     &text),
+            0)
+      << text;
+  summary = nlohmann::json::parse(std::ifstream(dir + "/summary.json"));
+  EXPECT_TRUE(summary.at("rfid").is_null());
+  EXPECT_NE(text.find("rFID not measured: no --fid_weights file"), std::string::npos) << text;
+
+  for (const char* program : {"vq_reconstruct", "codebook_utilization_check"}) {
+    EXPECT_NE(
+        run_tool(program, model, images_, "--fid_weights " + dir + "/absent.safetensors", &text),
+        0);
+    EXPECT_NE(text.find("absent.safetensors not found: make it from pytorch-fid's"),
+              std::string::npos)
+        << program << ": " << text;
+  }
 }
 
 // vq_decode turns vq_encode's tokens back into vq_reconstruct's reconstructions, bit for bit (the

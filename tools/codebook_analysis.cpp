@@ -10,6 +10,7 @@
 #include "models/codebook_stats.h"
 #include "tools/plot.h"
 #include "trainers/metrics.h"
+#include "trainers/progress.h"
 
 namespace vq::tools {
 
@@ -47,7 +48,7 @@ std::vector<std::array<double, 2>> pca_2d(const Tensor& codes) {
 
 CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loader,
                                 double temperature, double active_threshold, uint64_t seed,
-                                train::QualityMeter& quality) {
+                                train::QualityMeter& quality, FidMeter& fid) {
   NoGradGuard no_grad;
   model.eval();
   models::Quantizer& q = model.quantizer();
@@ -57,6 +58,7 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
   r.num_codes = q.num_codes();
   r.counts.assign(r.num_codes, 0);
   const Device device = model.parameters().at(0).device();
+  train::ProgressBar progress("codebook analysis", loader.batches_per_pass(), 20);
   while (auto batch = loader.next()) {
     const Tensor x = batch->images.to(device);
     const Tensor z = model.encode_latent(x);
@@ -64,6 +66,7 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
     const Tensor reconstruction = model.decode(q.codes_for(indices));
     const int64_t n = x.size(0);
     quality.add(reconstruction, batch->images);
+    fid.add(reconstruction, x);
     const auto counts = bincount(indices.reshape({-1}), r.num_codes).to_vector<int64_t>();
     const models::CodebookStats s =
         models::codebook_stats(counts, std::vector<double>(r.num_codes, 0.0), 1.0, 1.0);
@@ -72,7 +75,9 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
     for (int64_t k = 0; k < r.num_codes; ++k) r.counts[k] += counts[k];
     r.num_images += n;
     r.num_vectors += indices.numel();
+    progress.update(static_cast<int64_t>(r.batches.size()), fmt::format("{} images", r.num_images));
   }
+  progress.finish(fmt::format("{} images", r.num_images));
   VQ_CHECK(r.num_images > 0, "codebook analysis: no images could be read from {}",
            loader.dataset().describe());
   r.ema_counts = q.ema_counts();
@@ -90,6 +95,15 @@ CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loade
   r.quality = quality.mean();
   r.stlpips_images = quality.stlpips_measured();
   r.stlpips_note = quality.stlpips_description();
+  if (fid.measures() && fid.images() >= 2) {
+    std::printf("codebook analysis: Fréchet distance of %lld x %lld-d features...\n",
+                static_cast<long long>(fid.images()),
+                static_cast<long long>(fid.originals().dims()));
+    std::fflush(stdout);
+  }
+  r.rfid = fid.fid();
+  r.rfid_images = fid.images();
+  r.rfid_note = fid.description();
 
   const Tensor codes =
       q.codes_for(arange(0, r.num_codes, DType::Int64, device).view({1, 1, r.num_codes}))
@@ -137,6 +151,9 @@ std::string report_summary_json(const CodebookReport& r, const std::string& mode
                               {"stlpips_vgg", r.quality.stlpips_vgg},
                               {"stlpips_alex", r.quality.stlpips_alex},
                               {"stlpips_images", r.stlpips_images},
+                              {"rfid", r.rfid},
+                              {"rfid_images", r.rfid_images},
+                              {"rfid_note", r.rfid_note},
                               {"verdict", r.verdict}};
   return j.dump(2);
 }
@@ -164,6 +181,10 @@ std::string report_table(const CodebookReport& r) {
       r.stlpips_images > 0 ? fmt::format("{:.4f} / {:.4f} (first {} images)", r.quality.stlpips_vgg,
                                          r.quality.stlpips_alex, r.stlpips_images)
                            : r.stlpips_note);
+  row("rFID", std::isnan(r.rfid) ? r.rfid_note
+                                 : fmt::format("{:.3f} ({} images; FID is biased upwards on "
+                                               "small sets)",
+                                               r.rfid, r.rfid_images));
   return out + "  " + r.verdict + "\n";
 }
 

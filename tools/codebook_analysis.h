@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "models/vqgan.h"
+#include "tools/fid.h"
 #include "trainers/data/loader.h"
 #include "trainers/quality.h"
 
@@ -30,15 +31,19 @@ struct CodebookReport {
   train::ImageQuality quality;  // of the reconstructions from the codes assigned
   int64_t stlpips_images = 0;   // how many images ST-LPIPS measured
   std::string stlpips_note;     // which ST-LPIPS, or why none
-  std::string verdict;          // a sentence comparing the EMA view with real usage
+  double rfid = NAN;            // NaN: not measured
+  int64_t rfid_images = 0;
+  std::string rfid_note;  // which network over how many images, or why not measured
+  std::string verdict;    // a sentence comparing the EMA view with real usage
 };
 
 // `temperature` 0 assigns codes by argmin; T > 0 samples them from softmax(-d / T) as training
 // does (with the quantizer's generator seeded by `seed`). `active_threshold` decides which EMA
-// counts call a code active (the run's own setting). `quality` measures the reconstructions.
+// counts call a code active (the run's own setting). `quality` and `fid` measure the
+// reconstructions. Prints a progress line now and then (the Inception network is slow on a CPU).
 CodebookReport analyze_codebook(models::VQModel& model, train::DataLoader& loader,
                                 double temperature, double active_threshold, uint64_t seed,
-                                train::QualityMeter& quality);
+                                train::QualityMeter& quality, FidMeter& fid);
 
 std::string report_summary_json(const CodebookReport& r, const std::string& model_path,
                                 const std::string& data);

@@ -12,7 +12,7 @@
 int main(int argc, char** argv) {
   using namespace vq;
   tools::ModelFlags model_flags;
-  std::string data_dir = "fashion-mnist:test", output_dir = "codebook_analysis";
+  std::string data_dir = "fashion-mnist:test", output_dir = "codebook_analysis", fid_weights;
   int64_t image_size = 0, in_channels = 0, batch_size = 32, limit = 0, seed = 0,
           stlpips_images = 1000;
   double temperature = 0.0;
@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
                 "images that also get ST-LPIPS (VGG16 ~25 ms each at 28x28 on 2 cores); 0 = none, "
                 "-1 = all",
                 -1);
+  flags.add_string("fid_weights", &fid_weights, tools::kFidWeightsHelp);
   try {
     if (!flags.parse(argc, argv)) return 0;
     const train::LoadedModel loaded = model_flags.load();
@@ -55,10 +56,12 @@ int main(int argc, char** argv) {
         tools::model_data(data_dir, mc, train::LoaderOptions::single_pass(batch_size, limit));
     std::printf("codebook_utilization_check: %s on %s\n", model_flags.model_path.c_str(),
                 loader.dataset().describe().c_str());
-    train::QualityMeter quality(stlpips_images, mc.resolution, parse_device(model_flags.device));
+    const Device device = parse_device(model_flags.device);
+    train::QualityMeter quality(stlpips_images, mc.resolution, device);
+    tools::FidMeter fid(fid_weights, device);
     const tools::CodebookReport report = tools::analyze_codebook(
         *loaded.model, loader, temperature, loaded.config.quantizer.active_threshold,
-        static_cast<uint64_t>(seed), quality);
+        static_cast<uint64_t>(seed), quality, fid);
     std::filesystem::create_directories(output_dir);
     auto write = [&](const std::string& name, const std::string& text) {
       nn::write_file_atomically(output_dir + "/" + name, text);

@@ -11,6 +11,7 @@
 #include "autograd/ops.h"
 #include "nn/file_io.h"
 #include "nn/safetensors.h"
+#include "tools/fid.h"
 #include "tools/model_flags.h"
 #include "trainers/data/image.h"
 #include "trainers/quality.h"
@@ -18,12 +19,12 @@
 int main(int argc, char** argv) {
   using namespace vq;
   tools::ModelFlags model_flags;
-  std::string data_dir = "fashion-mnist:test", output_dir = "reconstructions";
+  std::string data_dir = "fashion-mnist:test", output_dir = "reconstructions", fid_weights;
   int64_t num = 16, stlpips_images = -1;
   bool save_tensors = false;
   train::Flags flags("vq_reconstruct",
-                     "Reconstructs images through a trained VQGAN and measures L1, PSNR, SSIM and "
-                     "ST-LPIPS.");
+                     "Reconstructs images through a trained VQGAN and measures L1, PSNR, SSIM, "
+                     "ST-LPIPS and (with --fid_weights) rFID.");
   model_flags.add_to(flags);
   flags.add_string("data_dir", &data_dir, tools::kDataDirHelp);
   flags.add_string("output_dir", &output_dir,
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
                 "how many of them also get ST-LPIPS; 0 = none, -1 = all", -1);
   flags.add_bool("save_tensors", &save_tensors,
                  "also write inputs, reconstructions (float32, [-1, 1]) and code indices");
+  flags.add_string("fid_weights", &fid_weights, tools::kFidWeightsHelp);
   try {
     if (!flags.parse(argc, argv)) return 0;
     const train::LoadedModel loaded = model_flags.load();
@@ -41,13 +43,22 @@ int main(int argc, char** argv) {
     auto batch = loader.next();
     VQ_CHECK(batch.has_value(), "no readable images in {}", loader.dataset().describe());
     NoGradGuard no_grad;
-    const Tensor x = batch->images.to(parse_device(model_flags.device));
+    const Device device = parse_device(model_flags.device);
+    tools::FidMeter fid(fid_weights, device);  // loads (and checks) the weights before the work
+    const Tensor x = batch->images.to(device);
     const Tensor indices = loaded.model->encode_indices(x);
     const Tensor recon = clamp(loaded.model->decode_indices(indices), -1.0, 1.0).cpu();
     train::QualityMeter meter(stlpips_images, loaded.config.model.resolution,
                               parse_device(model_flags.device));
     const auto quality = meter.add(recon, batch->images);
     const train::ImageQuality mean = meter.mean();
+    fid.add(recon, batch->images);
+    const double rfid_value = fid.fid();
+    const std::string rfid =
+        std::isnan(rfid_value)
+            ? fid.description()
+            : fmt::format("rFID {:.3f} ({} images; biased upwards on small sets)", rfid_value,
+                          fid.images());
 
     std::filesystem::create_directories(output_dir);
     train::write_comparison_grid(output_dir + "/reconstructions.png", batch->images, recon);
@@ -76,9 +87,10 @@ int main(int argc, char** argv) {
             : meter.stlpips_description();
     std::printf(
         "vq_reconstruct: %zu images from %s\n  mean L1 %.4f, PSNR %.2f dB, SSIM %.4f\n  %s\n"
-        "  wrote %s/reconstructions.png, metrics.csv%s\n",
+        "  %s\n  wrote %s/reconstructions.png, metrics.csv%s\n",
         quality.size(), loader.dataset().describe().c_str(), mean.l1, mean.psnr, mean.ssim,
-        stlpips.c_str(), output_dir.c_str(), save_tensors ? ", reconstructions.safetensors" : "");
+        stlpips.c_str(), rfid.c_str(), output_dir.c_str(),
+        save_tensors ? ", reconstructions.safetensors" : "");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vq_reconstruct: error: %s\n", e.what());
