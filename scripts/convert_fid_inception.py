@@ -16,9 +16,8 @@ import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 
-from convert_stlpips import sha256  # the same digest for every source file we record
+from convert_stlpips import save_atomically, sha256  # shared by the converters
 
 # The sha256 prefix in pytorch-fid's file name (torch.hub checks it the same way).
 FID_PREFIX = "6726825d"
@@ -63,15 +62,9 @@ def main():
               f"pytorch-fid's pt_inception-2015-12-05-{FID_PREFIX}.pth: the distances will not "
               "be comparable with published FIDs", file=sys.stderr)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp"
-    try:
-        save_file(tensors, tmp, metadata={"vqgan.network": "fid-inception-v3",
-                                          "source": os.path.basename(source),
-                                          "source_sha256": digest, "terms": TERMS})
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomically(tensors, out, {"vqgan.network": "fid-inception-v3",
+                                   "source": os.path.basename(source), "source_sha256": digest,
+                                   "terms": TERMS})
     print(f"convert_fid_inception: {len(tensors)} tensors -> {out}")
 
 

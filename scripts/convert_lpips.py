@@ -17,9 +17,8 @@ import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 
-from convert_stlpips import sha256  # the same digest for every source file we record
+from convert_stlpips import save_atomically, sha256  # shared by the converters
 
 VERSION = "0.1.4"
 # torchvision's IMAGENET1K_V1 VGG16 (vgg16-397923af.pth), the backbone LPIPS was calibrated on.
@@ -85,20 +84,14 @@ def main():
               "distances will not be LPIPS's published ones", file=sys.stderr)
     os.makedirs(out_dir, exist_ok=True)
     out = os.path.join(out_dir, "lpips_vgg.safetensors")
-    tmp = out + ".tmp"
-    try:
-        save_file(tensors, tmp, metadata={
-            "vqgan.perceptual_net": "vgg16",
-            "vqgan.perceptual_source": f"LPIPS v0.1 VGG16: lin from lpips {VERSION}, VGG16 from "
-                                       f"{os.path.basename(vgg_path)}",
-            "vgg16_sha256": vgg_sha,
-            "lin_sha256": sha256(lin_file()),
-            "terms": TERMS,
-        })
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_atomically(tensors, out, {
+        "vqgan.perceptual_net": "vgg16",
+        "vqgan.perceptual_source": f"LPIPS v0.1 VGG16: lin from lpips {VERSION}, VGG16 from "
+                                   f"{os.path.basename(vgg_path)}",
+        "vgg16_sha256": vgg_sha,
+        "lin_sha256": sha256(lin_file()),
+        "terms": TERMS,
+    })
     print(f"convert_lpips: {len(tensors)} tensors -> {out}")
 
 

@@ -41,6 +41,18 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def save_atomically(tensors, target, metadata):
+    """Writes a safetensors file under a temporary name, then renames it: never a half-written
+    file under the final name (shared by the converters)."""
+    temp = target + ".tmp"
+    try:
+        save_file(tensors, temp, metadata=metadata)
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
 def convert(source, target, network):
     # The files use torch's legacy format and were saved from a GPU; map everything to the CPU.
     state = torch.load(source, map_location="cpu")
@@ -53,9 +65,7 @@ def convert(source, target, network):
         "vqgan.perceptual_source": f"{os.path.basename(source)} from {TERMS}",
         "vqgan.source_sha256": sha256(source),
     }
-    temp = target + ".tmp"
-    save_file(tensors, temp, metadata=metadata)
-    os.replace(temp, target)  # never leave a half-written file under the final name
+    save_atomically(tensors, target, metadata)
     count = sum(t.numel() for t in tensors.values())
     print(f"convert_stlpips: {target}: {len(tensors)} tensors, {count} values "
           f"(sha256 of the source {metadata['vqgan.source_sha256'][:16]}...)")
