@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -50,6 +54,28 @@ inline ::testing::AssertionResult grads_ok(
   const GradcheckResult r = gradcheck(fn, inputs, options);
   if (r.ok) return ::testing::AssertionSuccess() << r.report;
   return ::testing::AssertionFailure() << "gradcheck failed:\n" << r.report;
+}
+
+// A temporary folder unique to this test process (emptied if it exists), removed with all it
+// holds when the process exits (VQ_KEEP_TEST_FILES=1 keeps them to look at): ctest runs every
+// test in a process of its own, and folders left behind once filled a CI machine's disk.
+inline std::string temp_path(const std::string& name) {
+  struct Folders {
+    pid_t owner = ::getpid();  // a forked child that exits must not remove its parent's folders
+    std::vector<std::filesystem::path> paths;
+    ~Folders() {
+      if (::getpid() != owner || std::getenv("VQ_KEEP_TEST_FILES")) return;
+      std::error_code ignored;
+      for (const auto& p : paths) std::filesystem::remove_all(p, ignored);
+    }
+  };
+  static Folders folders;
+  const auto p =
+      std::filesystem::temp_directory_path() / fmt::format("vq_test_{}_{}", ::getpid(), name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  folders.paths.push_back(p);
+  return p.string();
 }
 
 // Float64 normal values with a fixed seed.

@@ -28,15 +28,6 @@ inline std::string make_image_folder(const std::string& dir, int count) {
   return dir;
 }
 
-// A temporary folder unique to this test process.
-inline std::string temp_path(const std::string& name) {
-  const auto p =
-      std::filesystem::temp_directory_path() / fmt::format("vq_test_{}_{}", ::getpid(), name);
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
-}
-
 // A test suite whose tests share one folder of 24 tiny images, made once.
 class TinyImages : public ::testing::Test {
  protected:
