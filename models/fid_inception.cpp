@@ -1,5 +1,6 @@
 #include "models/fid_inception.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "autograd/node.h"
@@ -107,6 +108,13 @@ FidInception::FidInception(const std::string& path, Device device) {
   VQ_CHECK(std::filesystem::is_regular_file(path), "FID Inception weights {} not found: {}", path,
            how);
   const nn::SafetensorsFile file = nn::load_safetensors(path);
+  // torchvision's ImageNet Inception has the same names and shapes but other weights: only the
+  // converter, which refuses it, marks a file as the FID network.
+  const auto network = file.metadata.find("vqgan.network");
+  VQ_CHECK(network != file.metadata.end() && network->second == "fid-inception-v3",
+           "{} is not the FID Inception network (its metadata lacks vqgan.network = "
+           "fid-inception-v3): {}",
+           path, how);
   std::map<std::string, Tensor> tensors(file.tensors.begin(), file.tensors.end());
   auto get = [&](const std::string& name, const Shape& shape) {
     const auto it = tensors.find(name);
@@ -127,9 +135,14 @@ FidInception::FidInception(const std::string& path, Device device) {
     const Tensor running_mean = get(c.name + ".bn.running_mean", {c.out});
     const Tensor running_var = get(c.name + ".bn.running_var", {c.out});
     const Tensor scale = mul(gamma, rsqrt(add(running_var, kBatchNormEps)));
+    const Tensor weight = mul(w, scale.view({c.out, 1, 1, 1}));
+    const Tensor bias = sub(beta, mul(running_mean, scale));
+    VQ_CHECK(std::isfinite(add(sum(abs(weight)), sum(abs(bias))).item()),
+             "{}: layer {} holds non-finite values (or a running variance below -eps)", path,
+             c.name);
     Conv folded;
-    folded.weight = mul(w, scale.view({c.out, 1, 1, 1})).to(DType::Float32).to(device);
-    folded.bias = sub(beta, mul(running_mean, scale)).to(DType::Float32).to(device);
+    folded.weight = weight.to(DType::Float32).to(device);
+    folded.bias = bias.to(DType::Float32).to(device);
     folded.stride = {c.stride, c.stride};
     folded.padding = {c.pad_h, c.pad_w};
     convs_.emplace(c.name, std::move(folded));

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import tempfile
 
 import torch
 from safetensors.torch import save_file
@@ -44,7 +45,9 @@ def sha256(path):
 def save_atomically(tensors, target, metadata):
     """Writes a safetensors file under a temporary name, then renames it: never a half-written
     file under the final name (shared by the converters)."""
-    temp = target + ".tmp"
+    fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)),
+                                prefix=os.path.basename(target) + ".", suffix=".tmp")
+    os.close(fd)  # a name of our own: concurrent writers of one target never share it
     try:
         save_file(tensors, temp, metadata=metadata)
         os.replace(temp, target)

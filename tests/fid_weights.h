@@ -31,10 +31,15 @@ inline nn::NamedTensors random_fid_weights(const std::string& skip = "",
   return out;
 }
 
+// Saves weights with the metadata scripts/convert_fid_inception.py writes.
+inline void save_fid_weights(const std::string& path, const nn::NamedTensors& weights) {
+  nn::save_safetensors(path, weights, {{"vqgan.network", "fid-inception-v3"}});
+}
+
 // random_fid_weights() saved once per process at `path`, which it returns.
 inline const std::string& random_fid_weights_file(const std::string& path) {
   static const std::string saved = [&path] {
-    nn::save_safetensors(path, random_fid_weights());
+    save_fid_weights(path, random_fid_weights());
     return path;
   }();
   return saved;

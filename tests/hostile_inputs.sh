@@ -118,7 +118,7 @@ check checkpoint "NaN in the codebook, --allow_nonfinite" 0 \
 check checkpoint "NaN in the codebook, vq_reconstruct" 1 "holds 1 non-finite values" \
   "$BIN/vq_reconstruct" --model_path "$W/nan.safetensors" --output_dir "$W/rec"
 check checkpoint "--fid_weights given a model checkpoint" 1 \
-  "is not the FID Inception network: Conv2d_1a_3x3.conv.weight is missing" \
+  "is not the FID Inception network (its metadata lacks vqgan.network = fid-inception-v3)" \
   "$CHECK" --model_path "$BEST" --fid_weights "$BEST" --data_dir "$W/good" --output_dir "$W/fid_out"
 head -c 1000 "$BEST" > "$W/cut_fid.safetensors"
 check checkpoint "--fid_weights file cut short" 1 "cut_fid.safetensors: the header length" \

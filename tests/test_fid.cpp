@@ -15,9 +15,8 @@
 namespace vq::tools {
 namespace {
 
-std::string temp_dir() {
-  const std::string dir = std::filesystem::temp_directory_path() / "vq_fid_test";
-  std::filesystem::create_directories(dir);
+const std::string& temp_dir() {  // one per test process, made once
+  static const std::string dir = test::temp_path("fid");
   return dir;
 }
 
@@ -70,17 +69,28 @@ TEST(FidInception, MissingOrMisshapenWeightsSayWhich) {
   const std::string dir = temp_dir();
   EXPECT_VQ_ERROR(models::FidInception(dir + "/absent.safetensors", kCPU),
                   "scripts/convert_fid_inception.py");
-  nn::save_safetensors(dir + "/missing.safetensors",
-                       test::random_fid_weights("Mixed_7c.branch_pool.bn.running_var"));
+  // Same names and shapes, but not marked by the converter (torchvision's Inception would be).
+  nn::save_safetensors(dir + "/unmarked.safetensors", test::random_fid_weights());
+  EXPECT_VQ_ERROR(models::FidInception(dir + "/unmarked.safetensors", kCPU),
+                  "its metadata lacks vqgan.network = fid-inception-v3");
+  test::save_fid_weights(dir + "/missing.safetensors",
+                         test::random_fid_weights("Mixed_7c.branch_pool.bn.running_var"));
   EXPECT_VQ_ERROR(models::FidInception(dir + "/missing.safetensors", kCPU),
                   "Mixed_7c.branch_pool.bn.running_var is missing");
   // A 7x1 kernel where the network has 1x7: same element count, wrong shape.
-  nn::save_safetensors(
+  test::save_fid_weights(
       dir + "/misshapen.safetensors",
       test::random_fid_weights("", "Mixed_6b.branch7x7_2.conv.weight", {128, 128, 7, 1}));
   EXPECT_VQ_ERROR(models::FidInception(dir + "/misshapen.safetensors", kCPU),
                   "Mixed_6b.branch7x7_2.conv.weight is float32 [128, 128, 7, 1], the FID Inception "
                   "network needs a float32 or float64 [128, 128, 1, 7]");
+  // A running variance below -eps makes the folded scale NaN.
+  nn::NamedTensors bad_variance = test::random_fid_weights();
+  for (auto& [name, t] : bad_variance)
+    if (name == "Mixed_5c.branch1x1.bn.running_var") t = full({64}, -1.0);
+  test::save_fid_weights(dir + "/bad_variance.safetensors", bad_variance);
+  EXPECT_VQ_ERROR(models::FidInception(dir + "/bad_variance.safetensors", kCPU),
+                  "layer Mixed_5c.branch1x1 holds non-finite values");
   // 94 BasicConv2d layers, five tensors each, as in torchvision's Inception3.
   EXPECT_EQ(models::FidInception::weight_shapes().size(), 94u * 5);
 }
@@ -96,7 +106,6 @@ TEST(FidInception, GivesOnePoolVectorPerImageOfAnySize) {
                              1e-6, 1e-5));
   EXPECT_TRUE(
       test::allclose(net.features(grey.narrow(0, 1, 1)), features.narrow(0, 1, 1), 1e-6, 1e-5));
-  EXPECT_GT(min(features).item(), -1e-12);  // means of ReLU outputs
   EXPECT_GT(max(features).item(), 0.0);
   EXPECT_VQ_ERROR(net.features(zeros({1, 2, 8, 8})), "expected images [N, 1 or 3, H, W]");
 }
@@ -118,6 +127,13 @@ TEST(FidMeter, ScoresTheImagesAsEightBitFiles) {
       << noisy.description();
   EXPECT_VQ_ERROR(shifted.add(x, x.narrow(0, 0, 2)), "differ in shape");
 
+  FidMeter broken(random_weights_file(), kCPU);
+  broken.add(full({2, 3, 32, 32}, NAN), x.narrow(0, 0, 2));
+  EXPECT_TRUE(std::isnan(broken.fid()));
+  EXPECT_NE(broken.description().find("the reconstructions held NaN or infinite values"),
+            std::string::npos)
+      << broken.description();
+
   FidMeter off("", kCPU);
   off.add(x, x);
   EXPECT_TRUE(std::isnan(off.fid()));
@@ -127,8 +143,9 @@ TEST(FidMeter, ScoresTheImagesAsEightBitFiles) {
 
 #ifdef VQ_PYTHON
 // pytorch-fid's InceptionV3 with random weights (tests/fid_check.py says which), converted by
-// scripts/convert_fid_inception.py and loaded into ours: the pool features of grey, RGB and
-// larger-than-299 images within 1e-4 of each feature vector's norm. Then pytorch-fid's
+// scripts/convert_fid_inception.py and loaded into ours: the pool features of grey 28x28, RGB
+// 40x48, 256x256 (ImageNet rFID's size), 299x299 (no resize) and 320x310 images within 1e-5 of
+// each feature vector's norm (the issue asks for 1e-4; 6.6e-8 measured). Then pytorch-fid's
 // calculate_frechet_distance on two pairs of 64-d feature sets, accumulated here in uneven
 // batches: full-rank covariances within 1e-6 relative, rank-deficient ones (40 samples, rank
 // 39) within 1e-5 (scipy's square root of a singular product is the less exact of the two).
@@ -137,7 +154,9 @@ TEST(PytorchFid, FeaturesAndDistancesMatchThePackage) {
   const nn::NamedTensors images = {
       {"rgb", clamp(add(mul(test::randn32({2, 3, 40, 48}, 11), 0.3), 0.5), 0.0, 1.0)},
       {"grey", clamp(add(mul(test::randn32({2, 1, 28, 28}, 12), 0.3), 0.5), 0.0, 1.0)},
-      {"large", clamp(add(mul(test::randn32({1, 3, 320, 310}, 13), 0.3), 0.5), 0.0, 1.0)}};
+      {"large", clamp(add(mul(test::randn32({1, 3, 320, 310}, 13), 0.3), 0.5), 0.0, 1.0)},
+      {"photo", clamp(add(mul(test::randn32({1, 3, 256, 256}, 14), 0.3), 0.5), 0.0, 1.0)},
+      {"exact", clamp(add(mul(test::randn32({1, 3, 299, 299}, 15), 0.3), 0.5), 0.0, 1.0)}};
   nn::save_safetensors(dir + "/images.safetensors", images);
   const std::string cmd = fmt::format("{} {} {} {}", VQ_PYTHON, VQ_FID_CHECK, dir, VQ_CONVERT_FID);
   const int status = std::system(cmd.c_str());
@@ -159,7 +178,7 @@ TEST(PytorchFid, FeaturesAndDistancesMatchThePackage) {
       const Tensor a = ours.narrow(0, i, 1), b = expected.narrow(0, i, 1);
       const double norm = std::sqrt(sum(mul(b, b)).item());
       EXPECT_GT(norm, 1.0) << name;
-      EXPECT_LT(max(abs(sub(a, b))).item(), 1e-4 * norm) << name << " image " << i;
+      EXPECT_LT(max(abs(sub(a, b))).item(), 1e-5 * norm) << name << " image " << i;
     }
   }
   for (const auto& [c, tolerance] : {std::pair{"full_rank", 1e-6}, {"rank_deficient", 1e-5}}) {

@@ -285,8 +285,9 @@ TEST_F(Tool, ProgramsWriteWhatTheLibraryComputes) {
 }
 
 // rFID in both programs: the number with its image count in codebook_utilization_check's table
-// and summary.json (random Inception weights, the first 8 images), why it is missing without
-// --fid_weights, and a clear error for a weights file that is not there.
+// and summary.json (random Inception weights, the first 8 images) and in vq_reconstruct's
+// summary, why it is missing without --fid_weights, and a clear error for a weights file that is
+// not there. (The number itself is checked against pytorch-fid in test_fid.)
 TEST_F(Tool, RfidIsReportedWithItsImageCount) {
   const std::string model = out_ + "/tiny.safetensors", dir = test::temp_path("rfid");
   const std::string weights = test::random_fid_weights_file(dir + "/inception.safetensors");
@@ -302,6 +303,12 @@ TEST_F(Tool, RfidIsReportedWithItsImageCount) {
   EXPECT_EQ(summary.at("rfid_images").get<int64_t>(), 8);
   EXPECT_NE(summary.at("rfid_note").get<std::string>().find("rFID over 8 images"),
             std::string::npos);
+
+  ASSERT_EQ(run_tool("vq_reconstruct", model, images_,
+                     "--num 5 --fid_weights " + weights + " --output_dir " + dir, &text),
+            0)
+      << text;
+  EXPECT_NE(text.find("(5 images; biased upwards on small sets)"), std::string::npos) << text;
 
   ASSERT_EQ(run_tool("codebook_utilization_check", model, images_, "--limit 4 --output_dir " + dir,
                      &text),

@@ -5,9 +5,12 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 
-// LAPACK's symmetric eigensolver and BLAS's matrix product (Fortran; the trailing arguments are
-// the lengths of the character arguments, which gfortran passes hidden).
+// LAPACK's pivoted Cholesky factorisation and symmetric eigensolver, BLAS's matrix product
+// (Fortran; the trailing arguments are the lengths of the character arguments, which gfortran
+// passes hidden).
 extern "C" {
+void dpstrf_(const char* uplo, const int* n, double* a, const int* lda, int* piv, int* rank,
+             const double* tol, double* work, int* info, size_t uplo_len);
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
              double* work, const int* lwork, int* iwork, const int* liwork, int* info,
              size_t jobz_len, size_t uplo_len);
@@ -20,10 +23,9 @@ namespace vq::tools {
 
 namespace {
 
-// Eigenvalues (ascending) of the symmetric n x n matrix `a`; with `vectors`, a's columns
-// (column-major) become the matching eigenvectors.
-std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int n, bool vectors) {
-  const char jobz = vectors ? 'V' : 'N', uplo = 'U';
+// Eigenvalues (ascending) of the symmetric n x n matrix `a` (destroyed).
+std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int n) {
+  const char jobz = 'N', uplo = 'U';
   std::vector<double> w(n);
   int info = 0, lwork = -1, liwork = -1, iwork_size = 0;
   double work_size = 0;
@@ -40,19 +42,43 @@ std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int n, bool ve
   return w;
 }
 
-// c = op(a) b for n x n column-major matrices; op transposes when `transpose_a`.
-std::vector<double> product(const std::vector<double>& a, const std::vector<double>& b, int n,
-                            bool transpose_a) {
+// c [m, n] = op(a) b, column-major, with op(a) [m, k] (a stored [k, m] when `transpose_a`) and
+// b [k, n].
+std::vector<double> product(const std::vector<double>& a, const std::vector<double>& b, int m,
+                            int n, int k, bool transpose_a) {
   const char ta = transpose_a ? 'T' : 'N', tb = 'N';
+  const int lda = transpose_a ? k : m;
   const double one = 1, zero = 0;
-  std::vector<double> c(a.size());
-  dgemm_(&ta, &tb, &n, &n, &n, &one, a.data(), &n, b.data(), &n, &zero, c.data(), &n, 1, 1);
+  std::vector<double> c(static_cast<size_t>(m) * n);
+  dgemm_(&ta, &tb, &m, &n, &k, &one, a.data(), &lda, b.data(), &k, &zero, c.data(), &m, 1, 1);
   return c;
 }
 
-// Both image sets as pytorch-fid reads them: 8-bit PNG values scaled to [0, 1].
+// B [n, r] with s = B B^T for the symmetric positive semidefinite n x n matrix s: its pivoted
+// Cholesky factor (P^T s P = L L^T, B = P L), r the numerical rank (LAPACK's default tolerance,
+// n * eps * the largest diagonal entry). Column-major.
+std::vector<double> semidefinite_factor(const std::vector<double>& s, int n, int& r) {
+  std::vector<double> l = s;
+  std::vector<int> piv(static_cast<size_t>(n));
+  std::vector<double> work(2 * static_cast<size_t>(n));
+  const char uplo = 'L';
+  const double default_tolerance = -1;
+  int info = 0;
+  dpstrf_(&uplo, &n, l.data(), &n, piv.data(), &r, &default_tolerance, work.data(), &info, 1);
+  VQ_CHECK(info >= 0, "Fréchet distance: LAPACK dpstrf refused argument {}", -info);
+  // info 1: rank-deficient, the usual case with fewer images than feature dims.
+  std::vector<double> b(static_cast<size_t>(n) * r, 0.0);
+  for (int j = 0; j < r; ++j) {
+    for (int k = j; k < n; ++k) b[j * static_cast<size_t>(n) + (piv[k] - 1)] = l[j * n + k];
+  }
+  return b;
+}
+
+// Both image sets as pytorch-fid reads them: 8-bit PNG values divided by 255 (a true division,
+// as ToTensor's: div by a number multiplies by its reciprocal, one ulp off for half the levels).
 Tensor as_eight_bit(const Tensor& x) {
-  return div(round(clamp(mul(add(x, 1.0), 127.5), 0.0, 255.0)), 255.0);
+  const Tensor levels = round(clamp(mul(add(x, 1.0), 127.5), 0.0, 255.0));
+  return div(levels, scalar_tensor(255.0, levels.dtype(), levels.device()));
 }
 
 }  // namespace
@@ -84,6 +110,13 @@ void FeatureStatistics::add(const Tensor& features) {
   count_ += batch;
 }
 
+bool FeatureStatistics::finite() const {
+  auto all_finite = [](const std::vector<double>& v) {
+    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+  };
+  return all_finite(mean_) && all_finite(scatter_);
+}
+
 std::vector<double> FeatureStatistics::covariance() const {
   VQ_CHECK(count_ >= 2, "a covariance needs at least 2 feature vectors, got {}", count_);
   std::vector<double> c(scatter_);
@@ -109,18 +142,14 @@ double frechet_distance(const std::vector<double>& mean_1, const std::vector<dou
     distance += (mean_1[i] - mean_2[i]) * (mean_1[i] - mean_2[i]);
     distance += covariance_1[i * d + i] + covariance_2[i * d + i];
   }
-  // W = V L^(1/2) from S_1 = V L V^T (column-major; the covariances are symmetric, so their
-  // row-major storage is their column-major one too).
-  std::vector<double> w = covariance_1;
-  const std::vector<double> eigenvalues_1 = symmetric_eigenvalues(w, n, true);
-  for (size_t j = 0; j < d; ++j) {
-    const double s = std::sqrt(std::max(eigenvalues_1[j], 0.0));
-    for (size_t i = 0; i < d; ++i) w[j * d + i] *= s;
-  }
-  std::vector<double> m = product(w, product(covariance_2, w, n, false), n, true);
+  // S_1 = B B^T (column-major; the covariances are symmetric, so their row-major storage is
+  // their column-major one too), then the eigenvalues of B^T S_2 B [r, r].
+  int r = 0;
+  const std::vector<double> b = semidefinite_factor(covariance_1, n, r);
+  if (r == 0) return distance;  // S_1 = 0: Tr sqrt(S_1 S_2) = 0
+  std::vector<double> m = product(b, product(covariance_2, b, n, r, n, false), r, r, n, true);
   double trace_sqrt = 0;
-  for (double lambda : symmetric_eigenvalues(m, n, false))
-    trace_sqrt += std::sqrt(std::max(lambda, 0.0));
+  for (double lambda : symmetric_eigenvalues(m, r)) trace_sqrt += std::sqrt(std::max(lambda, 0.0));
   return distance - 2 * trace_sqrt;
 }
 
@@ -150,7 +179,7 @@ void FidMeter::add(const Tensor& reconstruction, const Tensor& original) {
 }
 
 double FidMeter::fid() const {
-  if (!net_ || images() < 2) return NAN;
+  if (!net_ || images() < 2 || !originals_.finite() || !reconstructions_.finite()) return NAN;
   return frechet_distance(originals_, reconstructions_);
 }
 
@@ -159,6 +188,11 @@ std::string FidMeter::description() const {
     return "rFID not measured: no --fid_weights file (docs/evaluation.md says how to make one)";
   if (images() < 2)
     return fmt::format("rFID not measured: {} image(s), at least 2 needed", images());
+  for (const auto& [stats, which] :
+       {std::pair{&reconstructions_, "reconstructions"}, {&originals_, "original images"}}) {
+    if (!stats->finite())
+      return fmt::format("rFID not measured: the {} held NaN or infinite values", which);
+  }
   return fmt::format("rFID over {} images (pytorch-fid's Inception-v3, {})", images(), weights_);
 }
 

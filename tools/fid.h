@@ -31,19 +31,22 @@ class FeatureStatistics {
   int64_t dims() const { return dims_; }
   const std::vector<double>& mean() const { return mean_; }
   std::vector<double> covariance() const;  // dims x dims, row-major; needs count() >= 2
+  bool finite() const;                     // whether no feature added held NaN or infinity
 
  private:
   int64_t dims_, count_ = 0;
   std::vector<double> mean_, scatter_;  // scatter: the sum of (x - mean)(x - mean)^T
 };
 
-// The Fréchet distance of two Gaussians. Tr sqrt(S_1 S_2) is computed as the sum of the square
-// roots of the eigenvalues of W^T S_2 W, where S_1 = V L V^T and W = V L^(1/2): that symmetric
-// matrix is similar to S_1^(1/2) S_2 S_1^(1/2), whose eigenvalues are those of S_1 S_2 (LAPACK's
-// dsyevd, twice). pytorch-fid takes scipy's square root of the non-symmetric product and adds
-// eps * I to both covariances when that fails on a singular product; the symmetric route needs
-// no offset (eigenvalues that rounding pushes below zero count as zero) and agrees with it to
-// ~1e-8 relative on full-rank and rank-deficient covariances alike.
+// The Fréchet distance of two Gaussians. Tr sqrt(S_1 S_2) is the sum of the square roots of the
+// eigenvalues of S_1 S_2, which (AB and BA share their nonzero eigenvalues) are those of the
+// symmetric r x r matrix B^T S_2 B, where S_1 = B B^T is S_1's pivoted Cholesky factorisation
+// of rank r (LAPACK's dpstrf, then dsyevd): r is the number of images less one when there are
+// fewer than dims, so small sets cost milliseconds, and 2048 full dims ~10 s on 2 cores.
+// pytorch-fid takes scipy's square root of the non-symmetric product and adds eps * I to both
+// covariances when that fails on a singular product; the symmetric route needs no offset
+// (eigenvalues that rounding pushes below zero count as zero) and agrees with it to ~1e-8
+// relative on full-rank and rank-deficient covariances alike.
 double frechet_distance(const std::vector<double>& mean_1, const std::vector<double>& covariance_1,
                         const std::vector<double>& mean_2, const std::vector<double>& covariance_2);
 double frechet_distance(const FeatureStatistics& a, const FeatureStatistics& b);
@@ -65,8 +68,8 @@ class FidMeter {
   int64_t images() const { return originals_.count(); }
   const FeatureStatistics& originals() const { return originals_; }
   const FeatureStatistics& reconstructions() const { return reconstructions_; }
-  // The distance over the pairs added (NaN when not measured or fewer than 2 pairs). Takes
-  // seconds at 2048 dims on a CPU: call once.
+  // The distance over the pairs added (NaN when not measured, with fewer than 2 pairs, or when
+  // an image held NaN or infinity). Takes seconds at 2048 dims on a CPU: call once.
   double fid() const;
   // "rFID over N images (pytorch-fid's Inception, FILE)" or why rFID is not measured.
   std::string description() const;

@@ -14,18 +14,18 @@ void check_nchw(const char* op, const Tensor& x) {
   check_rank(op, x, 4, "[N, C, H, W]");
 }
 
-// The two taps of every output position when one dim of `n` positions is resized to `m`,
-// computed in T (float for float32 tensors, so the weights round as PyTorch's do): the source
-// position s = (i + 0.5) * n / m - 0.5, clamped at 0; taps floor(s) and the next one (the same at
-// the last position), weights 1 - frac(s) and frac(s).
+// The two taps of every output position when one dim of `n` positions is resized to `m`, as
+// PyTorch computes them: the scale n / m rounded to T (float for float32 tensors), the source
+// position s = (i + 0.5) * scale - 0.5 in double, clamped at 0; taps floor(s) and the next one
+// (the same at the last position), weights 1 - frac(s) and frac(s), frac rounded to T first.
 template <typename T>
 void bilinear_taps(int64_t n, int64_t m, std::vector<int64_t>& lo, std::vector<int64_t>& hi,
                    std::vector<double>& w_lo, std::vector<double>& w_hi) {
-  const T scale = static_cast<T>(n) / static_cast<T>(m);
+  const double scale = static_cast<T>(n) / static_cast<T>(m);
   for (int64_t i = 0; i < m; ++i) {
-    const T source = std::max(scale * (static_cast<T>(i) + T(0.5)) - T(0.5), T(0));
+    const double source = std::max(scale * (static_cast<double>(i) + 0.5) - 0.5, 0.0);
     const int64_t first = std::min(static_cast<int64_t>(source), n - 1);
-    const T frac = std::min(std::max(source - static_cast<T>(first), T(0)), T(1));
+    const T frac = static_cast<T>(std::clamp(source - static_cast<double>(first), 0.0, 1.0));
     lo.push_back(first);
     hi.push_back(first < n - 1 ? first + 1 : first);
     w_lo.push_back(static_cast<double>(T(1) - frac));
