@@ -144,6 +144,15 @@ class Backend {
   virtual void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G,
                           double eps, bool silu, const Tensor& y, const Tensor& mean,
                           const Tensor& rstd) = 0;
+  // group_norm of float32 x whose result goes straight into a convolution's low-precision
+  // operand y [N, S, C] (contiguous bfloat16 or float16: channels-last memory), never written in
+  // float32; mean and rstd as group_norm's. False where the backend has no such kernel (the
+  // caller then writes float32 and converts): every backend but CUDA's.
+  virtual bool group_norm_channels_last(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                        int64_t G, double eps, bool silu, const Tensor& y,
+                                        const Tensor& mean, const Tensor& rstd) {
+    return false;
+  }
   virtual void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                    const Tensor& bias, const Tensor& mean, const Tensor& rstd,
                                    int64_t G, bool silu, const Tensor& dx, const Tensor& dweight,

@@ -16,8 +16,16 @@
 
 namespace vq {
 
+bool is_channels_last(const Tensor& t) {
+  if (t.dim() != 4) return false;
+  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
+  return t.strides() == Shape{H * W * C, 1, W * C, C};
+}
+
 Tensor low_precision_copy(const Tensor& t, DType dtype, bool channels_last) {
   NoGradGuard no_grad;
+  if (t.dtype() == dtype && (channels_last ? is_channels_last(t) : t.is_contiguous()))
+    return t.detach();
   if (!channels_last) return t.detach().to(dtype);
   VQ_CHECK(t.dim() == 4, "low_precision_copy: channels-last needs 4 dims, got {}",
            shape_str(t.shape()));

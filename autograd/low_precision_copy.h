@@ -8,7 +8,10 @@ namespace vq {
 
 // t in `dtype`, without recording a graph: contiguous, or with channels-last memory ([N, H, W, C]
 // viewed as [N, C, H, W]; a weight [O, kH, kW, C] viewed as [O, C, kH, kW]).
+// A tensor that already is such a copy is returned as it is.
 Tensor low_precision_copy(const Tensor& t, DType dtype, bool channels_last);
+// Whether t is a 4-d tensor with channels-last memory (strides {H*W*C, 1, W*C, C}).
+bool is_channels_last(const Tensor& t);
 
 // low_precision_copy of a weight, made once per version of its storage: a parameter is cast once
 // per optimizer step however many forward passes use it (the discriminator runs three a step),

@@ -149,6 +149,14 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
 // values are never stored, backward recomputes them; equal to the two ops on the CPU.
 Tensor group_norm_silu(const Tensor& x, int64_t num_groups, const Tensor& weight,
                        const Tensor& bias, double eps = 1e-5);
+// group_norm_silu for a convolution to read (every ResBlock's norm -> activation -> conv): under
+// autocast, where conv2d hands the backend low-precision channels-last operands (CUDA), the
+// values are written once, straight into that operand (bfloat16, [N, H, W, C] memory behind the
+// [N, C, H, W] shape), and never in float32; conv2d takes it as it is, every other op refuses
+// it. Elsewhere, and with VQ_NORM_WRITES_CONV_OPERAND=0, exactly group_norm_silu. The gradient
+// reaching it is float32 either way.
+Tensor group_norm_silu_for_conv(const Tensor& x, int64_t num_groups, const Tensor& weight,
+                                const Tensor& bias, double eps = 1e-5);
 // Training mode normalises with batch statistics over (N, H, W) and, when running_mean/var are
 // defined, updates them in place: r = (1 - momentum) r + momentum * stat (unbiased variance).
 // Evaluation mode normalises with the running statistics.

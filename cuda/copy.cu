@@ -5,6 +5,7 @@
 // Size letters: n elements; B batches of [A, C] matrices.
 #include <type_traits>
 
+#include "autograd/elementwise_math.h"
 #include "autograd/switches.h"
 #include "cuda/float16.cuh"
 #include "cuda/launch.cuh"
@@ -144,14 +145,24 @@ __device__ __forceinline__ T tile_out(float v) {
   }
 }
 
+// What the transposing copy does to each value it reads, by input row: v * scale + shift, then
+// silu where asked (scale and shift [B * R], one per row of each batch; a normalisation's affine
+// map). Without scale, nothing.
+struct RowMap {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  bool silu = false;
+};
+
 // out[b][c][r] = in[b][r][c] (+ bias[c], + residual[b][c][r] where given) for in [B][R][C]
-// row-major (both batches `batch` elements apart). The tiles along R run on grid x when r_on_x
-// (the longer side goes there: grid y and z stop at 65535), along C otherwise. The residual must
-// not be `out` itself (conv2d's result is always a fresh tensor).
+// row-major (both batches `batch` elements apart), each value first mapped by `row`. The tiles
+// along R run on grid x when r_on_x (the longer side goes there: grid y and z stop at 65535),
+// along C otherwise. The residual must not be `out` itself (conv2d's result is always a fresh
+// tensor).
 template <class D, class S>
 __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__ in, int R, int C,
                                       int64_t batch, const float* __restrict__ bias,
-                                      const float* __restrict__ residual, bool r_on_x) {
+                                      const float* __restrict__ residual, RowMap row, bool r_on_x) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed reads
   const int64_t base = static_cast<int64_t>(blockIdx.z) * batch;
   const int tile_r = static_cast<int>(r_on_x ? blockIdx.x : blockIdx.y) * kTile;
@@ -159,7 +170,15 @@ __global__ void transpose_copy_kernel(D* __restrict__ out, const S* __restrict__
   const int c = tile_c + threadIdx.x;
   for (int k = threadIdx.y; k < kTile; k += kTileRows) {
     const int r = tile_r + k;
-    if (r < R && c < C) tile[k][threadIdx.x] = tile_in(in[base + static_cast<int64_t>(r) * C + c]);
+    if (r < R && c < C) {
+      float v = tile_in(in[base + static_cast<int64_t>(r) * C + c]);
+      if (row.scale) {
+        const int64_t m = static_cast<int64_t>(blockIdx.z) * R + r;
+        v = v * row.scale[m] + row.shift[m];
+        if (row.silu) v = unary_forward(UnaryOp::Silu, v, {});
+      }
+      tile[k][threadIdx.x] = v;
+    }
   }
   __syncthreads();
   const int r = tile_r + threadIdx.x;
@@ -182,13 +201,13 @@ bool transpose_fits(int64_t B, int64_t R, int64_t C) {
 
 template <class D, class S>
 void launch_transpose(D* out, const S* in, int64_t B, int64_t R, int64_t C, const float* bias,
-                      const float* residual) {
+                      const float* residual, RowMap row = {}) {
   const int64_t tiles_r = (R + kTile - 1) / kTile, tiles_c = (C + kTile - 1) / kTile;
   const bool r_on_x = tiles_r > tiles_c;
   const dim3 grid(static_cast<unsigned>(r_on_x ? tiles_r : tiles_c),
                   static_cast<unsigned>(r_on_x ? tiles_c : tiles_r), static_cast<unsigned>(B));
   transpose_copy_kernel<D, S><<<grid, dim3(kTile, kTileRows)>>>(
-      out, in, static_cast<int>(R), static_cast<int>(C), R * C, bias, residual, r_on_x);
+      out, in, static_cast<int>(R), static_cast<int>(C), R * C, bias, residual, row, r_on_x);
   VQ_CUDA_CHECK_LAUNCH("transpose_copy_kernel");
 }
 
@@ -268,6 +287,23 @@ bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const 
     case DType::BFloat16: run(BFloat16{}); return true;
     case DType::Float16: run(Half{}); return true;
     default: throw_unsupported_dtype("channels-last result", x_dtype);
+  }
+}
+
+bool launch_affine_to_channels_last(void* y, DType y_dtype, const float* x, const float* scale,
+                                    const float* shift, bool silu, int64_t N, int64_t C,
+                                    int64_t S) {
+  if (!transpose_fits(N, C, S)) return false;
+  if (N * C * S == 0) return true;
+  const RowMap row{scale, shift, silu};
+  switch (y_dtype) {
+    case DType::BFloat16:
+      launch_transpose(static_cast<BFloat16*>(y), x, N, C, S, nullptr, nullptr, row);
+      return true;
+    case DType::Float16:
+      launch_transpose(static_cast<Half*>(y), x, N, C, S, nullptr, nullptr, row);
+      return true;
+    default: throw_unsupported_dtype("channels-last operand", y_dtype);
   }
 }
 

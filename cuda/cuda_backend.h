@@ -85,6 +85,9 @@ class CudaBackend final : public Backend {
 
   void group_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t G, double eps,
                   bool silu, const Tensor& y, const Tensor& mean, const Tensor& rstd) override;
+  bool group_norm_channels_last(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                int64_t G, double eps, bool silu, const Tensor& y,
+                                const Tensor& mean, const Tensor& rstd) override;
   void group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                            const Tensor& bias, const Tensor& mean, const Tensor& rstd, int64_t G,
                            bool silu, const Tensor& dx, const Tensor& dweight,

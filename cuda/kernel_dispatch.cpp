@@ -136,6 +136,17 @@ void CudaBackend::group_norm(const Tensor& x, const Tensor& weight, const Tensor
                     rstd.raw_data());
 }
 
+bool CudaBackend::group_norm_channels_last(const Tensor& x, const Tensor& weight,
+                                           const Tensor& bias, int64_t G, double eps, bool silu,
+                                           const Tensor& y, const Tensor& mean,
+                                           const Tensor& rstd) {
+  if (x.dtype() != DType::Float32) return false;
+  return launch_group_norm_channels_last(
+      x.data<float>(), static_cast<const float*>(ptr_or_null(weight)),
+      static_cast<const float*>(ptr_or_null(bias)), x.size(0), x.size(1), x.size(2), G, eps, silu,
+      y.raw_data(), y.dtype(), mean.data<float>(), rstd.data<float>());
+}
+
 void CudaBackend::group_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                       const Tensor& bias, const Tensor& mean, const Tensor& rstd,
                                       int64_t G, bool silu, const Tensor& dx, const Tensor& dweight,

@@ -292,6 +292,32 @@ __global__ void batch_norm_dx_kernel(const T* dy, const T* x, const T* mean, con
   }
 }
 
+// mean and rstd [N, G] of x [N, C, S].
+template <class T>
+void group_stats(const T* x, int64_t N, int64_t C, int64_t S, int64_t G, double eps, T* mean,
+                 T* rstd) {
+  const int64_t NG = N * G, M = C / G * S, P = parts_per_group(NG, M);
+  DeviceBuffer partial(2 * NG * P * sizeof(double));
+  group_stats_partial_kernel<T>
+      <<<dim3(static_cast<unsigned>(NG), static_cast<unsigned>(P)), threads_for_row(M / P)>>>(
+          x, M, P, partial.as<double>());
+  VQ_CUDA_CHECK_LAUNCH("group_stats_partial_kernel");
+  launch_1d("group_stats_finalize_kernel", NG, group_stats_finalize_kernel<T>, partial.as<double>(),
+            NG, P, M, eps, mean, rstd);
+}
+
+// scale[row], shift[row] of RowAffine for every row (n, c).
+template <class T>
+__global__ void row_affine_kernel(const T* w, const T* b, const T* mean, const T* rstd,
+                                  int64_t rows, int64_t C, int64_t Cg, int64_t G, T* scale,
+                                  T* shift) {
+  VQ_GRID_LOOP(row, rows) {
+    const RowAffine<T> affine(row, C, Cg, G, w, b, mean, rstd);
+    scale[row] = affine.scale;
+    shift[row] = affine.shift;
+  }
+}
+
 }  // namespace
 
 void launch_group_norm(DType dtype, const void* x, const void* w, const void* b, int64_t N,
@@ -300,14 +326,8 @@ void launch_group_norm(DType dtype, const void* x, const void* w, const void* b,
   if (N * G == 0) return;
   dispatch_floating(dtype, "group_norm", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t NG = N * G, M = C / G * S, P = parts_per_group(NG, M);
-    DeviceBuffer partial(2 * NG * P * sizeof(double));
-    group_stats_partial_kernel<T>
-        <<<dim3(static_cast<unsigned>(NG), static_cast<unsigned>(P)), threads_for_row(M / P)>>>(
-            static_cast<const T*>(x), M, P, partial.as<double>());
-    VQ_CUDA_CHECK_LAUNCH("group_stats_partial_kernel");
-    launch_1d("group_stats_finalize_kernel", NG, group_stats_finalize_kernel<T>,
-              partial.as<double>(), NG, P, M, eps, static_cast<T*>(mean), static_cast<T*>(rstd));
+    group_stats(static_cast<const T*>(x), N, C, S, G, eps, static_cast<T*>(mean),
+                static_cast<T*>(rstd));
     const int threads = threads_for_row(S);
     auto apply = silu ? group_norm_apply_kernel<T, true> : group_norm_apply_kernel<T, false>;
     apply<<<rows_grid(N * C, S, threads), threads>>>(
@@ -316,6 +336,19 @@ void launch_group_norm(DType dtype, const void* x, const void* w, const void* b,
         static_cast<T*>(y));
     VQ_CUDA_CHECK_LAUNCH("group_norm_apply_kernel");
   });
+}
+
+bool launch_group_norm_channels_last(const float* x, const float* w, const float* b, int64_t N,
+                                     int64_t C, int64_t S, int64_t G, double eps, bool silu,
+                                     void* y, DType y_dtype, float* mean, float* rstd) {
+  if (N * G == 0) return true;
+  group_stats(x, N, C, S, G, eps, mean, rstd);
+  DeviceBuffer affine(2 * N * C * sizeof(float));
+  float* scale = affine.as<float>();
+  float* shift = scale + N * C;
+  launch_1d("row_affine_kernel", N * C, row_affine_kernel<float>, w, b, mean, rstd, N * C, C, C / G,
+            G, scale, shift);
+  return launch_affine_to_channels_last(y, y_dtype, x, scale, shift, silu, N, C, S);
 }
 
 void launch_group_norm_backward(DType dtype, const void* dy, const void* x, const void* w,

@@ -26,10 +26,12 @@ ResnetBlock::ResnetBlock(Generator& gen, int64_t in_channels, int64_t out_channe
 }
 
 Tensor ResnetBlock::forward(const Tensor& x) {
-  Tensor h = conv1_->forward(norm1_->forward_silu(x));
-  // x + conv2(...), the shortcut added where conv2 writes its result
-  return conv2_->forward(dropout_->forward(norm2_->forward_silu(h)),
-                         nin_shortcut_ ? nin_shortcut_->forward(x) : x);
+  Tensor h = conv1_->forward(norm1_->forward_silu_for_conv(x));
+  // Dropout between norm2 and conv2 needs float32 values, unless it passes them through.
+  h = dropout_->is_identity() ? norm2_->forward_silu_for_conv(h)
+                              : dropout_->forward(norm2_->forward_silu(h));
+  // x + conv2(h), the shortcut added where conv2 writes its result
+  return conv2_->forward(h, nin_shortcut_ ? nin_shortcut_->forward(x) : x);
 }
 
 AttnBlock::AttnBlock(Generator& gen, int64_t channels) {

@@ -78,7 +78,7 @@ Tensor Encoder::forward(const Tensor& x) {
   Tensor h = conv_in_->forward(x);
   for (size_t l = 0; l < down_->size(); ++l) h = down_->at<Level>(l).forward(h);
   h = mid_->forward(h);
-  return conv_out_->forward(norm_out_->forward_silu(h));
+  return conv_out_->forward(norm_out_->forward_silu_for_conv(h));
 }
 
 Decoder::Decoder(const ModelConfig& c, Generator& gen) {
@@ -110,7 +110,7 @@ Decoder::Decoder(const ModelConfig& c, Generator& gen) {
 Tensor Decoder::forward(const Tensor& z) {
   Tensor h = mid_->forward(conv_in_->forward(z));
   for (size_t l = up_->size(); l-- > 0;) h = up_->at<Level>(l).forward(h);
-  return conv_out_->forward(norm_out_->forward_silu(h));
+  return conv_out_->forward(norm_out_->forward_silu_for_conv(h));
 }
 
 }  // namespace vq::models

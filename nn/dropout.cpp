@@ -9,7 +9,7 @@ Dropout::Dropout(double p, Generator* gen) : p_(p), gen_(gen) {
 }
 
 Tensor Dropout::forward(const Tensor& x) {
-  if (!is_training() || p_ == 0.0) return x;
+  if (is_identity()) return x;
   Generator& gen = gen_ ? *gen_ : default_generator();
   const Tensor keep =
       ge(rand(x.shape(), gen, x.dtype(), x.device()), scalar_tensor(p_, x.dtype(), x.device()));

@@ -11,6 +11,8 @@ class Dropout : public UnaryModule {
  public:
   explicit Dropout(double p = 0.5, Generator* gen = nullptr);
   Tensor forward(const Tensor& x) override;
+  // Whether forward returns its input as it is (evaluation, or p = 0).
+  bool is_identity() const { return !is_training() || p_ == 0.0; }
 
  private:
   double p_;

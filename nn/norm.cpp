@@ -21,9 +21,23 @@ Tensor GroupNorm::forward(const Tensor& x) {
   return group_norm(x, num_groups_, weight_, bias_, eps_);
 }
 
-Tensor GroupNorm::forward_silu(const Tensor& x) {
+namespace {
+
+bool fused_group_norm_silu() {
   static const bool fused = env_switch("VQ_FUSED_GROUP_NORM_SILU", true);
-  return fused ? group_norm_silu(x, num_groups_, weight_, bias_, eps_) : silu(forward(x));
+  return fused;
+}
+
+}  // namespace
+
+Tensor GroupNorm::forward_silu(const Tensor& x) {
+  return fused_group_norm_silu() ? group_norm_silu(x, num_groups_, weight_, bias_, eps_)
+                                 : silu(forward(x));
+}
+
+Tensor GroupNorm::forward_silu_for_conv(const Tensor& x) {
+  return fused_group_norm_silu() ? group_norm_silu_for_conv(x, num_groups_, weight_, bias_, eps_)
+                                 : silu(forward(x));
 }
 
 BatchNorm2d::BatchNorm2d(int64_t num_features, double momentum, double eps)

@@ -13,6 +13,9 @@ class GroupNorm : public UnaryModule {
   // silu(forward(x)) in one pass (group_norm_silu: the normalised values are never stored).
   // VQ_FUSED_GROUP_NORM_SILU=0 runs the two ops instead, for timing both on a GPU (docs/gpu.md).
   Tensor forward_silu(const Tensor& x);
+  // forward_silu(x) for a convolution to read: group_norm_silu_for_conv (under autocast on CUDA
+  // the result is the convolution's bfloat16 channels-last operand, which only conv2d takes).
+  Tensor forward_silu_for_conv(const Tensor& x);
 
  private:
   int64_t num_groups_;

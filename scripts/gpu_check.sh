@@ -555,7 +555,7 @@ if want rounds; then
   rm -f "$runs"/rounds_*.json
   for r in 1 2 3; do
     for variant in default former_casts unfused_norm per_tensor_adam scalar_elementwise \
-                   nchw_conv heuristic_algos uncached_casts; do
+                   nchw_conv heuristic_algos uncached_casts float32_norm_output; do
       switches=(VQ_BENCH_MIN_TIME=1.5 VQ_BENCH_DEVICE=cuda)
       [ "$variant" = former_casts ] && switches+=(VQ_CONV_CAST_ONCE=0 VQ_VECTOR_CASTS=0)
       [ "$variant" = unfused_norm ] && switches+=(VQ_FUSED_GROUP_NORM_SILU=0)
@@ -564,6 +564,7 @@ if want rounds; then
       [ "$variant" = nchw_conv ] && switches+=(VQ_CHANNELS_LAST=0)
       [ "$variant" = heuristic_algos ] && switches+=(VQ_CUDNN_BENCHMARK=0)
       [ "$variant" = uncached_casts ] && switches+=(VQ_CAST_CACHE=0)
+      [ "$variant" = float32_norm_output ] && switches+=(VQ_NORM_WRITES_CONV_OPERAND=0)
       limited 40 env "${switches[@]}" "$bin/bench_train_step" \
         --benchmark_filter='Seed256Amp|TrainStepAmp/perceptual:0' \
         --benchmark_out="$runs/rounds_${variant}_$r.json" >> "$out/rounds.log" 2>&1
@@ -577,7 +578,8 @@ variants = {"former_casts": "the former casts", "unfused_norm": "GroupNorm and S
             "per_tensor_adam": "one Adam launch per parameter",
             "scalar_elementwise": "scalar 64-bit-indexed elementwise kernels",
             "nchw_conv": "NCHW convolutions", "heuristic_algos": "heuristic cuDNN algorithms",
-            "uncached_casts": "weights cast on every use"}
+            "uncached_casts": "weights cast on every use",
+            "float32_norm_output": "GroupNorm + SiLU writing float32 for the next conv"}
 for path in sorted(glob.glob(f"{runs}/rounds_*.json")):
     variant = next((v for v in variants if v in path), "default")
     for b in json.load(open(path))["benchmarks"]:

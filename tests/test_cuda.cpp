@@ -6,6 +6,7 @@
 // accumulation, the optimizer step, a small network, the caching allocator. Every test skips (with
 // the reason) without a GPU, except the one that checks the error a user gets on such a machine.
 #include "autograd/autocast.h"
+#include "autograd/low_precision_copy.h"
 #include "test_util.h"
 #include "tests/op_table.h"
 
@@ -236,8 +237,9 @@ TEST(CudaCopy, ChannelsLastTransposesWithCasts) {
       SCOPED_TRACE(fmt::format("{} to {}", shape_str(shape), dtype_name(dt)));
       const Fn channels_last = [dt](const auto& in) {
         const Tensor& x = in[0];
-        const Tensor cl = Tensor::empty({x.size(0), x.size(2), x.size(3), x.size(1)}, dt, x.device())
-                              .permute({0, 3, 1, 2});
+        const Tensor cl =
+            Tensor::empty({x.size(0), x.size(2), x.size(3), x.size(1)}, dt, x.device())
+                .permute({0, 3, 1, 2});
         cl.copy_(x);
         // its memory in order, then back to NCHW float32 (the transpose the other way)
         return concat({cl.permute({0, 2, 3, 1}).to(DType::Float32).reshape({-1}),
@@ -247,6 +249,53 @@ TEST(CudaCopy, ChannelsLastTransposesWithCasts) {
       EXPECT_TRUE(cuda_matches_cpu(channels_last, {randn32(shape, 8)}, 0, 0));
     }
   }
+}
+
+// group_norm_silu_for_conv under autocast writes conv2d's bfloat16 channels-last operand itself
+// (on CUDA one tiled pass from the statistics, which never writes float32; on loopback the
+// float32 result and a converting copy). The operand holds group_norm_silu's values rounded to
+// bfloat16 (a last-bit difference of the float32 value may move one across a rounding boundary:
+// 2^-8), the convolution and every gradient equal the two separate ops' within that, and no op
+// but conv2d takes it. Outside autocast it is group_norm_silu, bit for bit.
+TEST(CudaNorm, GroupNormSiluWritesTheConvolutionOperand) {
+  VQ_SKIP_WITHOUT_CUDA();
+  const std::string why_not = backend_for(kCuda).why_no_low_precision(DType::BFloat16);
+  if (!why_not.empty()) GTEST_SKIP() << "no bfloat16 here: " << why_not;
+  const Tensor x = randn32({2, 64, 9, 7}, 50).to(kCuda), gamma = randn32({64}, 51).to(kCuda),
+               beta = randn32({64}, 52).to(kCuda), w = mul(randn32({32, 64, 3, 3}, 53), 0.05),
+               b = randn32({32}, 54), r = randn32({2, 32, 9, 7}, 55),
+               dy = randn32({2, 32, 9, 7}, 56);
+  const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
+  Tensor operand;
+  auto run = [&](bool for_conv) {
+    std::vector<Tensor> in = {x.clone(), gamma.clone(), beta.clone(), w.to(kCuda), b.to(kCuda)};
+    for (Tensor& t : in) t.requires_grad_();
+    Tensor y;
+    {
+      AutocastScope autocast(DType::BFloat16);
+      const Tensor h = for_conv ? group_norm_silu_for_conv(in[0], 8, in[1], in[2])
+                                : group_norm_silu(in[0], 8, in[1], in[2]);
+      if (for_conv) operand = h.detach();
+      y = conv2d(h, in[3], in[4], o, r.to(kCuda));
+    }
+    y.backward(dy.to(kCuda));
+    std::vector<Tensor> out = {y.detach().cpu()};
+    for (const Tensor& t : in) out.push_back(t.grad().cpu());
+    return out;
+  };
+  const auto separate = run(false), fused = run(true);
+  EXPECT_EQ(operand.dtype(), DType::BFloat16);
+  EXPECT_TRUE(is_channels_last(operand));
+  const Tensor expected = group_norm_silu(x, 8, gamma, beta).to(DType::BFloat16).to(DType::Float32);
+  EXPECT_TRUE(allclose(operand.to(DType::Float32).cpu(), expected.cpu(), 0, std::ldexp(1.0, -8)));
+  const char* names[] = {"y", "dx", "dgamma", "dbeta", "dw", "db"};
+  for (size_t i = 0; i < separate.size(); ++i)
+    EXPECT_TRUE(allclose(fused[i], separate[i], 1e-3, 1e-3)) << names[i];
+  EXPECT_VQ_ERROR(add(operand, 1.0), "expected a float32 or float64 tensor, got bfloat16");
+  EXPECT_VQ_ERROR(conv2d(operand, w.to(kCuda)),
+                  "a bfloat16 input must be the channels-last operand group_norm_silu_for_conv");
+  EXPECT_EQ(group_norm_silu_for_conv(x, 8, gamma, beta).cpu().to_vector<float>(),
+            group_norm_silu(x, 8, gamma, beta).cpu().to_vector<float>());
 }
 
 TEST(CudaRandom, StreamsMatchCpu) {

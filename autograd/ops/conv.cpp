@@ -7,7 +7,8 @@
 // channels-last (NHWC memory behind the NCHW shape: what tensor cores read). VQ_CONV_CAST_ONCE=0
 // leaves every cast to the kernels (the former way, kept to compare on a GPU). Size letters: N
 // batch, C in channels, O out channels, H W, kH kW, OH OW. A weight's low copy is cached until
-// the weight changes (low_precision_copy.h).
+// the weight changes (low_precision_copy.h); an input that already is the low channels-last
+// copy (group_norm_silu_for_conv's result) is used as it is.
 #include "autograd/autocast.h"
 #include "autograd/low_precision_copy.h"
 #include "autograd/node.h"
@@ -25,16 +26,34 @@ bool cast_once_enabled() {
 
 }  // namespace
 
+bool conv2d_takes_channels_last_operands(const Backend& backend) {
+  return backend.takes_low_precision_operands() && backend.wants_channels_last_operands() &&
+         cast_once_enabled();
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o,
               const Tensor& residual) {
-  check_floating("conv2d", x);
-  check_same("conv2d", x, weight);
+  check_defined("conv2d", x);
+  // A 16-bit x is the operand group_norm_silu_for_conv wrote: the low copy conv2d would make.
+  const bool operand_given = x.dtype() == DType::BFloat16 || x.dtype() == DType::Float16;
+  if (operand_given) {
+    check_floating("conv2d", weight);
+    VQ_CHECK(x.device() == weight.device() &&
+                 autocast_compute_dtype(AutocastOp::Conv2d, weight.dtype()) == x.dtype() &&
+                 conv2d_takes_channels_last_operands(backend_for(x)) && is_channels_last(x),
+             "conv2d: a {} input must be the channels-last operand group_norm_silu_for_conv "
+             "writes under autocast on its device (convert other tensors with to())",
+             dtype_name(x.dtype()));
+  } else {
+    check_floating("conv2d", x);
+    check_same("conv2d", x, weight);
+  }
   check_rank("conv2d", x, 4, "input [N, C, H, W]");
   check_rank("conv2d", weight, 4, "weight [O, C, kH, kW]");
   VQ_CHECK(x.size(1) == weight.size(1), "conv2d: input {} has {} channels but weight {} expects {}",
            shape_str(x.shape()), x.size(1), shape_str(weight.shape()), weight.size(1));
   if (bias.defined()) {
-    check_same("conv2d", x, bias);
+    check_same("conv2d", weight, bias);
     VQ_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0),
              "conv2d: bias {} does not match {} output channels", shape_str(bias.shape()),
              weight.size(0));
@@ -55,7 +74,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
               0,
               0,
               o,
-              autocast_compute_dtype(AutocastOp::Conv2d, x.dtype())};
+              autocast_compute_dtype(AutocastOp::Conv2d, weight.dtype())};
   s.OH = (s.H + 2 * o.padding[0] - o.dilation[0] * (s.kH - 1) - 1) / o.stride[0] + 1;
   s.OW = (s.W + 2 * o.padding[1] - o.dilation[1] * (s.kW - 1) - 1) / o.stride[1] + 1;
   VQ_CHECK(s.OH >= 1 && s.OW >= 1,
@@ -64,7 +83,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
   Backend& backend = backend_for(x);
   const bool cast_once =
-      s.compute != x.dtype() && backend.takes_low_precision_operands() && cast_once_enabled();
+      operand_given ||
+      (s.compute != x.dtype() && backend.takes_low_precision_operands() && cast_once_enabled());
   const bool channels_last = cast_once && backend.wants_channels_last_operands();
   const Tensor xc = cast_once ? low_precision_copy(x, s.compute, channels_last) : x.contiguous();
   const Tensor wc =
@@ -72,12 +92,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
   const Shape y_shape{s.N, s.O, s.OH, s.OW};
   if (residual.defined()) {
-    check_same("conv2d", x, residual);
+    check_same("conv2d", weight, residual);
     VQ_CHECK(residual.shape() == y_shape, "conv2d: the residual {} does not match the result {}",
              shape_str(residual.shape()), shape_str(y_shape));
   }
   const Tensor rc = residual.defined() ? residual.contiguous() : Tensor();
-  Tensor y = Tensor::empty(y_shape, x.dtype(), x.device());
+  Tensor y = Tensor::empty(y_shape, weight.dtype(), x.device());
   backend.conv2d_forward(s, xc, wc, bc, rc, y);
 
   if (needs_graph({x, weight, bias, residual})) {

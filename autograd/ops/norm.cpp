@@ -2,7 +2,9 @@
 // The kernels compute the statistics and the fused backward (see cpu/norm_cpu.cpp for the math).
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/ops/op_util.h"
+#include "autograd/switches.h"
 
 namespace vq {
 
@@ -23,9 +25,10 @@ Tensor as_ncs(const Tensor& x) { return x.contiguous().view({x.size(0), x.size(1
 namespace {
 
 // group_norm, and with `silu` silu(group_norm(...)) in one pass whose backward recomputes the
-// normalised values (they are never stored).
+// normalised values (they are never stored). A `result` dtype other than x's (16-bit, x 4-d)
+// writes the result as a convolution's channels-last operand in that dtype.
 Tensor group_norm_op(const char* op, const Tensor& x, int64_t G, const Tensor& weight,
-                     const Tensor& bias, double eps, bool silu) {
+                     const Tensor& bias, double eps, bool silu, DType result) {
   check_floating(op, x);
   VQ_CHECK(x.dim() >= 2, "{}: expected [N, C, ...], got {}", op, shape_str(x.shape()));
   VQ_CHECK(G >= 1 && x.size(1) % G == 0, "{}: {} channels cannot be split into {} groups", op,
@@ -34,10 +37,26 @@ Tensor group_norm_op(const char* op, const Tensor& x, int64_t G, const Tensor& w
   check_affine(op, x, bias, "bias");
   const int64_t N = x.size(0);
   const Tensor x3 = as_ncs(x);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mean = Tensor::empty({N, G}, x.dtype(), x.device());
   Tensor rstd = Tensor::empty({N, G}, x.dtype(), x.device());
-  backend_for(x).group_norm(x3, weight, bias, G, eps, silu, y, mean, rstd);
+  Backend& backend = backend_for(x);
+  Tensor y;
+  if (result == x.dtype()) {
+    y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    backend.group_norm(x3, weight, bias, G, eps, silu, y, mean, rstd);
+  } else {
+    // [N, H, W, C] memory behind the [N, C, H, W] shape: conv2d's low channels-last operand.
+    const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+    const Tensor memory = Tensor::empty({N, H, W, C}, result, x.device());
+    y = memory.permute({0, 3, 1, 2});
+    if (!backend.group_norm_channels_last(x3, weight, bias, G, eps, silu,
+                                          memory.view({N, H * W, C}), mean, rstd)) {
+      const Tensor y32 = Tensor::empty(x.shape(), x.dtype(), x.device());
+      backend.group_norm(x3, weight, bias, G, eps, silu, y32, mean, rstd);
+      NoGradGuard no_grad;
+      y.copy_(y32);
+    }
+  }
   if (needs_graph({x, weight, bias})) {
     attach_grad_fn(
         y, op, {x, weight, bias},
@@ -65,12 +84,23 @@ Tensor group_norm_op(const char* op, const Tensor& x, int64_t G, const Tensor& w
 
 Tensor group_norm(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias,
                   double eps) {
-  return group_norm_op("group_norm", x, G, weight, bias, eps, false);
+  return group_norm_op("group_norm", x, G, weight, bias, eps, false, x.dtype());
 }
 
 Tensor group_norm_silu(const Tensor& x, int64_t G, const Tensor& weight, const Tensor& bias,
                        double eps) {
-  return group_norm_op("group_norm_silu", x, G, weight, bias, eps, true);
+  return group_norm_op("group_norm_silu", x, G, weight, bias, eps, true, x.dtype());
+}
+
+Tensor group_norm_silu_for_conv(const Tensor& x, int64_t G, const Tensor& weight,
+                                const Tensor& bias, double eps) {
+  check_floating("group_norm_silu_for_conv", x);
+  static const bool enabled = env_switch("VQ_NORM_WRITES_CONV_OPERAND", true);
+  const DType low = autocast_compute_dtype(AutocastOp::Conv2d, x.dtype());
+  const bool operand = enabled && low != x.dtype() && x.dim() == 4 &&
+                       conv2d_takes_channels_last_operands(backend_for(x));
+  return group_norm_op("group_norm_silu_for_conv", x, G, weight, bias, eps, true,
+                       operand ? low : x.dtype());
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,

@@ -34,6 +34,9 @@ inline void check_same(const char* op, const Tensor& a, const Tensor& b) {
            shape_str(b.shape()));
 }
 
+// Whether conv2d hands `backend` low-precision channels-last operands under autocast (conv.cpp).
+bool conv2d_takes_channels_last_operands(const Backend& backend);
+
 inline void check_rank(const char* op, const Tensor& t, int64_t rank, const char* layout) {
   VQ_CHECK(t.dim() == rank, "{}: expected a {}-d tensor {}, got shape {}", op, rank, layout,
            shape_str(t.shape()));
