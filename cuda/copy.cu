@@ -290,6 +290,10 @@ bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const 
   }
 }
 
+bool channels_last_transpose_fits(int64_t N, int64_t C, int64_t S) {
+  return transpose_fits(N, C, S);
+}
+
 bool launch_affine_to_channels_last(void* y, DType y_dtype, const float* x, const float* scale,
                                     const float* shift, bool silu, int64_t N, int64_t C,
                                     int64_t S) {

@@ -55,6 +55,8 @@ void launch_copy(const Strided<2>& s, int64_t n, DType dst, DType src);
 // The residual must not be y itself.
 bool launch_channels_last_to_nchw(float* y, const void* x, DType x_dtype, const float* bias,
                                   const float* residual, int64_t N, int64_t C, int64_t P);
+// Whether the tiled transposes take x [N, C, S] (their grid's limits).
+bool channels_last_transpose_fits(int64_t N, int64_t C, int64_t S);
 // The other way with a per-row affine map: y [N, S, C] (bfloat16 or float16, channels-last
 // memory) = silu?(x * scale + shift) of x [N, C, S] float32, scale and shift per (n, c) [N * C]:
 // a normalisation written straight into a convolution's operand. False (nothing done) where the
@@ -115,8 +117,8 @@ void launch_group_norm(DType dtype, const void* x, const void* w, const void* b,
                        void* rstd);
 // launch_group_norm for float32 x whose result goes straight into channels-last memory y
 // [N, S, C] of bfloat16 or float16 (the next convolution's operand): the same statistics, then
-// one tiled pass; the float32 result is never written. False (y untouched; mean and rstd may be)
-// where the tiled pass does not fit its grid.
+// one tiled pass; the float32 result is never written. False (nothing done) where the tiled pass
+// does not fit its grid.
 bool launch_group_norm_channels_last(const float* x, const float* w, const float* b, int64_t N,
                                      int64_t C, int64_t S, int64_t G, double eps, bool silu,
                                      void* y, DType y_dtype, float* mean, float* rstd);

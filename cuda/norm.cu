@@ -341,6 +341,7 @@ void launch_group_norm(DType dtype, const void* x, const void* w, const void* b,
 bool launch_group_norm_channels_last(const float* x, const float* w, const float* b, int64_t N,
                                      int64_t C, int64_t S, int64_t G, double eps, bool silu,
                                      void* y, DType y_dtype, float* mean, float* rstd) {
+  if (!channels_last_transpose_fits(N, C, S)) return false;
   if (N * G == 0) return true;
   group_stats(x, N, C, S, G, eps, mean, rstd);
   DeviceBuffer affine(2 * N * C * sizeof(float));

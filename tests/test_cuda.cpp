@@ -251,51 +251,85 @@ TEST(CudaCopy, ChannelsLastTransposesWithCasts) {
   }
 }
 
-// group_norm_silu_for_conv under autocast writes conv2d's bfloat16 channels-last operand itself
+// group_norm_silu_for_conv under autocast writes conv2d's 16-bit channels-last operand itself
 // (on CUDA one tiled pass from the statistics, which never writes float32; on loopback the
-// float32 result and a converting copy). The operand holds group_norm_silu's values rounded to
-// bfloat16 (a last-bit difference of the float32 value may move one across a rounding boundary:
-// 2^-8), the convolution and every gradient equal the two separate ops' within that, and no op
-// but conv2d takes it. Outside autocast it is group_norm_silu, bit for bit.
+// float32 result and a converting copy). The operand holds exactly group_norm_silu's values
+// rounded (the same statistics, affine map, SiLU and rounding), the convolution and every
+// gradient equal the two separate ops' (conv2d would have made that same operand), and no op
+// but conv2d takes it. Shapes: one 32x32 tile; channels and positions that are not multiples of
+// 32 over several tiles each way (both grid orientations of the tiled pass, the model's 512
+// channels at 16x16 among them); without affine parameters; and float16 where the device has
+// it. Outside autocast it is group_norm_silu, bit for bit.
 TEST(CudaNorm, GroupNormSiluWritesTheConvolutionOperand) {
   VQ_SKIP_WITHOUT_CUDA();
-  const std::string why_not = backend_for(kCuda).why_no_low_precision(DType::BFloat16);
-  if (!why_not.empty()) GTEST_SKIP() << "no bfloat16 here: " << why_not;
-  const Tensor x = randn32({2, 64, 9, 7}, 50).to(kCuda), gamma = randn32({64}, 51).to(kCuda),
-               beta = randn32({64}, 52).to(kCuda), w = mul(randn32({32, 64, 3, 3}, 53), 0.05),
-               b = randn32({32}, 54), r = randn32({2, 32, 9, 7}, 55),
-               dy = randn32({2, 32, 9, 7}, 56);
-  const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
-  Tensor operand;
-  auto run = [&](bool for_conv) {
-    std::vector<Tensor> in = {x.clone(), gamma.clone(), beta.clone(), w.to(kCuda), b.to(kCuda)};
-    for (Tensor& t : in) t.requires_grad_();
-    Tensor y;
-    {
-      AutocastScope autocast(DType::BFloat16);
-      const Tensor h = for_conv ? group_norm_silu_for_conv(in[0], 8, in[1], in[2])
-                                : group_norm_silu(in[0], 8, in[1], in[2]);
-      if (for_conv) operand = h.detach();
-      y = conv2d(h, in[3], in[4], o, r.to(kCuda));
-    }
-    y.backward(dy.to(kCuda));
-    std::vector<Tensor> out = {y.detach().cpu()};
-    for (const Tensor& t : in) out.push_back(t.grad().cpu());
-    return out;
+  struct Case {
+    Shape x;
+    int64_t groups;
+    bool affine;
+    DType low;
   };
-  const auto separate = run(false), fused = run(true);
-  EXPECT_EQ(operand.dtype(), DType::BFloat16);
-  EXPECT_TRUE(is_channels_last(operand));
-  const Tensor expected = group_norm_silu(x, 8, gamma, beta).to(DType::BFloat16).to(DType::Float32);
-  EXPECT_TRUE(allclose(operand.to(DType::Float32).cpu(), expected.cpu(), 0, std::ldexp(1.0, -8)));
-  const char* names[] = {"y", "dx", "dgamma", "dbeta", "dw", "db"};
-  for (size_t i = 0; i < separate.size(); ++i)
-    EXPECT_TRUE(allclose(fused[i], separate[i], 1e-3, 1e-3)) << names[i];
-  EXPECT_VQ_ERROR(add(operand, 1.0), "expected a float32 or float64 tensor, got bfloat16");
-  EXPECT_VQ_ERROR(conv2d(operand, w.to(kCuda)),
-                  "a bfloat16 input must be the channels-last operand group_norm_silu_for_conv");
-  EXPECT_EQ(group_norm_silu_for_conv(x, 8, gamma, beta).cpu().to_vector<float>(),
-            group_norm_silu(x, 8, gamma, beta).cpu().to_vector<float>());
+  const std::vector<Case> cases = {{{2, 32, 5, 6}, 8, true, DType::BFloat16},
+                                   {{2, 96, 3, 5}, 32, true, DType::BFloat16},
+                                   {{3, 40, 33, 33}, 8, false, DType::BFloat16},
+                                   {{2, 512, 16, 16}, 32, true, DType::BFloat16},
+                                   {{2, 64, 9, 7}, 8, true, DType::Float16}};
+  std::string missing;
+  uint64_t seed = 50;
+  Tensor operand;  // the last case's
+  for (const Case& c : cases) {
+    const std::string why_not = backend_for(kCuda).why_no_low_precision(c.low);
+    if (!why_not.empty()) {
+      missing += fmt::format("{} ({}) ", dtype_name(c.low), why_not);
+      continue;
+    }
+    SCOPED_TRACE(fmt::format("{} in {} groups{}, {}", shape_str(c.x), c.groups,
+                             c.affine ? "" : ", no affine", dtype_name(c.low)));
+    const int64_t C = c.x[1];
+    const Tensor x = randn32(c.x, ++seed).to(kCuda);
+    const Tensor gamma = c.affine ? randn32({C}, ++seed).to(kCuda) : Tensor();
+    const Tensor beta = c.affine ? randn32({C}, ++seed).to(kCuda) : Tensor();
+    const Tensor w = mul(randn32({16, C, 3, 3}, ++seed), 0.05), b = randn32({16}, ++seed);
+    const Shape y_shape{c.x[0], 16, c.x[2], c.x[3]};
+    const Tensor r = randn32(y_shape, ++seed), dy = randn32(y_shape, ++seed);
+    const Conv2dOptions o{{1, 1}, {1, 1}, {1, 1}};
+    auto run = [&](bool for_conv) {
+      std::vector<Tensor> in = {x.clone(), w.to(kCuda), b.to(kCuda)};
+      if (c.affine) in.insert(in.end(), {gamma.clone(), beta.clone()});
+      for (Tensor& t : in) t.requires_grad_();
+      const Tensor g = c.affine ? in[3] : Tensor(), bt = c.affine ? in[4] : Tensor();
+      Tensor y;
+      {
+        AutocastScope autocast(c.low);
+        const Tensor h = for_conv ? group_norm_silu_for_conv(in[0], c.groups, g, bt)
+                                  : group_norm_silu(in[0], c.groups, g, bt);
+        if (for_conv) operand = h.detach();
+        y = conv2d(h, in[1], in[2], o, r.to(kCuda));
+      }
+      y.backward(dy.to(kCuda));
+      std::vector<Tensor> out = {y.detach().cpu()};
+      for (const Tensor& t : in) out.push_back(t.grad().cpu());
+      return out;
+    };
+    const auto separate = run(false), fused = run(true);
+    EXPECT_EQ(operand.dtype(), c.low);
+    EXPECT_TRUE(is_channels_last(operand));
+    EXPECT_EQ(operand.to(DType::Float32).cpu().to_vector<float>(),
+              group_norm_silu(x, c.groups, gamma, beta)
+                  .to(c.low)
+                  .to(DType::Float32)
+                  .cpu()
+                  .to_vector<float>());
+    const char* names[] = {"y", "dx", "dw", "db", "dgamma", "dbeta"};
+    for (size_t i = 0; i < separate.size(); ++i)
+      EXPECT_TRUE(allclose(fused[i], separate[i], 1e-4, 1e-4)) << names[i];
+    EXPECT_EQ(group_norm_silu_for_conv(x, c.groups, gamma, beta).cpu().to_vector<float>(),
+              group_norm_silu(x, c.groups, gamma, beta).cpu().to_vector<float>());
+  }
+  ASSERT_TRUE(operand.defined());
+  EXPECT_VQ_ERROR(add(operand, 1.0), "expected a float32 or float64 tensor");
+  EXPECT_VQ_ERROR(conv2d(operand, zeros({4, operand.size(1), 1, 1}, DType::Float32, kCuda)),
+                  "input must be the channels-last operand group_norm_silu_for_conv");
+  test::report_missing_precisions(missing);
 }
 
 TEST(CudaRandom, StreamsMatchCpu) {

@@ -40,7 +40,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     check_floating("conv2d", weight);
     VQ_CHECK(x.device() == weight.device() &&
                  autocast_compute_dtype(AutocastOp::Conv2d, weight.dtype()) == x.dtype() &&
-                 conv2d_takes_channels_last_operands(backend_for(x)) && is_channels_last(x),
+                 conv2d_takes_channels_last_operands(backend_for(x)) && is_channels_last(x) &&
+                 !(x.requires_grad() && x.is_leaf()),
              "conv2d: a {} input must be the channels-last operand group_norm_silu_for_conv "
              "writes under autocast on its device (convert other tensors with to())",
              dtype_name(x.dtype()));
@@ -102,7 +103,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
   if (needs_graph({x, weight, bias, residual})) {
     // NOTE: with cast_once the saved tensors are the low copies, so an in-place change of x or w
-    // after this call is not detected (the copies are what backward needs anyway).
+    // after this call is not detected (the copies are what backward needs anyway); a given
+    // operand is saved itself.
     attach_grad_fn(
         y, "conv2d", {x, weight, bias, residual},
         [s, cast_once, channels_last, sx = SavedTensor(xc), sw = SavedTensor(wc)](

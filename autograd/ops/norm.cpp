@@ -66,6 +66,9 @@ Tensor group_norm_op(const char* op, const Tensor& x, int64_t G, const Tensor& w
           const Tensor& saved_x = x3s.get(op);
           const Tensor& w = ws.get(op);
           const Tensor& b = bs.get(op);
+          // (group_norm_silu_for_conv returns a 16-bit operand, but its gradient is float32.)
+          VQ_CHECK(dout.dtype() == saved_x.dtype(), "{}: the gradient is {}, expected {}", op,
+                   dtype_name(dout.dtype()), dtype_name(saved_x.dtype()));
           const Tensor dy = dout.contiguous().view(saved_x.shape());
           Tensor dx = g.needs(0) ? empty_like(saved_x) : Tensor();
           Tensor dw = g.needs(1) ? empty_like(w) : Tensor();
