@@ -25,13 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string fresh_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / fmt::format("vq_file_io_{}_{}", name, ::getpid());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+std::string fresh_dir(const std::string& name) { return test::temp_path("file_io_" + name); }
 
 // The bytes of a checkpoint whose every weight is `value` (42,024 float32 values: 168 KB), as the
 // trainer writes it.

@@ -173,9 +173,7 @@ TEST(PytorchTwin, Seed256HasOurParameterCountsAndSteps) {
   VQModel model(c, QuantizerConfig{}, 1);
   Generator gen(1);
   NLayerDiscriminator disc(c.in_channels, 64, 3, gen);
-  const std::string out =
-      (std::filesystem::temp_directory_path() / fmt::format("vq_twin_{}.jsonl", ::getpid()))
-          .string();
+  const std::string out = test::temp_path("twin") + "/twin.jsonl";
   const std::string cmd =
       fmt::format("{} {} --model seed256 --batch 1 --steps 1 --amp off > {} 2>&1", VQ_PYTHON,
                   VQ_PYTORCH_TWIN, out);

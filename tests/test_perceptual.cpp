@@ -17,9 +17,8 @@ namespace {
 
 using test::allclose;
 
-std::string temp_dir() {
-  const std::string dir = std::filesystem::temp_directory_path() / "vq_perceptual_test";
-  std::filesystem::create_directories(dir);
+const std::string& temp_dir() {  // one per test process, made once
+  static const std::string dir = test::temp_path("perceptual");
   return dir;
 }
 

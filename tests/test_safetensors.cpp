@@ -27,10 +27,9 @@ std::string file_bytes(const std::string& header, const std::string& data) {
   return le64(header.size()) + header + data;
 }
 
-std::string temp_dir() {
-  const fs::path dir = fs::temp_directory_path() / fmt::format("vq_safetensors_{}", ::getpid());
-  fs::create_directories(dir);
-  return dir.string();
+const std::string& temp_dir() {  // one per test process, made once
+  static const std::string dir = test::temp_path("safetensors");
+  return dir;
 }
 
 TEST(Safetensors, BytesMatchTheFormatExactly) {
