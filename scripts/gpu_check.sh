@@ -38,9 +38,10 @@
 #   rounds       the --use_amp steps (fmnist b64, seed256 b8) with the default settings and with
 #                each switch of docs/gpu.md turned off (the former casts, GroupNorm and SiLU
 #                unfused, one Adam launch per parameter, scalar elementwise kernels, NCHW
-#                convolutions, heuristic cuDNN algorithms, uncached weight casts), alternating,
-#                3 rounds of 1.5 s each: medians and their ratios (about 4 minutes: run it with
-#                --only rounds and VQ_GPU_CHECK_SECONDS=300)
+#                convolutions, heuristic cuDNN algorithms, uncached weight casts, the norm writing
+#                float32 for the next convolution), alternating, 3 rounds of 1.5 s each: medians
+#                and their ratios (about 4.5 minutes: run it with --only rounds and
+#                VQ_GPU_CHECK_SECONDS=330)
 #   profile      where Nsight Compute (ncu) exists: one seed256 --use_amp step's kernel time by
 #                kernel (the first 3000 launches after a warm-up step)
 #
