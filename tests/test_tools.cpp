@@ -308,7 +308,9 @@ TEST_F(Tool, RfidIsReportedWithItsImageCount) {
                      "--num 5 --fid_weights " + weights + " --output_dir " + dir, &text),
             0)
       << text;
-  EXPECT_NE(text.find("(5 images; biased upwards on small sets)"), std::string::npos) << text;
+  EXPECT_NE(text.find("rFID "), std::string::npos) << text;
+  EXPECT_NE(text.find(" (5 images; FID is biased upwards on small sets)"), std::string::npos)
+      << text;
 
   ASSERT_EQ(run_tool("codebook_utilization_check", model, images_, "--limit 4 --output_dir " + dir,
                      &text),

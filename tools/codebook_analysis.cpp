@@ -181,10 +181,7 @@ std::string report_table(const CodebookReport& r) {
       r.stlpips_images > 0 ? fmt::format("{:.4f} / {:.4f} (first {} images)", r.quality.stlpips_vgg,
                                          r.quality.stlpips_alex, r.stlpips_images)
                            : r.stlpips_note);
-  row("rFID", std::isnan(r.rfid) ? r.rfid_note
-                                 : fmt::format("{:.3f} ({} images; FID is biased upwards on "
-                                               "small sets)",
-                                               r.rfid, r.rfid_images));
+  row("rFID", rfid_text(r.rfid, r.rfid_images, r.rfid_note));
   return out + "  " + r.verdict + "\n";
 }
 

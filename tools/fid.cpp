@@ -153,6 +153,11 @@ double frechet_distance(const std::vector<double>& mean_1, const std::vector<dou
   return distance - 2 * trace_sqrt;
 }
 
+std::string rfid_text(double fid, int64_t images, const std::string& note) {
+  if (std::isnan(fid)) return note;
+  return fmt::format("{:.3f} ({} images; FID is biased upwards on small sets)", fid, images);
+}
+
 double frechet_distance(const FeatureStatistics& a, const FeatureStatistics& b) {
   return frechet_distance(a.mean(), a.covariance(), b.mean(), b.covariance());
 }

@@ -54,7 +54,11 @@ double frechet_distance(const FeatureStatistics& a, const FeatureStatistics& b);
 // The --fid_weights flag's help, shared by the tools that report rFID.
 inline constexpr const char* kFidWeightsHelp =
     "pytorch-fid's Inception weights converted by scripts/convert_fid_inception.py: adds rFID "
-    "(slow on a CPU: ~10 images/s on 2 cores); empty = no rFID";
+    "(slow on a CPU: ~7 image pairs/s on 2 cores); empty = no rFID";
+
+// How the tools print an rFID: the value with its image count ("12.345 (200 images; FID is
+// biased upwards on small sets)"), or, for NaN, `note` (why it was not measured).
+std::string rfid_text(double fid, int64_t images, const std::string& note);
 
 // rFID of reconstructions against their originals, image pair by image pair.
 class FidMeter {

@@ -54,11 +54,9 @@ int main(int argc, char** argv) {
     const train::ImageQuality mean = meter.mean();
     fid.add(recon, batch->images);
     const double rfid_value = fid.fid();
-    const std::string rfid =
-        std::isnan(rfid_value)
-            ? fid.description()
-            : fmt::format("rFID {:.3f} ({} images; biased upwards on small sets)", rfid_value,
-                          fid.images());
+    const std::string rfid = std::isnan(rfid_value)
+                                 ? fid.description()  // "rFID not measured: why"
+                                 : "rFID " + tools::rfid_text(rfid_value, fid.images(), "");
 
     std::filesystem::create_directories(output_dir);
     train::write_comparison_grid(output_dir + "/reconstructions.png", batch->images, recon);
